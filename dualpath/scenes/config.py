@@ -1,0 +1,126 @@
+"""SceneConfig: every knob of the Complex Scene Generator, validated, JSON-able (it goes into each manifest)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualpath import contract
+
+# Bump when a change alters the bytes of any scene for the same (config, seed, index): manifests record it, so a
+# cached data set made by an older generator is refused instead of silently mixed with new scenes.
+GENERATOR_VERSION = "1.0"
+
+
+def _check_range(name: str, rng: tuple[float, float], lo: float, hi: float) -> None:
+    if len(rng) != 2 or not (lo <= rng[0] <= rng[1] <= hi):
+        raise ValueError(f"{name} must be a (min, max) pair with {lo} <= min <= max <= {hi}, got {rng}")
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """Degradations applied to the clean 64x64 composite to make the model input (paper IV.A: low light, blur, noise).
+
+    Ranges are sampled uniformly per scene; `severity` scales all of them at once (0 = no degradation,
+    1 = the default mix, 2 = very degraded), which is how drift reports sweep from clean to very degraded.
+    """
+
+    severity: float = 1.0
+    brightness: tuple[float, float] = (0.45, 0.85)  # multiplicative low-light factor at severity 1
+    gamma: tuple[float, float] = (1.0, 1.4)  # > 1 darkens shadows further, as underexposed sensors do
+    blur_sigma: tuple[float, float] = (0.4, 1.2)  # Gaussian blur sigma in output pixels
+    noise_std: tuple[float, float] = (0.02, 0.07)  # additive Gaussian noise, std in [0, 1] intensity units
+    shot_noise: tuple[float, float] = (0.0, 0.04)  # signal-dependent part: std = k * sqrt(intensity)
+    motion_blur_p: float = 0.0  # probability of a linear motion blur (optional, off by default)
+    motion_blur_length: tuple[float, float] = (3.0, 7.0)  # kernel length in pixels
+    jpeg_p: float = 0.0  # probability of JPEG re-compression artefacts (optional, off by default)
+    jpeg_quality: tuple[int, int] = (35, 75)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.severity <= 4.0:
+            raise ValueError(f"severity must be in [0, 4] (0 = clean, 1 = default, 2 = very degraded), got {self.severity}")
+        _check_range("brightness", self.brightness, 0.05, 1.0)
+        _check_range("gamma", self.gamma, 0.2, 3.0)
+        _check_range("blur_sigma", self.blur_sigma, 0.0, 5.0)
+        _check_range("noise_std", self.noise_std, 0.0, 0.5)
+        _check_range("shot_noise", self.shot_noise, 0.0, 0.5)
+        _check_range("motion_blur_length", self.motion_blur_length, 1.0, 31.0)
+        _check_range("jpeg_quality", self.jpeg_quality, 5, 100)
+        for name in ("motion_blur_p", "jpeg_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """How scenes look. Scene i is a pure function of (SceneConfig, seed, i)."""
+
+    image_size: int = contract.IMAGE_SIZE  # output side (model input), pixels
+    render_size: int = 128  # side of the composite canvas before the anti-aliased resize to image_size
+    field_of_view_cm: float = 34.0  # counter width shown; fixes real sizes (a 30 cm ladle spans ~0.9 of the image)
+    scale_jitter: tuple[float, float] = (0.85, 1.15)  # per-object scale augmentation (camera distance, perspective)
+    cardinality_weights: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)  # P(1 object), P(2), P(3); default equal thirds
+    balance_block: int = 60  # scenes per balanced block: within a block every class and cardinality is exact
+    overlap_p: float = 0.85  # probability that each further object is placed overlapping an earlier one
+    min_visible: float = 0.35  # every labelled object keeps at least this fraction of its area visible
+    flip_p: float = 0.5  # horizontal flip probability (before rotation)
+    shadows: bool = True
+    shadow_strength: tuple[float, float] = (0.25, 0.55)
+    background_kinds: tuple[str, ...] = ("wood", "marble", "granite", "tiles", "steel", "laminate")
+    backgrounds_per_kind: int = 8  # procedural backgrounds rendered into the bank for each kind
+    background_dir: str | None = None  # a folder of background photos that replaces the procedural ones
+    variants_per_class: int = 32  # procedural instances of each utensil in the bank (the "catalogue")
+    object_bank: str | None = None  # an .npz of imported real-object sprites (python -m dualpath.scenes import-objects)
+    bank_seed: int = 0  # the catalogue of objects and backgrounds; scenes of every seed draw from the same one
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.degrade, dict):  # from JSON
+            object.__setattr__(self, "degrade", DegradeConfig(**_tuples(self.degrade)))
+        if self.image_size < 16 or self.render_size < self.image_size:
+            raise ValueError(
+                f"need 16 <= image_size <= render_size, got image_size={self.image_size}, render_size={self.render_size}"
+            )
+        if not 5.0 <= self.field_of_view_cm <= 200.0:
+            raise ValueError(f"field_of_view_cm must be in [5, 200] cm, got {self.field_of_view_cm}")
+        _check_range("scale_jitter", self.scale_jitter, 0.1, 5.0)
+        w = self.cardinality_weights
+        if not 1 <= len(w) <= 3 or any(x < 0 for x in w) or sum(w) <= 0:
+            raise ValueError(
+                "cardinality_weights gives P(1 object), P(2), P(3): 1 to 3 non-negative numbers, not all zero; "
+                f"got {w}"
+            )
+        if self.balance_block < 1:
+            raise ValueError(f"balance_block must be >= 1, got {self.balance_block}")
+        for name in ("overlap_p", "min_visible", "flip_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        _check_range("shadow_strength", self.shadow_strength, 0.0, 1.0)
+        if not self.background_kinds and self.background_dir is None:
+            raise ValueError("background_kinds is empty and no background_dir is given: scenes need a background")
+        if self.backgrounds_per_kind < 1 or self.variants_per_class < 1:
+            raise ValueError("backgrounds_per_kind and variants_per_class must be >= 1")
+
+    @property
+    def max_objects(self) -> int:
+        return len(self.cardinality_weights)
+
+    def with_severity(self, severity: float) -> "SceneConfig":
+        return dataclasses.replace(self, degrade=dataclasses.replace(self.degrade, severity=float(severity)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SceneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown SceneConfig fields {unknown}; known: {sorted(names)}")
+        return cls(**_tuples(d))
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    """JSON turns tuples into lists; frozen dataclasses hash and compare better with tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
