@@ -27,11 +27,11 @@ class DegradeConfig:
     """
 
     severity: float = 1.0
-    brightness: tuple[float, float] = (0.45, 0.85)  # multiplicative low-light factor at severity 1
+    brightness: tuple[float, float] = (0.5, 0.9)  # multiplicative low-light factor at severity 1
     gamma: tuple[float, float] = (1.0, 1.4)  # > 1 darkens shadows further, as underexposed sensors do
     blur_sigma: tuple[float, float] = (0.4, 1.2)  # Gaussian blur sigma in output pixels
-    noise_std: tuple[float, float] = (0.02, 0.07)  # additive Gaussian noise, std in [0, 1] intensity units
-    shot_noise: tuple[float, float] = (0.0, 0.04)  # signal-dependent part: std = k * sqrt(intensity)
+    noise_std: tuple[float, float] = (0.015, 0.05)  # additive Gaussian noise, std in [0, 1] intensity units
+    shot_noise: tuple[float, float] = (0.0, 0.03)  # signal-dependent part: std = k * sqrt(intensity)
     motion_blur_p: float = 0.0  # probability of a linear motion blur (optional, off by default)
     motion_blur_length: tuple[float, float] = (3.0, 7.0)  # kernel length in pixels
     jpeg_p: float = 0.0  # probability of JPEG re-compression artefacts (optional, off by default)

@@ -1,0 +1,210 @@
+"""Composition: background + 1-3 overlapping, occluding, shadowed utensils -> clean composite -> degraded input.
+
+render_scene(config, seed, index) is the public entry point; it is a pure function of its arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dualpath import contract
+from dualpath.scenes.bank import Bank, Sprite, build_bank, canvas_px_per_cm
+from dualpath.scenes.config import SceneConfig
+from dualpath.scenes.degrade import degrade
+from dualpath.scenes.layout import scene_classes
+
+_SCENE_STREAM = 0x5CE  # seed-sequence tag of the per-scene random stream
+_PLACEMENT_TRIES = 8
+
+
+@dataclass(frozen=True)
+class Scene:
+    noisy: np.ndarray  # uint8 (S, S, 3) RGB: the degraded model input
+    clean: np.ndarray  # uint8 (S, S, 3) RGB: the same composite before degradation (reconstruction target)
+    labels: np.ndarray  # uint8 (20,) multi-hot
+    classes: tuple[int, ...]  # class of each object, bottom to top
+    masks: np.ndarray  # uint8 (k, S, S) 0/1 visible (not occluded) pixels of each object, in `classes` order
+    boxes: np.ndarray  # int16 (k, 4) x0, y0, x1, y1 (exclusive) of each object's whole in-frame extent
+    visible: np.ndarray  # float32 (k,) visible fraction of each object's area (occlusion and frame clipping)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """One object on the canvas, stored only over its bounding box (ROI): most of the canvas is background."""
+
+    alpha: np.ndarray  # float32 (h, w) in [0, 1]
+    alpha3: np.ndarray  # float32 (h, w, 3): alpha repeated per channel (numpy broadcasting over a last axis of 3 is slow)
+    color: np.ndarray  # float32 (h, w, 3) premultiplied colour
+    y0: int  # top-left corner of the ROI on the canvas
+    x0: int
+    full_area: float  # the object's whole area in canvas pixels, in frame or not
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        h, w = self.alpha.shape
+        return slice(self.y0, self.y0 + h), slice(self.x0, self.x0 + w)
+
+
+def _warp(sprite: Sprite, matrix: np.ndarray, size: int, full_area: float) -> _Placed:
+    """Warp the sprite onto the canvas, computing only the canvas window its corners cover."""
+    h, w = sprite.rgba.shape[:2]
+    corners = matrix @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64)
+    x0, y0 = np.clip(np.floor(corners.min(1)).astype(int) - 1, 0, size)
+    x1, y1 = np.clip(np.ceil(corners.max(1)).astype(int) + 2, 0, size)
+    if x1 <= x0 or y1 <= y0:  # entirely out of frame
+        empty = np.zeros((0, 0, 3), np.float32)
+        return _Placed(np.zeros((0, 0), np.float32), empty, empty, 0, 0, full_area)
+    m = matrix.copy()
+    m[:, 2] -= (x0, y0)
+    out = cv2.warpAffine(sprite.rgba, m, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # Split channels with OpenCV: strided numpy views of an RGBA array are several times slower to compute on.
+    alpha = cv2.extractChannel(out, 3).astype(np.float32) * np.float32(1 / 255)
+    color = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB).astype(np.float32) * np.float32(1 / 255)
+    return _Placed(alpha, cv2.merge([alpha, alpha, alpha]), color, int(y0), int(x0), full_area)
+
+
+def _pose(rng: np.random.Generator, config: SceneConfig, sprite: Sprite, bank: Bank, centre) -> tuple[np.ndarray, float]:
+    """2x3 affine matrix from the sprite onto the canvas: flip, rotate, scale about the sprite's centre, translate."""
+    scale = canvas_px_per_cm(config) / bank.px_per_cm * rng.uniform(*config.scale_jitter)
+    angle = rng.uniform(0.0, 360.0)
+    flip = rng.random() < config.flip_p
+    h, w = sprite.rgba.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    if flip:  # mirror the sprite about its vertical axis before rotating
+        m = m @ np.array([[-1.0, 0.0, w], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    m[:, 2] += np.asarray(centre) - np.array([w / 2, h / 2])
+    return m, scale
+
+
+def _centre(rng: np.random.Generator, config: SceneConfig, placed: list[tuple[np.ndarray, float]]) -> np.ndarray:
+    r = config.render_size
+    if placed and rng.random() < config.overlap_p:
+        # Near an earlier object, closer than its length: the two overlap and the later one occludes.
+        anchor, length = placed[rng.integers(len(placed))]
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = rng.uniform(0.05, 0.35) * length
+        c = anchor + dist * np.array([np.cos(angle), np.sin(angle)])
+        return np.clip(c, 0.2 * r, 0.8 * r)
+    lo, hi = (0.3, 0.7) if not placed else (0.2, 0.8)
+    return rng.uniform(lo * r, hi * r, size=2)
+
+
+def _visible_alphas(objects: list[_Placed], size: int) -> list[np.ndarray]:
+    """Per object, the part of its alpha (over its ROI) that later (higher) objects leave visible."""
+    cover = np.zeros((size, size), np.float32)
+    out: list[np.ndarray] = [np.empty(0)] * len(objects)
+    for k in range(len(objects) - 1, -1, -1):
+        o = objects[k]
+        region = cover[o.window]
+        out[k] = o.alpha * (1.0 - region)
+        region += out[k]  # in place: cover is the union of everything above the next object down
+    return out
+
+
+def _visible_fractions(objects: list[_Placed], size: int) -> np.ndarray:
+    """Visible share of each object's whole area: what later objects and the frame leave of it."""
+    vis = _visible_alphas(objects, size)
+    return np.array([float(v.sum()) / max(o.full_area, 1e-6) for v, o in zip(vis, objects)], np.float32)
+
+
+def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, classes) -> list[_Placed]:
+    objects: list[_Placed] = []
+    anchors: list[tuple[np.ndarray, float]] = []
+    size = config.render_size
+    for c in classes:
+        variants = bank.sprites[c]
+        sprite = variants[rng.integers(len(variants))]
+        for attempt in range(_PLACEMENT_TRIES):
+            centre = _centre(rng, config, anchors if attempt < _PLACEMENT_TRIES // 2 else [])
+            matrix, scale = _pose(rng, config, sprite, bank, centre)
+            candidate = _warp(sprite, matrix, size, sprite.area * scale * scale)
+            # Keep every labelled object recognisable: no object may end up mostly hidden or out of frame.
+            if _visible_fractions(objects + [candidate], size).min() >= config.min_visible:
+                break
+        objects.append(candidate)
+        anchors.append((centre, max(sprite.rgba.shape[:2]) * scale))
+    return objects
+
+
+def _background(rng: np.random.Generator, config: SceneConfig, bank: Bank) -> np.ndarray:
+    r = config.render_size
+    tex = bank.backgrounds[rng.integers(len(bank.backgrounds))]
+    y, x = rng.integers(0, tex.shape[0] - r + 1), rng.integers(0, tex.shape[1] - r + 1)
+    img = tex[y : y + r, x : x + r]
+    turn = int(rng.integers(4))
+    if turn:
+        img = cv2.rotate(img, (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE)[turn - 1])
+    if rng.random() < 0.5:
+        img = cv2.flip(img, 1)
+    return img.astype(np.float32) * np.float32(1 / 255)
+
+
+def _cast_shadow(canvas: np.ndarray, obj: _Placed, offset: tuple[int, int], blur: float, strength: float) -> None:
+    """Darken the canvas under a soft copy of the object's alpha moved by `offset` (in place, over a window)."""
+    if obj.alpha.size == 0:
+        return
+    dy, dx = offset
+    pad = int(np.ceil(3 * blur)) + max(abs(dy), abs(dx)) + 1
+    h, w = obj.alpha.shape
+    shadow = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
+    shadow[pad + dy : pad + dy + h, pad + dx : pad + dx + w] = obj.alpha
+    shadow = cv2.GaussianBlur(shadow, (0, 0), blur)
+    size = canvas.shape[0]
+    y0, x0 = obj.y0 - pad, obj.x0 - pad
+    ya, xa = max(y0, 0), max(x0, 0)
+    yb, xb = min(y0 + shadow.shape[0], size), min(x0 + shadow.shape[1], size)
+    shade = 1.0 - strength * shadow[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    canvas[ya:yb, xa:xb] *= cv2.merge([shade, shade, shade])
+
+
+def _composite(rng: np.random.Generator, config: SceneConfig, bank: Bank, objects: list[_Placed]) -> np.ndarray:
+    canvas = _background(rng, config, bank)
+    r = config.render_size
+    light_angle = rng.uniform(0, 2 * np.pi)
+    dist = rng.uniform(0.008, 0.025) * r  # objects lie on the surface: short, soft contact shadows
+    offset = (int(round(dist * np.sin(light_angle))), int(round(dist * np.cos(light_angle))))
+    strength = np.float32(rng.uniform(*config.shadow_strength))
+    blur = rng.uniform(0.6, 1.6) * r / 128
+    for obj in objects:
+        if config.shadows:
+            _cast_shadow(canvas, obj, offset, blur, strength)
+        window = canvas[obj.window]
+        window *= 1.0 - obj.alpha3
+        window += obj.color
+    canvas *= bank.lights[rng.integers(len(bank.lights))]  # (R, R, 3): lighting with a colour cast
+    return canvas
+
+
+def _to_output(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] != size:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
+    """Scene `index` of the data set (config, seed): same arguments, same bytes."""
+    bank = build_bank(config)
+    classes = scene_classes(config, seed, index)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, _SCENE_STREAM]))
+    objects = _place_objects(rng, config, bank, classes)
+    canvas = _composite(rng, config, bank, objects)
+    s = config.image_size
+    clean = cv2.convertScaleAbs(_to_output(canvas, s), alpha=255.0)  # rounds and saturates to uint8
+    noisy = degrade(clean, config.degrade, rng)
+
+    r = config.render_size
+    visible = _visible_fractions(objects, r)
+    masks = np.zeros((len(objects), s, s), np.uint8)
+    boxes = np.zeros((len(objects), 4), np.int16)
+    for k, (obj, vis) in enumerate(zip(objects, _visible_alphas(objects, r))):
+        full, seen = np.zeros((r, r), np.float32), np.zeros((r, r), np.float32)
+        full[obj.window], seen[obj.window] = obj.alpha, vis
+        masks[k] = _to_output(seen, s) > 0.5
+        ys, xs = np.nonzero(_to_output(full, s) > 0.5)
+        if len(xs):
+            boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    labels = np.zeros(contract.NUM_CLASSES, np.uint8)
+    labels[list(classes)] = 1
+    return Scene(noisy, clean, labels, tuple(classes), masks, boxes, visible)

@@ -1,0 +1,300 @@
+"""Data sets on disk: arrays + manifest, generated in parallel, written atomically, reused when identical.
+
+Layout of a data set folder:
+    noisy.npy   uint8 (N, S, S, 3)  model input          clean.npy  uint8 (N, S, S, 3)  reconstruction target
+    labels.npy  uint8 (N, 20)       multi-hot            masks.npy  uint8 (N, K, S, S) visible mask per object slot
+    objects.npy int8  (N, K)        class per slot, -1   boxes.npy  int16 (N, K, 4)    x0, y0, x1, y1 per slot
+    manifest.json  config, seed, n, generator version, inputs' hashes, sha256 of every array, statistics
+The folder is built under a temporary name and renamed at the end, so a folder with this name is complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from dualpath import contract
+from dualpath.scenes.bank import Bank, build_bank, file_sha256, install_bank
+from dualpath.scenes.compose import render_scene
+from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
+
+FORMAT = "dualpath-scenes"
+FORMAT_VERSION = 1
+ARRAYS = ("noisy", "clean", "labels", "masks", "objects", "boxes")
+_MAX_CHUNK = 200  # scenes per task handed to a worker (fewer for small data sets, so every worker gets some)
+
+
+class DatasetError(RuntimeError):
+    """A data set folder that cannot be used as asked (incomplete, corrupt or a different data set)."""
+
+
+@dataclass
+class SceneDataset:
+    path: Path
+    manifest: dict[str, Any]
+    noisy: np.ndarray
+    clean: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+    objects: np.ndarray
+    boxes: np.ndarray
+    reused: bool = False  # generate_dataset found this exact data set on disk and did not render it again
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def config(self) -> SceneConfig:
+        return SceneConfig.from_dict(self.manifest["config"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["seed"])
+
+
+def _shapes(config: SceneConfig, n: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    s, k = config.image_size, config.max_objects
+    return {
+        "noisy": ((n, s, s, 3), np.dtype(np.uint8)),
+        "clean": ((n, s, s, 3), np.dtype(np.uint8)),
+        "labels": ((n, contract.NUM_CLASSES), np.dtype(np.uint8)),
+        "masks": ((n, k, s, s), np.dtype(np.uint8)),
+        "objects": ((n, k), np.dtype(np.int8)),
+        "boxes": ((n, k, 4), np.dtype(np.int16)),
+    }
+
+
+def render_range(config: SceneConfig, seed: int, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Scenes start..stop-1 as stacked arrays (the unit of work of one worker task)."""
+    n = stop - start
+    out = {name: np.zeros(shape, dtype) for name, (shape, dtype) in _shapes(config, n).items()}
+    out["objects"][:] = -1
+    for j in range(n):
+        sc = render_scene(config, seed, start + j)
+        k = len(sc.classes)
+        out["noisy"][j], out["clean"][j], out["labels"][j] = sc.noisy, sc.clean, sc.labels
+        out["masks"][j, :k], out["objects"][j, :k], out["boxes"][j, :k] = sc.masks, sc.classes, sc.boxes
+    return out
+
+
+def _worker_init(config: SceneConfig, bank: Bank) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only fight over the same cores
+    install_bank(config, bank)
+
+
+def _task(args: tuple[SceneConfig, int, int, int]) -> tuple[int, dict[str, np.ndarray]]:
+    config, seed, start, stop = args
+    return start, render_range(config, seed, start, stop)
+
+
+def iter_chunks(
+    config: SceneConfig, seed: int, n: int, workers: int = 1, chunk: int | None = None
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(start, arrays) for consecutive chunks of scenes 0..n-1, rendered by `workers` processes."""
+    chunk = chunk or max(8, min(_MAX_CHUNK, -(-n // (4 * workers))))
+    bank = build_bank(config)  # built once here and sent to the workers, instead of each building its own
+    tasks = [(config, seed, a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield _task(t)
+        return
+    # Fresh interpreters, not fork: a process forked after OpenCV started its thread pool can hang on its locks.
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(config, bank)) as pool:
+        yield from pool.map(_task, tasks)
+
+
+def _inputs_fingerprint(config: SceneConfig) -> dict[str, str]:
+    """Hashes of the files a config points at: the same path with other contents is another data set."""
+    out = {}
+    if config.object_bank is not None:
+        out["object_bank_sha256"] = file_sha256(config.object_bank)
+    if config.background_dir is not None:
+        h = hashlib.sha256()
+        for p in sorted(Path(config.background_dir).rglob("*")):
+            if p.is_file():
+                h.update(str(p.relative_to(config.background_dir)).encode())
+                h.update(file_sha256(p).encode())
+        out["background_dir_sha256"] = h.hexdigest()
+    return out
+
+
+def identity(config: SceneConfig, seed: int, n: int) -> dict[str, Any]:
+    """What makes two data sets the same: equal identities mean byte-identical arrays."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "generator_version": GENERATOR_VERSION,
+        "config": config.to_dict(),
+        "seed": int(seed),
+        "n": int(n),
+        "inputs": _inputs_fingerprint(config),
+    }
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs += _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            diffs.append(f"{prefix}{key}: {va!r} on disk, {vb!r} asked")
+    return diffs
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{path} is not a complete scenes data set (no manifest.json). Data sets are written under a temporary "
+            "name and renamed when complete, so this folder was made some other way: remove it or choose another --out."
+        ) from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}/manifest.json is corrupt ({e}); delete the folder and generate it again") from None
+
+
+def _sha256_array(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+
+
+def _statistics(labels: np.ndarray) -> dict[str, Any]:
+    per_class = labels.sum(0)
+    card = np.bincount(labels.sum(1), minlength=4)[1:]
+    return {
+        "class_counts": dict(zip(contract.CLASS_NAMES, per_class.tolist())),
+        "cardinality_counts": {str(k + 1): int(c) for k, c in enumerate(card)},
+    }
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def generate_dataset(
+    config: SceneConfig,
+    seed: int,
+    n: int,
+    out: str | Path,
+    workers: int = 1,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> SceneDataset:
+    """Generate scenes 0..n-1 of (config, seed) into `out`, or reuse it if it already holds exactly that data set."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    out = Path(out)
+    wanted = identity(config, seed, n)
+    if out.exists() and not overwrite:
+        if not out.is_dir():
+            raise DatasetError(f"{out} exists and is not a folder; choose another --out")
+        if any(out.iterdir()):
+            on_disk = _read_manifest(out)
+            diffs = _differences({k: on_disk.get(k) for k in wanted}, wanted)
+            if diffs:
+                raise DatasetError(
+                    f"{out} holds a different data set:\n  " + "\n  ".join(diffs[:12])
+                    + "\nUse another --out, or --overwrite to replace it."
+                )
+            ds = load_dataset(out)
+            ds.reused = True
+            return ds
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        t0 = time.perf_counter()
+        arrays = {
+            name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+            for name, (shape, dtype) in _shapes(config, n).items()
+        }
+        bar = _progress_bar(n, progress)
+        for start, chunk in iter_chunks(config, seed, n, workers):
+            for name, a in chunk.items():
+                arrays[name][start : start + len(a)] = a
+            bar.update(len(chunk["labels"]))
+        bar.close()
+        seconds = time.perf_counter() - t0
+        manifest = dict(wanted)
+        manifest["class_names"] = list(contract.CLASS_NAMES)
+        manifest["files"] = {
+            name: {"file": f"{name}.npy", "shape": list(a.shape), "dtype": str(a.dtype), "sha256": _sha256_array(a)}
+            for name, a in arrays.items()
+        }
+        manifest["statistics"] = _statistics(np.asarray(arrays["labels"]))
+        manifest["generation"] = {"seconds": round(seconds, 3), "workers": workers, "scenes_per_second": round(n / seconds, 1)}
+        for a in arrays.values():
+            a.flush()
+        del arrays
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_dataset(out, verify=False)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="scene", desc="generating scenes", disable=not enabled, smoothing=0.1)
+
+
+def load_dataset(path: str | Path, verify: bool = True, mmap: bool = False) -> SceneDataset:
+    """Open a data set folder; with verify, check every array against the manifest's sha256."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(
+            f"no scenes data set at {path}; make one with `python -m dualpath.scenes generate --out {path}`"
+        )
+    manifest = _read_manifest(path)
+    if manifest.get("format") != FORMAT:
+        raise DatasetError(f"{path} is not a scenes data set (format {manifest.get('format')!r})")
+    arrays = {}
+    for name in ARRAYS:
+        info = manifest["files"][name]
+        try:
+            a = np.load(path / info["file"], mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"{path}/{info['file']} cannot be read ({e}); generate the data set again") from None
+        if list(a.shape) != info["shape"] or str(a.dtype) != info["dtype"]:
+            raise DatasetError(
+                f"{path}/{info['file']} is {a.dtype}{list(a.shape)}, the manifest says {info['dtype']}{info['shape']}; "
+                "the folder is corrupt: generate it again"
+            )
+        if verify and _sha256_array(a) != info["sha256"]:
+            raise DatasetError(f"{path}/{info['file']} does not match its sha256 in the manifest: generate it again")
+        arrays[name] = a
+    return SceneDataset(path=path, manifest=manifest, **arrays)
