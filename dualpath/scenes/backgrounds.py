@@ -318,7 +318,8 @@ def _steel(rng: np.random.Generator, size: int) -> np.ndarray:
     y, x = _unit_grid(size)
     angle = rng.uniform(0, np.pi)
     wave = np.float32(2.0 * np.pi * rng.uniform(0.3, 1.0))
-    sheen = np.cos(wave * (np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y) + np.float32(rng.uniform(0, 6)))
+    along = np.float32(np.cos(angle)) * x + np.float32(np.sin(angle)) * y
+    sheen = np.cos(wave * along + np.float32(rng.uniform(0, 6)))
     return _orient(_paint(base, 1.0 + 0.05 * fine + 0.25 * coarse + 0.1 * sheen), rng)
 
 

@@ -51,8 +51,9 @@ def _warp(sprite: Sprite, matrix: np.ndarray, size: int, full_area: float) -> _P
     """Warp the sprite onto the canvas, computing only the canvas window its corners cover."""
     h, w = sprite.rgba.shape[:2]
     corners = matrix @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64)
-    x0, y0 = np.clip(np.floor(corners.min(1)).astype(int) - 1, 0, size)
-    x1, y1 = np.clip(np.ceil(corners.max(1)).astype(int) + 2, 0, size)
+    lo, hi = corners.min(1), corners.max(1)
+    x0, y0 = (min(max(int(np.floor(v)) - 1, 0), size) for v in lo)
+    x1, y1 = (min(max(int(np.ceil(v)) + 2, 0), size) for v in hi)
     if x1 <= x0 or y1 <= y0:  # entirely out of frame
         empty = np.zeros((0, 0, 3), np.float32)
         return _Placed(np.zeros((0, 0), np.float32), empty, empty, 0, 0, full_area)
@@ -103,9 +104,9 @@ def _visible_alphas(objects: list[_Placed], size: int) -> list[np.ndarray]:
     return out
 
 
-def _visible_fractions(objects: list[_Placed], size: int) -> np.ndarray:
+def _visible_fractions(objects: list[_Placed], size: int, vis: list[np.ndarray] | None = None) -> np.ndarray:
     """Visible share of each object's whole area: what later objects and the frame leave of it."""
-    vis = _visible_alphas(objects, size)
+    vis = _visible_alphas(objects, size) if vis is None else vis
     return np.array([float(v.sum()) / max(o.full_area, 1e-6) for v, o in zip(vis, objects)], np.float32)
 
 
@@ -195,10 +196,11 @@ def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
     noisy = degrade(clean, config.degrade, rng)
 
     r = config.render_size
-    visible = _visible_fractions(objects, r)
+    seen_alphas = _visible_alphas(objects, r)
+    visible = _visible_fractions(objects, r, seen_alphas)
     masks = np.zeros((len(objects), s, s), np.uint8)
     boxes = np.zeros((len(objects), 4), np.int16)
-    for k, (obj, vis) in enumerate(zip(objects, _visible_alphas(objects, r))):
+    for k, (obj, vis) in enumerate(zip(objects, seen_alphas)):
         full, seen = np.zeros((r, r), np.float32), np.zeros((r, r), np.float32)
         full[obj.window], seen[obj.window] = obj.alpha, vis
         masks[k] = _to_output(seen, s) > 0.5

@@ -98,21 +98,29 @@ def _task(args: tuple[SceneConfig, int, int, int]) -> tuple[int, dict[str, np.nd
     return start, render_range(config, seed, start, stop)
 
 
-def iter_chunks(
-    config: SceneConfig, seed: int, n: int, workers: int = 1, chunk: int | None = None
-) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """(start, arrays) for consecutive chunks of scenes 0..n-1, rendered by `workers` processes."""
-    chunk = chunk or max(8, min(_MAX_CHUNK, -(-n // (4 * workers))))
+def scene_pool(config: SceneConfig, workers: int) -> ProcessPoolExecutor:
+    """Worker processes ready to render scenes of `config` (each gets the bank this process built)."""
     bank = build_bank(config)  # built once here and sent to the workers, instead of each building its own
-    tasks = [(config, seed, a, min(a + chunk, n)) for a in range(0, n, chunk)]
-    if workers <= 1 or len(tasks) <= 1:
-        for t in tasks:
-            yield _task(t)
-        return
     # Fresh interpreters, not fork: a process forked after OpenCV started its thread pool can hang on its locks.
     context = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(config, bank)) as pool:
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(config, bank))
+
+
+def iter_chunks(
+    config: SceneConfig, seed: int, n: int, workers: int = 1, chunk: int | None = None,
+    pool: ProcessPoolExecutor | None = None,
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(start, arrays) for consecutive chunks of scenes 0..n-1, rendered by `workers` processes (or `pool`)."""
+    chunk = chunk or max(8, min(_MAX_CHUNK, -(-n // (4 * workers))))
+    tasks = [(config, seed, a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    if pool is not None:
         yield from pool.map(_task, tasks)
+    elif workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield _task(t)
+    else:
+        with scene_pool(config, workers) as own:
+            yield from own.map(_task, tasks)
 
 
 def _inputs_fingerprint(config: SceneConfig) -> dict[str, str]:

@@ -44,7 +44,8 @@ class ImportReport:
     mask_sources: dict[str, int] = field(default_factory=dict)  # 'mask file' / 'alpha' / 'colour' -> count
 
     def summary(self) -> str:
-        lines = [f"imported {sum(self.imported.values())} sprites of {sum(1 for n in self.imported.values() if n)} classes"]
+        n_classes = sum(1 for n in self.imported.values() if n)
+        lines = [f"imported {sum(self.imported.values())} sprites of {n_classes} classes"]
         lines += [f"  {name}: {n}" for name, n in sorted(self.imported.items())]
         if self.mask_sources:
             lines.append("masks from: " + ", ".join(f"{k} {v}" for k, v in sorted(self.mask_sources.items())))
@@ -69,7 +70,8 @@ def import_objects(
         raise ValueError(f"object photo folder {str(root)!r} does not exist or is not a folder; {LAYOUT_HELP}")
     classes, unknown = _class_folders(root)
     for name in unknown:
-        warnings.warn(f"ignoring folder {name!r} in {root}: not a class name ({', '.join(contract.CLASS_NAMES)})", stacklevel=2)
+        names = ", ".join(contract.CLASS_NAMES)
+        warnings.warn(f"ignoring folder {name!r} in {root}: not a class name ({names})", stacklevel=2)
     if not classes:
         found = f"found sub-folders {unknown}" if unknown else "found no sub-folders"
         raise ValueError(f"no class sub-folder in {str(root)!r} ({found}); {LAYOUT_HELP}")
@@ -195,7 +197,8 @@ def _import_one(photo: Path, class_dir: Path, max_side: int, refine: bool) -> tu
             return None, f"mask {mask_path.name}: {reason}"
         mask, source = _fit_mask(given, rgb.shape[:2]), "mask file"
         if mask is None:
-            return None, f"mask {mask_path.name} is {given.shape[1]}x{given.shape[0]}, the photo {decoded.shape[1]}x{decoded.shape[0]}"
+            (mh, mw), (ph, pw) = given.shape[:2], decoded.shape[:2]
+            return None, f"mask {mask_path.name} is {mw}x{mh}, the photo {pw}x{ph}: not the same shape"
     elif alpha is not None:
         mask, source = _fit_mask(alpha, rgb.shape[:2]), "alpha"
     else:
@@ -224,7 +227,8 @@ def _decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
 def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Any decoded photo -> (uint8 RGB, alpha or None); an alpha channel that is all opaque is no mask."""
     if image.dtype != np.uint8:  # 16-bit PNG / TIFF
-        image = (image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else float(image.max() or 1)) * 255).astype(np.uint8)
+        top = 65535.0 if image.dtype == np.uint16 else float(image.max() or 1)
+        image = (image.astype(np.float32) * (255.0 / top)).astype(np.uint8)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB), None
     if image.shape[2] == 4:
@@ -415,4 +419,5 @@ def _rotate_bound(image: np.ndarray, degrees: float) -> np.ndarray:
 def _check_sprite(rgba: np.ndarray, what: str) -> None:
     if not (isinstance(rgba, np.ndarray) and rgba.dtype == np.uint8 and rgba.ndim == 3 and rgba.shape[2] == 4):
         shape = getattr(rgba, "shape", None)
-        raise ValueError(f"{what} must be a uint8 RGBA array (H, W, 4), got {getattr(rgba, 'dtype', type(rgba))} {shape}")
+        kind = getattr(rgba, "dtype", type(rgba).__name__)
+        raise ValueError(f"{what} must be a uint8 RGBA array (H, W, 4), got {kind} {shape}")
