@@ -243,8 +243,9 @@ def _marble(rng: np.random.Generator, size: int) -> np.ndarray:
     bold = along * np.float32(rng.uniform(1.0, 2.5)) + _fbm(rng, size, 2, 4) * np.float32(rng.uniform(0.8, 1.8))
     web = across * np.float32(rng.uniform(2.0, 4.0)) + _fbm(rng, size, 3, 4) * np.float32(rng.uniform(2.0, 3.5))
     for field, strength, width_px in (
-        (bold, rng.uniform(0.6, 0.95), rng.uniform(1.0, 2.4)),
-        (web, rng.uniform(0.25, 0.5), rng.uniform(0.5, 0.9)),
+        # Real marble veins are soft and partly translucent: at full contrast they read as strings on the counter.
+        (bold, rng.uniform(0.35, 0.7), rng.uniform(1.2, 2.6)),
+        (web, rng.uniform(0.1, 0.25), rng.uniform(0.5, 0.9)),
     ):
         level = np.round(field)
         # Distance to the level divided by the slope is a distance in pixels: a vein keeps its width where the
