@@ -1,0 +1,94 @@
+"""Model configuration: which architecture, which DenseNet size, which weights, which ablations."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dualpath.contract import NUM_CLASSES
+
+ARCHS = ("dualpath", "cae", "densenet")
+FUSIONS = ("multiply", "concat", "none")
+# Named weight sources; any other string is a path to a local torchvision state dict.
+PRETRAINED_KEYWORDS = ("imagenet", "none")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Arguments of torchvision's DenseNet class; the smaller sizes keep its layout (and state-dict keys)."""
+
+    growth_rate: int
+    block_config: tuple[int, int, int, int]
+    num_init_features: int
+    bn_size: int = 4
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # The paper's encoder and classifier backbone (torchvision densenet121, ImageNet weights available).
+    "densenet121": BackboneSpec(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
+    # CPU-sized: ~90-100 images/s for a dual-path train step at batch 64 on a 2-core CPU, so 6000 scenes x
+    # 10 epochs take about 10 minutes. (3, 6, 12, 8) blocks ran ~20% slower.
+    "densenet_small": BackboneSpec(growth_rate=16, block_config=(2, 4, 8, 6), num_init_features=32),
+    # Test-sized: one layer per block, milliseconds per forward.
+    "densenet_tiny": BackboneSpec(growth_rate=8, block_config=(1, 1, 1, 1), num_init_features=16),
+}
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "dualpath"  # "dualpath" (the paper) | "cae" (plain conv autoencoder) | "densenet" (classifier only)
+    backbone: str = "densenet121"  # a key of BACKBONES; also sets the CAE baseline's widths
+    pretrained: str = "none"  # "imagenet" (torchvision download) | "none" | path to a torchvision state dict
+    cbam: bool = True  # ablation: CBAM after the last decoder block
+    stop_gradient: bool = True  # ablation: the classifier sees recon.detach(), so L_cls never reaches the decoder
+    fusion: str = "multiply"  # ablation: z * z_c (paper Eq. 7) | concat [z; z_c] | "none" (z_c only)
+    hidden: int = 512  # width of the classifier's hidden FC layer
+    dropout: float = 0.3  # dropout after the hidden FC layer
+    num_classes: int = NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pretrained, Path):
+            self.pretrained = str(self.pretrained)
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("backbone", self.backbone, tuple(BACKBONES))
+        _check_choice("fusion", self.fusion, FUSIONS)
+        if not isinstance(self.pretrained, str) or not self.pretrained:
+            raise ValueError(f"pretrained must be 'imagenet', 'none' or a file path, got {self.pretrained!r}")
+        if self.pretrained == "imagenet" and self.backbone != "densenet121":
+            raise ValueError(
+                f"ImageNet weights exist only for backbone 'densenet121', not {self.backbone!r}; "
+                "use pretrained='none' with the smaller backbones"
+            )
+        if self.arch == "cae" and self.pretrained != "none":
+            raise ValueError("the 'cae' baseline has no pretrained backbone; use pretrained='none'")
+        for name in ("hidden", "num_classes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def backbone_spec(self) -> BackboneSpec:
+        return BACKBONES[self.backbone]
+
+    @property
+    def uses_pretrained(self) -> bool:
+        return self.pretrained != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

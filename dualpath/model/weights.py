@@ -1,0 +1,121 @@
+"""Pretrained DenseNet weights: torchvision's ImageNet download or a local torchvision state dict."""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dualpath.model.backbone import DenseNetBackbone
+
+_HOW_TO_FIX = (
+    "pass --weights PATH to a local torchvision DenseNet-121 state dict "
+    "(e.g. saved with torch.save(torchvision.models.densenet121(weights='IMAGENET1K_V1').state_dict(), PATH) "
+    "on a machine with internet), or --pretrained none to train from random initialisation"
+)
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """The requested pretrained weights cannot be had here (offline, missing file)."""
+
+
+def load_weights(source: str) -> dict[str, Tensor]:
+    """'imagenet' or a file path -> a DenseNet state dict with torchvision's current key names."""
+    state = _download_imagenet() if source == "imagenet" else _read_file(Path(source))
+    return _strip_classifier(_modernise_keys(dict(state)))
+
+
+def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str) -> None:
+    """Copy `state` into `backbone`, or say plainly why it does not fit."""
+    own = backbone.state_dict()
+    # Files older than BatchNorm's num_batches_tracked (the published ImageNet one) lack it; BatchNorm's
+    # own loader fills it in, as it does for torchvision.
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith(".num_batches_tracked"))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        details = "; ".join(
+            f"{len(keys)} {what} (e.g. {keys[0]})"
+            for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                               ("shape mismatches", mismatched))
+            if keys
+        )
+        raise ValueError(
+            f"weights from {source} do not fit this DenseNet backbone: {details}. "
+            "A torchvision densenet121 state dict goes with backbone='densenet121'; the smaller backbones "
+            "need a state dict saved from the same size"
+        )
+    backbone.load_state_dict(state, strict=True)
+
+
+def _download_imagenet() -> dict[str, Tensor]:
+    from torchvision.models import DenseNet121_Weights
+
+    try:
+        # torchvision caches the file under $TORCH_HOME; a second call reads the cache.
+        return DenseNet121_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    except (OSError, RuntimeError) as err:  # URLError/socket errors are OSErrors; a bad hash a RuntimeError
+        raise PretrainedWeightsUnavailable(
+            f"could not download torchvision's ImageNet DenseNet-121 weights ({type(err).__name__}: {err}); "
+            + _HOW_TO_FIX
+        ) from err
+
+
+def _read_file(path: Path) -> Mapping[str, Tensor]:
+    if not path.is_file():
+        raise PretrainedWeightsUnavailable(f"pretrained weights file {str(path)!r} does not exist; " + _HOW_TO_FIX)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many kinds (pickle, zip, weights_only refusals)
+        raise ValueError(f"cannot read {str(path)!r} as a torch state dict: {err}") from err
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(
+            f"{str(path)!r} is not a state dict (a mapping of names to tensors); save one with "
+            "torch.save(model.state_dict(), PATH)"
+        )
+    return state
+
+
+# torchvision's own legacy-key rename (torchvision.models.densenet._load_state_dict): old checkpoints,
+# the published ImageNet file among them, name layers 'denselayer1.norm.1.weight' instead of 'norm1'.
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def _modernise_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    try:
+        from torchvision.models.densenet import _load_state_dict
+    except ImportError:  # private helper; keep working if torchvision drops it
+        return {_rename_legacy(k): v for k, v in state.items()}
+    # Reuse torchvision's rename: it reads from a weights object and writes into a model, so hand it
+    # a stand-in for both.
+    sink = _StateDictSink()
+    _load_state_dict(model=sink, weights=_StateDictSource(state), progress=False)
+    return sink.state
+
+
+def _rename_legacy(key: str) -> str:
+    match = _LEGACY_KEY.match(key)
+    return match.group(1) + match.group(2) if match else key
+
+
+def _strip_classifier(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith("classifier.")}
+
+
+class _StateDictSource:
+    def __init__(self, state: dict[str, Tensor]) -> None:
+        self._state = state
+
+    def get_state_dict(self, progress: bool = False, check_hash: bool = False) -> dict[str, Tensor]:
+        return dict(self._state)
+
+
+class _StateDictSink:
+    state: dict[str, Tensor]
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.state = state
