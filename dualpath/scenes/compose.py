@@ -35,8 +35,7 @@ class _Placed:
     """One object on the canvas, stored only over its bounding box (ROI): most of the canvas is background."""
 
     alpha: np.ndarray  # float32 (h, w) in [0, 1]
-    alpha3: np.ndarray  # float32 (h, w, 3): alpha repeated per channel (numpy broadcasting over a last axis of 3 is slow)
-    color: np.ndarray  # float32 (h, w, 3) premultiplied colour
+    rgba: np.ndarray  # uint8 (h, w, 4) premultiplied, as warped (colour is converted only for placed objects)
     y0: int  # top-left corner of the ROI on the canvas
     x0: int
     full_area: float  # the object's whole area in canvas pixels, in frame or not
@@ -55,15 +54,12 @@ def _warp(sprite: Sprite, matrix: np.ndarray, size: int, full_area: float) -> _P
     x0, y0 = (min(max(int(np.floor(v)) - 1, 0), size) for v in lo)
     x1, y1 = (min(max(int(np.ceil(v)) + 2, 0), size) for v in hi)
     if x1 <= x0 or y1 <= y0:  # entirely out of frame
-        empty = np.zeros((0, 0, 3), np.float32)
-        return _Placed(np.zeros((0, 0), np.float32), empty, empty, 0, 0, full_area)
+        return _Placed(np.zeros((0, 0), np.float32), np.zeros((0, 0, 4), np.uint8), 0, 0, full_area)
     m = matrix.copy()
     m[:, 2] -= (x0, y0)
     out = cv2.warpAffine(sprite.rgba, m, (int(x1 - x0), int(y1 - y0)), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    # Split channels with OpenCV: strided numpy views of an RGBA array are several times slower to compute on.
     alpha = cv2.extractChannel(out, 3).astype(np.float32) * np.float32(1 / 255)
-    color = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB).astype(np.float32) * np.float32(1 / 255)
-    return _Placed(alpha, cv2.merge([alpha, alpha, alpha]), color, int(y0), int(x0), full_area)
+    return _Placed(alpha, out, int(y0), int(x0), full_area)
 
 
 def _pose(rng: np.random.Generator, config: SceneConfig, sprite: Sprite, bank: Bank, centre) -> tuple[np.ndarray, float]:
@@ -171,9 +167,13 @@ def _composite(rng: np.random.Generator, config: SceneConfig, bank: Bank, object
     for obj in objects:
         if config.shadows:
             _cast_shadow(canvas, obj, offset, blur, strength)
+        if obj.alpha.size == 0:
+            continue
+        # Split channels with OpenCV and repeat alpha per channel: numpy on strided RGBA views, or broadcasting
+        # over a last axis of 3, is several times slower.
         window = canvas[obj.window]
-        window *= 1.0 - obj.alpha3
-        window += obj.color
+        window *= 1.0 - cv2.merge([obj.alpha, obj.alpha, obj.alpha])
+        window += cv2.cvtColor(obj.rgba, cv2.COLOR_RGBA2RGB).astype(np.float32) * np.float32(1 / 255)
     canvas *= bank.lights[rng.integers(len(bank.lights))]  # (R, R, 3): lighting with a colour cast
     return canvas
 
@@ -182,6 +182,25 @@ def _to_output(img: np.ndarray, size: int) -> np.ndarray:
     if img.shape[0] != size:
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     return img
+
+
+def _masks_and_boxes(objects: list[_Placed], r: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Visible masks and whole-extent boxes at the output size, and visible fractions, of every object."""
+    seen_alphas = _visible_alphas(objects, r)
+    k = len(objects)
+    planes = np.zeros((r, r, 2 * k), np.float32)  # visible then whole alpha of each object, resized in one call
+    for j, (obj, seen) in enumerate(zip(objects, seen_alphas)):
+        ys, xs = obj.window
+        planes[ys, xs, j] = seen
+        planes[ys, xs, k + j] = obj.alpha
+    small = _to_output(planes, s).reshape(s, s, 2 * k) > 0.5
+    masks = np.ascontiguousarray(small[..., :k].transpose(2, 0, 1)).astype(np.uint8)
+    boxes = np.zeros((k, 4), np.int16)
+    for j in range(k):
+        ys, xs = np.nonzero(small[..., k + j])
+        if len(xs):
+            boxes[j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return masks, boxes, _visible_fractions(objects, r, seen_alphas)
 
 
 def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
@@ -195,18 +214,7 @@ def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
     clean = cv2.convertScaleAbs(_to_output(canvas, s), alpha=255.0)  # rounds and saturates to uint8
     noisy = degrade(clean, config.degrade, rng)
 
-    r = config.render_size
-    seen_alphas = _visible_alphas(objects, r)
-    visible = _visible_fractions(objects, r, seen_alphas)
-    masks = np.zeros((len(objects), s, s), np.uint8)
-    boxes = np.zeros((len(objects), 4), np.int16)
-    for k, (obj, vis) in enumerate(zip(objects, seen_alphas)):
-        full, seen = np.zeros((r, r), np.float32), np.zeros((r, r), np.float32)
-        full[obj.window], seen[obj.window] = obj.alpha, vis
-        masks[k] = _to_output(seen, s) > 0.5
-        ys, xs = np.nonzero(_to_output(full, s) > 0.5)
-        if len(xs):
-            boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    masks, boxes, visible = _masks_and_boxes(objects, config.render_size, s)
     labels = np.zeros(contract.NUM_CLASSES, np.uint8)
     labels[list(classes)] = 1
     return Scene(noisy, clean, labels, tuple(classes), masks, boxes, visible)
