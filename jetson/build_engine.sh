@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Build the TensorRT engine ON THE DEVICE THAT WILL RUN IT, from the INT8 QDQ ONNX that `python -m export --int8`
+# writes, and write the sidecar JSON that `python -m runtime` reads (labels, normalisation, TensorRT version, GPU).
+#
+#   jetson/build_engine.sh model_int8_s8.onnx [model_int8.engine]   (default: the ONNX name with .engine)
+#
+# Engines only run with the TensorRT version and GPU (compute capability) they were built with, so this is run once
+# per device and again after a JetPack / TensorRT upgrade. An engine whose sidecar already names this ONNX (sha256),
+# this TensorRT and this GPU is kept (the cache key jetson-inference uses); FORCE=1 rebuilds anyway.
+#
+# Environment: TRTEXEC (default: trtexec on PATH, else /usr/src/tensorrt/bin/trtexec), MAX_BATCH (default 1; the
+# ONNX has a dynamic batch axis), WORKSPACE_MIB (default 1024), PYTHON (default python3), FORCE=1.
+set -euo pipefail
+
+usage() { echo "usage: $0 MODEL_int8_s8.onnx [ENGINE]   (see the comments at the top of this script)" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 2 ] || usage
+onnx=$1
+engine=${2:-${onnx%.onnx}.engine}
+PYTHON=${PYTHON:-python3}
+MAX_BATCH=${MAX_BATCH:-1}
+WORKSPACE_MIB=${WORKSPACE_MIB:-1024}
+here=$(cd "$(dirname "$0")" && pwd)
+
+[ -f "$onnx" ] || { echo "error: no such ONNX file: $onnx (copy the export's model_int8_s8.onnx (and metadata.json) here)" >&2; exit 1; }
+case "$onnx" in *.onnx) ;; *) echo "error: $onnx is not an .onnx file" >&2; exit 1 ;; esac
+
+TRTEXEC=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}
+[ -x "$TRTEXEC" ] || {
+    echo "error: trtexec not found. JetPack installs it as /usr/src/tensorrt/bin/trtexec (sudo apt install" \
+         "nvidia-jetpack, or tensorrt); on a desktop it comes with the TensorRT tar / deb packages. Or set TRTEXEC=..." >&2
+    exit 1
+}
+
+# Which TensorRT, from the banner every trtexec run prints: "&&&& RUNNING TensorRT.trtexec [TensorRT v100300] ...".
+banner=$("$TRTEXEC" --help 2>&1 | grep -m1 -o 'TensorRT v[0-9]*' || true)
+code=${banner#TensorRT v}
+[ -n "$code" ] || { echo "error: cannot tell the TensorRT version from '$TRTEXEC --help'" >&2; exit 1; }
+trt_major=$((code / 10000))
+
+if [ "${FORCE:-0}" != 1 ] && "$PYTHON" "$here/sidecar.py" check "$engine" "$onnx" "$TRTEXEC"; then
+    echo "$engine is up to date for $onnx on this device (FORCE=1 rebuilds)"
+    exit 0
+fi
+
+# TensorRT 10 (JetPack 6): the QDQ nodes fix which layers run in INT8; --int8 lets them, --fp16 lets the layers
+# left unquantised run in FP16 rather than FP32. TensorRT 11 (JetPack 7) has no precision flags: networks are
+# strongly typed, so the QDQ ONNX alone says what runs in INT8 (the rest runs in FP32).
+precision=()
+if [ "$trt_major" -lt 11 ]; then precision=(--int8 --fp16); fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+echo "building $engine from $onnx with TensorRT $trt_major.x (takes a few minutes on a Jetson)..."
+if ! "$TRTEXEC" --onnx="$onnx" --saveEngine="$engine" "${precision[@]}" \
+        --minShapes=image:1x3x64x64 --optShapes=image:1x3x64x64 --maxShapes=image:"$MAX_BATCH"x3x64x64 \
+        --memPoolSize=workspace:"$WORKSPACE_MIB" --skipInference >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "error: trtexec failed (full log above); is $onnx the QDQ INT8 ONNX from python -m export --int8?" >&2
+    exit 1
+fi
+"$PYTHON" "$here/sidecar.py" write "$engine" "$onnx" "$log"
+echo "wrote $engine and $engine.json; run: python -m runtime --model $engine --source csi://0"

@@ -1,0 +1,137 @@
+"""python -m runtime --model MODEL --source SOURCE [options]: the exported model on camera frames, video or images.
+
+Nothing runs at import; main(argv) -> exit code. numpy + OpenCV + one inference backend, never torch.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+EPILOG = """\
+sources:
+  csi://0[?width=1280&height=720&fps=30&flip=0]   Jetson CSI camera (needs OpenCV with GStreamer: JetPack's)
+  /dev/video0 | 0                                USB / V4L2 camera
+  rtsp://host/path                               network stream
+  clip.mp4 | photo.png | folder/                 video file, image, folder of images (name order)
+
+models (--backend auto picks by file type and what is installed):
+  model.onnx -> onnxruntime   model.xml -> openvino   model.engine -> tensorrt (built on this device)
+
+exit codes:
+  0  the source ended, --max-frames was reached, q / Esc in the window, or Ctrl-C (a summary is printed)
+  1  the model, source or outputs cannot be used (the message says what to do); or no usable frame at all
+  2  bad command line
+  3  a live source stopped delivering frames and did not come back after --retries reopen attempts
+
+examples:
+  python -m runtime --model model_int8.xml --source /dev/video0 --top 3 --smooth 0.3
+  python -m runtime --model model_int8.engine --source csi://0
+  python -m runtime --model model_int8.xml --source clip.mp4 --headless --benchmark --loop --max-frames 10000
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m runtime",
+        description="Run the exported dual-path model on a camera, stream, video, image or folder of images: "
+        "labels with scores and the reconstruction, in a window, a video and/or JSON lines.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="exported model: .onnx, OpenVINO .xml, TensorRT .engine")
+    p.add_argument("--source", required=True, help="camera, stream, video, image or folder (see below)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"),
+                   help="inference backend (default: auto, by the model's file type and what is installed)")
+    out = p.add_argument_group("output")
+    out.add_argument("--headless", action="store_true", help="no window")
+    out.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame (time, labels, scores, latency)")
+    out.add_argument("--save", metavar="VIDEO", help="write the overlay to a video (.mp4, .avi, .mkv)")
+    out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    labels = p.add_argument_group("labels")
+    labels.add_argument("--threshold", type=float, default=0.5, help="show classes scoring at or above this (default 0.5)")
+    labels.add_argument("--top", type=int, metavar="K", help="show at most K labels, best first")
+    labels.add_argument("--smooth", type=float, metavar="ALPHA",
+                        help="average scores over frames (EMA weight of the new frame, in (0, 1]; 0.3 is steady)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU inference threads (default: the backend's choice)")
+    src = p.add_argument_group("source")
+    src.add_argument("--retries", type=int, default=3,
+                     help="reopen a live source this many times when it stops delivering (default 3)")
+    src.add_argument("--loop", action="store_true", help="start video files and images again at their end")
+    bench = p.add_argument_group("benchmark")
+    bench.add_argument("--benchmark", action="store_true",
+                       help="headless; print latency p50/p95 per stage, frames/s and memory at the end")
+    bench.add_argument("--benchmark-json", metavar="FILE", help="also write the benchmark report as JSON")
+    bench.add_argument("--warmup", type=int, metavar="N", help="frames before timing starts (default 20 with --benchmark)")
+    return p
+
+
+class StopOnSignal:
+    """SIGINT / SIGTERM ask the loop to stop after the current frame (so videos and JSON files end cleanly);
+    a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> "StopOnSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+    # Imported here so that --help and command-line errors answer at once.
+    from runtime.app import RunConfig, RunError, run
+    from runtime.backends import BackendError
+    from runtime.overlay import DisplayError
+    from runtime.sources import SourceError
+
+    try:
+        config = RunConfig(
+            model=args.model, source=args.source, backend=args.backend, headless=args.headless or args.benchmark,
+            jsonl=args.jsonl, save=args.save, max_frames=args.max_frames, threshold=args.threshold, top=args.top,
+            smooth=args.smooth, retries=args.retries, loop=args.loop, benchmark=args.benchmark,
+            benchmark_json=args.benchmark_json, warmup=args.warmup, threads=args.threads,
+        )
+    except ValueError as e:
+        parser.print_usage(sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        with StopOnSignal() as stop:
+            summary = run(config, should_stop=stop)
+    except (RunError, SourceError, DisplayError, BackendError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    if config.benchmark:
+        print(summary.report.line())
+    if config.benchmark_json:
+        try:
+            summary.report.write_json(config.benchmark_json)
+        except OSError as e:
+            print(f"error: cannot write --benchmark-json {config.benchmark_json}: {e.strerror}", file=sys.stderr)
+            return 1
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

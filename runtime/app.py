@@ -1,0 +1,430 @@
+"""The runtime loop: source -> preprocess -> backend -> scores (smoothed) -> labels -> window / video / JSON lines.
+
+    summary = run(RunConfig(model="model_int8.xml", source="clip.mp4", headless=True))
+
+numpy + OpenCV + one backend from runtime.backends; never torch. Every stage is timed per frame (runtime.bench).
+The loop ends when the source ends or is lost, at --max-frames, on q / Esc in the window, or when `should_stop()`
+says so (the CLI wires SIGINT / SIGTERM to it); every ending returns a RunSummary rather than raising.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from dualpath import contract
+from runtime.bench import STAGES, BenchmarkReport, LatencyRecorder, peak_rss_mib, rss_mib
+from runtime.overlay import Window, overlay_size, render_overlay
+from runtime.preprocess import FrameError, Preprocessor, to_bgr
+from runtime.smoothing import ScoreSmoother
+from runtime.sources import FrameSource, open_source
+
+log = logging.getLogger("runtime")
+
+# Exit codes of `python -m runtime` (documented in --help): 0 also for Ctrl-C, the normal way to end a live demo.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
+VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
+ENGINE_SUFFIXES = (".engine", ".plan")
+MAX_BAD_FRAMES_IN_A_ROW = 50  # then the source is not giving usable frames at all, and we say so
+
+
+class RunError(RuntimeError):
+    """The run cannot start or go on as asked; the message says what to change."""
+
+
+@dataclass
+class RunConfig:
+    model: str
+    source: str
+    backend: str = "auto"  # "auto" | "onnxruntime" | "openvino" | "tensorrt" (runtime.backends.load_backend)
+    headless: bool = False  # no window (servers, SSH sessions, benchmarks)
+    jsonl: str | None = None  # one JSON line per frame: time, labels, scores, probabilities, latency
+    save: str | None = None  # write the overlay to this video file
+    max_frames: int | None = None  # stop after this many frames (None: until the source ends)
+    threshold: float = 0.5  # labels are the classes scoring at or above this...
+    top: int | None = None  # ...at most this many, best first (None: all above the threshold)
+    smooth: float | None = None  # EMA alpha over frames, in (0, 1]; None: raw scores
+    retries: int = 3  # reopen attempts of a live source that stopped delivering frames
+    backoff_s: float = 0.25  # pause before the first reopen; doubles with each attempt
+    loop: bool = False  # start video files / images again at their end (benchmarks on a short clip)
+    benchmark: bool = False  # print the benchmark line (latency per stage, frames/s, memory)
+    benchmark_json: str | None = None  # also write the benchmark report as JSON here
+    warmup: int | None = None  # frames run before timing starts; None: 20 with --benchmark, else 0
+    threads: int | None = None  # CPU inference threads (ONNX Runtime / OpenVINO); None: the backend's choice
+
+    def __post_init__(self) -> None:
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"--max-frames must be >= 1, got {self.max_frames}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"--threshold is a probability in [0, 1], got {self.threshold}")
+        if self.top is not None and self.top < 1:
+            raise ValueError(f"--top must be >= 1 label, got {self.top}")
+        if self.smooth is not None and not 0.0 < self.smooth <= 1.0:
+            raise ValueError(f"--smooth is an EMA weight in (0, 1] (1 = off, 0.3 = strong), got {self.smooth}")
+        if self.retries < 0 or self.backoff_s < 0:
+            raise ValueError(f"--retries and the backoff must be >= 0, got {self.retries} and {self.backoff_s}")
+        if self.warmup is None:
+            self.warmup = 20 if self.benchmark else 0
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0 frames, got {self.warmup}")
+        if self.max_frames is not None and self.benchmark and self.warmup >= self.max_frames:
+            raise ValueError(f"--max-frames ({self.max_frames}) must exceed --warmup ({self.warmup}) to time anything")
+        if self.save and Path(self.save).suffix.lower() not in VIDEO_CODECS:
+            raise ValueError(f"--save needs a video file name ending in one of {', '.join(VIDEO_CODECS)}, got {self.save}")
+        if self.benchmark_json and not self.benchmark:
+            self.benchmark = True  # asking for the JSON report is asking for the benchmark
+
+
+def select_labels(
+    scores: np.ndarray, class_names: tuple[str, ...], threshold: float = 0.5, top: int | None = None
+) -> list[tuple[str, float]]:
+    """(name, score) of the classes scoring >= threshold, best first (ties by class index), at most `top`."""
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    if len(scores) != len(class_names):
+        raise ValueError(f"{len(scores)} scores for {len(class_names)} class names; the model metadata is inconsistent")
+    order = np.argsort(-scores, kind="stable")
+    picked = [(class_names[i], float(scores[i])) for i in order if scores[i] >= threshold]
+    return picked if top is None else picked[:top]
+
+
+# ------------------------------------------------------------------------------------------------ TensorRT engines
+# An engine runs only with the TensorRT version and GPU architecture it was built with. The export writes a sidecar
+# JSON next to it (tensorrt_version, gpu_name, compute_capability); we compare before handing the file to TensorRT,
+# whose own failure ("version tag does not match", "device mismatch") does not say what to do.
+
+
+def engine_sidecar_path(engine: Path) -> Path:
+    """The export's sidecar: model.engine -> model.engine.json (model.json accepted for hand-built engines)."""
+    for candidate in (engine.with_name(engine.name + ".json"), engine.with_suffix(".json")):
+        if candidate.exists():
+            return candidate
+    return engine.with_name(engine.name + ".json")
+
+
+def normalise_compute_capability(value: Any) -> str | None:
+    """'8.7', 8.7, [8, 7], (8, 7), 'sm_87', '87' -> '8.7'; None for missing / unreadable values."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"{int(value[0])}.{int(value[1])}"
+    text = str(value).strip().lower().removeprefix("sm_")
+    if "." in text:
+        major, _, minor = text.partition(".")
+        return f"{int(major)}.{int(minor)}" if major.isdigit() and minor.isdigit() else None
+    return f"{text[:-1]}.{text[-1]}" if text.isdigit() and len(text) >= 2 else None
+
+
+def _gpu_name(sidecar: dict) -> str | None:
+    # export/tensorrt_build.py writes "gpu", jetson/sidecar.py both "gpu" and "gpu_name"; "unknown..." is no name.
+    name = sidecar.get("gpu_name") or sidecar.get("gpu")
+    return None if not name or str(name).startswith("unknown") else str(name)
+
+
+def engine_mismatches(sidecar: dict, running: dict) -> tuple[list[str], list[str]]:
+    """(problems that make the engine unusable here, warnings). Pure; `running` has the same keys as the sidecar,
+    None where unknown (a check that cannot be made is a warning, not a refusal)."""
+    problems, warnings = [], []
+    built, here = sidecar.get("tensorrt_version"), running.get("tensorrt_version")
+    if built is None or here is None:
+        warnings.append("TensorRT version not checked (" + ("sidecar has none" if built is None else "unknown here") + ")")
+    elif str(built) != str(here):
+        problems.append(f"built with TensorRT {built}, this device has TensorRT {here}")
+    built_cc = normalise_compute_capability(sidecar.get("compute_capability"))
+    here_cc = normalise_compute_capability(running.get("compute_capability"))
+    if built_cc is None or here_cc is None:
+        warnings.append("GPU compute capability not checked")
+    elif built_cc != here_cc:
+        problems.append(
+            f"built for a GPU of compute capability {built_cc} ({_gpu_name(sidecar) or 'unknown GPU'}), "
+            f"this GPU is {here_cc} ({running.get('gpu_name', 'unknown GPU')})"
+        )
+    built_gpu, here_gpu = _gpu_name(sidecar), running.get("gpu_name")
+    if built_gpu and here_gpu and built_gpu != here_gpu and built_cc == here_cc:
+        # Same architecture, other model: TensorRT loads it but tactics were tuned for the other chip.
+        warnings.append(f"built on {built_gpu}, running on {here_gpu}: it loads, but rebuild here for full speed")
+    return problems, warnings
+
+
+def engine_refusal_message(engine: Path, problems: list[str]) -> str:
+    return (
+        f"the TensorRT engine {engine} cannot run on this device: {'; '.join(problems)}. Engines only run with the "
+        "TensorRT version and GPU they were built with; rebuild it here from the export's QDQ INT8 ONNX: "
+        f"`jetson/build_engine.sh model_int8_s8.onnx {engine}` (trtexec), or in the export folder "
+        f"`python3 build_tensorrt_engine.py model_int8_s8.onnx --metadata metadata.json --out {engine}`; "
+        "both write the sidecar JSON this check reads"
+    )
+
+
+def _cuda_device() -> dict[str, str | None]:
+    """Name and compute capability of GPU 0 through the CUDA driver (libcuda, present on desktops and Jetsons)."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+        device, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        name = ctypes.create_string_buffer(256)
+        if cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), 0) or cuda.cuDeviceGetName(name, 256, device):
+            raise OSError("CUDA driver call failed")
+        # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, _MINOR = 76 (cuda.h)
+        cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)
+        cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)
+    except (OSError, AttributeError):
+        return {"gpu_name": None, "compute_capability": None}
+    return {"gpu_name": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
+
+
+def running_tensorrt() -> dict[str, str | None]:
+    try:
+        import tensorrt  # lazily: only engines need it
+
+        version = tensorrt.__version__
+    except ImportError:
+        version = None
+    return {"tensorrt_version": version, **_cuda_device()}
+
+
+def check_engine(engine: Path, running: dict | None = None) -> None:
+    """Refuse (RunError) an engine built for another TensorRT / GPU; without a sidecar, leave it to the backend."""
+    sidecar_path = engine_sidecar_path(engine)
+    if not sidecar_path.exists():
+        log.warning("%s has no sidecar %s: TensorRT version and GPU not checked", engine, sidecar_path.name)
+        return
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunError(f"cannot read the engine sidecar {sidecar_path}: {e}; rebuild the engine") from None
+    problems, warnings = engine_mismatches(sidecar, running if running is not None else running_tensorrt())
+    for w in warnings:
+        log.warning("%s: %s", engine.name, w)
+    if problems:
+        raise RunError(engine_refusal_message(engine, problems))
+
+
+def open_backend(config: RunConfig):
+    from runtime.backends import load_backend  # lazily: --help and config errors need no backend
+
+    path = Path(config.model)
+    options = {}
+    if path.suffix.lower() in ENGINE_SUFFIXES:
+        if path.exists():
+            check_engine(path)
+        if config.threads:
+            log.warning("--threads is for CPU backends; a TensorRT engine runs on the GPU")
+    elif config.threads:
+        options["threads"] = config.threads
+    return load_backend(path, backend=config.backend, **options)
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+class JsonlSink:
+    def __init__(self, path: str) -> None:
+        try:
+            self._file = open(path, "w", buffering=1 << 16)
+        except OSError as e:
+            raise RunError(f"cannot write --jsonl {path}: {e.strerror}") from None
+
+    def write(self, record: dict) -> None:
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class VideoSink:
+    def __init__(self, path: str, fps: float | None) -> None:
+        codec = VIDEO_CODECS[Path(path).suffix.lower()]
+        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps or 30.0, overlay_size())
+        if not self._writer.isOpened():
+            raise RunError(f"cannot write the video {path} with codec {codec}: check the folder exists and is writable")
+
+    def write(self, canvas: np.ndarray) -> None:
+        self._writer.write(canvas)
+
+    def close(self) -> None:
+        self._writer.release()
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+@dataclass
+class RunSummary:
+    frames: int  # frames run through the model
+    bad_frames: int  # frames the source delivered that could not be used (wrong shape / dtype)
+    end_reason: str
+    exit_code: int
+    report: BenchmarkReport
+    skipped_files: list[str] = field(default_factory=list)  # images in a folder that did not decode
+
+    def line(self) -> str:
+        r = self.report
+        text = f"summary: {self.frames} frames"
+        if self.bad_frames or self.skipped_files:
+            text += f" ({self.bad_frames} unusable frames, {len(self.skipped_files)} unreadable images skipped)"
+        text += f", {r.fps:.1f} frames/s"
+        if r.latency_ms:
+            total, infer = r.latency_ms["total"], r.latency_ms["infer"]
+            text += (f", latency ms p50/p95 {total['p50']:.2f}/{total['p95']:.2f} "
+                     f"(inference {infer['p50']:.2f}/{infer['p95']:.2f})")
+        return f"{text}; {self.end_reason}"
+
+
+def _stage_ms(t: list[float]) -> dict[str, float]:
+    return {s: round((t[i + 1] - t[i]) * 1000.0, 3) for i, s in enumerate(STAGES[:-1])}
+
+
+class _Loop:
+    """State of one run: what to do with each frame and the counters the summary reports."""
+
+    def __init__(self, config: RunConfig, backend, source: FrameSource, window: Window | None) -> None:
+        meta = backend.metadata
+        self.config, self.backend, self.source, self.window = config, backend, source, window
+        self.pre = Preprocessor.from_metadata(meta)
+        self.class_names = tuple(meta.class_names)
+        self.input_name = getattr(meta, "input_name", contract.INPUT_NAME)
+        self.smoother = ScoreSmoother(config.smooth) if config.smooth is not None else None
+        self.jsonl = JsonlSink(config.jsonl) if config.jsonl else None
+        self.video = VideoSink(config.save, source.fps) if config.save else None
+        self.draw = window is not None or self.video is not None
+        self.fps_ema: float | None = None
+
+    def outputs(self, index: int, frame_name: str, bgr, rgb, out, labels, t: list[float]) -> bool:
+        """Write / show one frame's results; False when the user closed the window."""
+        if self.jsonl:
+            self.jsonl.write({
+                "frame": index, "time": round(time.time(), 6), **({"name": frame_name} if frame_name else {}),
+                "labels": [n for n, _ in labels], "scores": [round(s, 6) for _, s in labels],
+                "probs": [round(float(p), 6) for p in np.asarray(out[contract.OUTPUT_PROBS])[0]],
+                "latency_ms": _stage_ms(t),
+            })
+        if not self.draw:
+            return True
+        recon = out.get(contract.OUTPUT_RECON)
+        recon_rgb = contract.recon_to_uint8(recon)[0] if recon is not None else None
+        canvas = render_overlay(bgr, rgb, recon_rgb, labels, self.fps_ema)
+        if self.video:
+            self.video.write(canvas)
+        return self.window.show(canvas) if self.window else True
+
+    def close(self) -> None:
+        for sink in (self.jsonl, self.video, self.window):
+            if sink is not None:
+                sink.close()
+
+
+def run(
+    config: RunConfig,
+    *,
+    backend=None,
+    source: FrameSource | None = None,
+    window: Window | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> RunSummary:
+    """Run the loop. What is passed in (backend, source, window) is the caller's to close; what run opens it closes.
+    Raises RunError / SourceError / BackendError / DisplayError only before the first frame."""
+    owned = []
+    try:
+        if backend is None:
+            backend = open_backend(config)
+            owned.append(backend)
+        if source is None:
+            source = open_source(config.source, loop=config.loop, retries=config.retries, backoff_s=config.backoff_s)
+            owned.append(source)
+        if window is None and not config.headless and not config.benchmark:
+            window = Window(f"dualpath - {Path(config.model).name}")
+            owned.append(window)
+        loop = _Loop(config, backend, source, window)
+        try:
+            return _run_loop(loop, should_stop, clock)
+        finally:
+            loop.close()
+    finally:
+        for thing in owned:
+            thing.close()
+
+
+def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], float]) -> RunSummary:
+    config, source = loop.config, loop.source
+    capacity = max(1, (config.max_frames or 0) - config.warmup) if config.max_frames else None
+    recorder = LatencyRecorder(capacity) if capacity else LatencyRecorder()
+    frames = bad = bad_in_a_row = 0
+    end_reason, exit_code = "", EXIT_OK
+    t_start = clock() if config.warmup == 0 else None
+    rss_start = rss_mib() if config.warmup == 0 else None
+    last_error = ""
+    try:
+        while True:
+            if config.max_frames is not None and frames >= config.max_frames:
+                end_reason = f"stopped after --max-frames {config.max_frames}"
+                break
+            if should_stop():
+                end_reason = "interrupted"
+                break
+            t = [clock()]
+            frame = source.read()
+            if frame is None:
+                end_reason = f"source {source.end_reason}"
+                exit_code = EXIT_SOURCE_LOST if source.lost else EXIT_OK
+                break
+            t.append(clock())
+            try:
+                bgr = to_bgr(frame.image)
+                rgb, x = loop.pre(bgr)
+            except FrameError as e:
+                bad, bad_in_a_row, last_error = bad + 1, bad_in_a_row + 1, str(e)
+                if bad <= 3:
+                    log.warning("unusable frame %s: %s", frame.name or frames + bad, e)
+                if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
+                    end_reason, exit_code = f"{bad_in_a_row} unusable frames in a row (last: {e})", EXIT_ERROR
+                    break
+                continue
+            bad_in_a_row = 0
+            t.append(clock())
+            out = loop.backend.infer({loop.input_name: x})
+            t.append(clock())
+            probs = np.asarray(out[contract.OUTPUT_PROBS], np.float32)[0]
+            scores = loop.smoother(probs) if loop.smoother else probs
+            labels = select_labels(scores, loop.class_names, config.threshold, config.top)
+            t.append(clock())
+            keep_going = loop.outputs(frames, frame.name, bgr, rgb, out, labels, t)
+            t.append(clock())
+            frames += 1
+            if frames > config.warmup:
+                recorder.add(tuple(t[i + 1] - t[i] for i in range(len(STAGES))))
+            elif frames == config.warmup:  # timing starts now
+                t_start, rss_start = clock(), rss_mib()
+            loop.fps_ema = _update_fps(loop.fps_ema, t[-1] - t[0])
+            if not keep_going:
+                end_reason = "window closed"
+                break
+    except KeyboardInterrupt:  # run() without the CLI's signal handlers
+        end_reason = "interrupted"
+    if frames == 0 and exit_code == EXIT_OK and end_reason.startswith("source"):
+        end_reason, exit_code = f"no usable frame from the source ({end_reason}{'; ' + last_error if last_error else ''})", EXIT_ERROR
+    seconds = clock() - t_start if t_start is not None else 0.0
+    timed = recorder.count
+    report = BenchmarkReport(
+        backend=getattr(loop.backend, "name", "?"), model=config.model, source=config.source,
+        frames=timed, warmup=min(config.warmup, frames), seconds=seconds,
+        fps=timed / seconds if seconds > 0 else 0.0, latency_ms=recorder.stats(),
+        rss_start_mib=rss_start, rss_end_mib=rss_mib(), peak_rss_mib=peak_rss_mib(),
+    )
+    skipped = list(getattr(source, "skipped", []))
+    return RunSummary(frames, bad, end_reason, exit_code, report, skipped)
+
+
+def _update_fps(previous: float | None, frame_seconds: float) -> float | None:
+    if frame_seconds <= 0:
+        return previous
+    fps = 1.0 / frame_seconds
+    return fps if previous is None else 0.9 * previous + 0.1 * fps  # steady readout, follows changes within ~10 frames
