@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from train.cli import build_parser, main, resolve_config
+from train.compare import build_parser as compare_parser
+from train.config import CPU, PAPER, PRESETS, TINY, RunOptions, TrainConfig, preset
+
+
+def test_presets_follow_the_paper_and_the_brief():
+    assert (PAPER.backbone, PAPER.pretrained, PAPER.folds, PAPER.n_scenes) == ("densenet121", "imagenet", 5, 6000)
+    assert (PAPER.phase1_epochs, PAPER.epochs, PAPER.phase1_lr, PAPER.phase2_lr) == (30, 100, 1e-3, 1e-4)
+    assert (PAPER.recon_weight, PAPER.cls_weight, PAPER.select_metric) == (1.5, 0.5, "macro_map")
+    assert (CPU.backbone, CPU.n_scenes) == ("densenet_small", 6000)
+    assert (TINY.backbone, TINY.phase1_epochs, TINY.epochs) == ("densenet_tiny", 1, 2)
+    assert preset("tiny") is TINY and set(PRESETS) == {"paper", "cpu", "tiny"}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"arch": "resnet"}, "arch must be one of"),
+        ({"loss": "focal"}, "loss must be one of"),
+        ({"epochs": 0}, "epochs must be a positive integer"),
+        ({"phase1_epochs": 120}, "phase1_epochs must be"),
+        ({"phase2_lr": 0.0}, "phase2_lr must be > 0"),
+        ({"test_fraction": 1.0}, "test_fraction must be in"),
+        ({"batch_size": True}, "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_config_says_what_to_do(change, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(PAPER, **change)
+
+
+def test_config_round_trips_and_refuses_unknown_keys():
+    assert TrainConfig.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({**TINY.to_dict(), "lr": 1})
+
+
+def test_cae_never_claims_pretrained_weights():
+    assert dataclasses.replace(PAPER, arch="cae").pretrained == "none"
+
+
+def test_run_options_validate():
+    with pytest.raises(ValueError, match="device must be one of"):
+        RunOptions(device="tpu")
+
+
+def _resolve(*argv):
+    return resolve_config(build_parser().parse_args(["--out", "unused", *argv]))
+
+
+def test_cli_flags_override_the_preset():
+    cfg = _resolve("--preset", "paper", "--model", "cae", "--loss", "bce", "--folds", "3", "--epochs", "10", "--lr2", "0.01")
+    assert (cfg.arch, cfg.loss, cfg.folds, cfg.epochs, cfg.phase2_lr) == ("cae", "bce", 3, 10, 0.01)
+    assert cfg.phase1_epochs == 10  # the preset's 30 clipped into the shorter run
+    assert _resolve().backbone == CPU.backbone  # default preset: cpu
+    assert _resolve("--preset", "paper", "--weights", "w.pth").pretrained == "w.pth"
+    assert _resolve("--select-metric", "hamming_loss").select_mode == "min"
+
+
+def test_cli_refuses_contradictions():
+    with pytest.raises(ValueError, match="contradict"):
+        _resolve("--weights", "w.pth", "--pretrained", "none")
+    with pytest.raises(ValueError, match="metrics.json key"):
+        _resolve("--select-metric", "loss")
+
+
+def test_help_explains_both_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("--preset", "--resume", "--folds", "phase 1", "compare", "torchrun"):
+        assert needle in text
+    assert "Tables I-III" in compare_parser().format_help()
+
+
+def test_python_m_train_help_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m train" in result.stdout
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "missing")]) == 2
+
+
+def test_default_data_set_is_generated_once_under_the_data_root_and_reused(tmp_path):
+    from train.cli import resolve_dataset
+
+    args = build_parser().parse_args(["--out", str(tmp_path / "run"), "--preset", "tiny", "--n-scenes", "30",
+                                      "--data-root", str(tmp_path / "scenes"), "--quiet"])
+    cfg = resolve_config(args)
+    first = resolve_dataset(args, cfg)
+    assert first.path == tmp_path / "scenes" / "n30-seed0" and len(first) == 30
+    assert resolve_dataset(args, cfg).manifest == first.manifest  # reused, not regenerated
+    # A data root that is itself this data set (made by `python -m dualpath.scenes generate`) is used as is.
+    first.path.rename(tmp_path / "root")
+    args.data_root = tmp_path / "root"
+    assert resolve_dataset(args, cfg).path == tmp_path / "root"

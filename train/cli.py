@@ -1,0 +1,234 @@
+"""Command line: `python -m train [options]` trains one model; `python -m train compare [options]` the paper's four.
+
+main(argv) -> exit code; nothing runs at import. Exit codes: 0 done, 1 training failed (NaN/inf loss),
+2 bad arguments or inputs, 130 interrupted (--resume continues).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from train.config import ARCHS, LOSSES, PRESETS, RunOptions, TrainConfig, preset
+
+log = logging.getLogger("train")
+
+DESCRIPTION = """\
+Train the attention-aware dual-path autoencoder (or a paper baseline) on generated kitchen scenes.
+
+Two phases as in the paper: phase 1 trains with the pretrained DenseNet backbones frozen (BatchNorm still
+learns), phase 2 trains everything at a lower learning rate; with random init (--pretrained none) phase 1 is
+skipped. Splits: an 80:20 multi-label stratified held-out test set, then K stratified folds on the 80
+(--folds 1: one stratified validation split of 1/5 of the 80). Each fold keeps its best checkpoint by
+validation macro mAP; metrics.json reports the held-out test metrics (mean over the fold models) and the
+cross-validation metrics, report.md shows them with the plots."""
+
+EPILOG = """\
+examples:
+  python -m train --preset cpu --model dualpath --loss asl --folds 1 --out runs/cpu-asl
+  python -m train --preset paper --weights densenet121.pth --out runs/paper     (offline ImageNet weights)
+  torchrun --nproc_per_node 4 -m train --preset paper --out runs/paper-ddp       (multi-GPU, DDP)
+  python -m train --resume --out runs/cpu-asl                                    (continue a stopped run)
+  python -m train compare --preset cpu --folds 1 --out runs/compare              (the paper's Tables I-III)
+
+presets: """ + "; ".join(
+    f"{name}: {c.backbone}, pretrained {c.pretrained}, {c.n_scenes} scenes, {c.epochs} epochs, {c.folds} fold(s)"
+    for name, c in PRESETS.items()
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", choices=ARCHS, help="dualpath (the paper), cae or densenet (its baselines)")
+    parser.add_argument("--loss", choices=LOSSES, help="classification loss: asl (asymmetric) or bce")
+    add_common_arguments(parser)
+    return parser
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.json, report.md)")
+    run.add_argument("--preset", choices=tuple(PRESETS), help="configuration to start from (default: cpu)")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
+    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                     help="NHWC memory layout (default: on; faster on GPUs and on CPUs with oneDNN)")
+    run.add_argument("--threads", type=int,
+                     help="CPU threads for torch (default: torch's choice; 1 on a CPU busy with other work)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, help="a scenes data set folder (default: generate the preset's into --data-root)")
+    data.add_argument("--data-root", type=Path, default=Path("data/scenes"), help="where generated data sets are cached")
+    data.add_argument("--n-scenes", type=int, help="scenes to generate (preset: paper/cpu 6000)")
+    data.add_argument("--workers", type=int, default=1, help="processes for generating scenes")
+
+    model = parser.add_argument_group("model and training (override the preset)")
+    model.add_argument("--backbone", help="densenet121 | densenet_small | densenet_tiny")
+    model.add_argument("--pretrained", choices=("imagenet", "none"), help="backbone weights (imagenet downloads them)")
+    model.add_argument("--weights", type=Path, help="a local torchvision DenseNet state dict (instead of downloading)")
+    model.add_argument("--folds", type=int, help="K-fold CV on the 80%% (1 = one stratified 1/5 validation split)")
+    model.add_argument("--epochs", type=int, help="total epochs, phase 1 included")
+    model.add_argument("--phase1-epochs", type=int, help="epochs with frozen backbones")
+    model.add_argument("--lr1", type=float, help="phase 1 learning rate")
+    model.add_argument("--lr2", type=float, help="phase 2 learning rate")
+    model.add_argument("--batch-size", type=int, help="global batch size")
+    model.add_argument("--seed", type=int, help="splits, initialisation and shuffling")
+    model.add_argument("--select-metric", help="validation metric that picks the best checkpoint (metrics.json key)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        from train.compare import main as compare_main
+
+        return compare_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    return run_cli(args, lambda cfg, dataset, opts, resume: _train(cfg, args.out, dataset, opts, resume))
+
+
+def run_cli(args: argparse.Namespace, action) -> int:
+    """Shared by train and compare: logging, config, data, and the mapping of errors to exit codes."""
+    from dualpath.scenes import DatasetError
+
+    setup_logging(args.quiet)
+    try:
+        cfg = resolve_config(args)
+        dataset = resolve_dataset(args, cfg)
+        cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
+        return action(cfg, dataset, run_options(args), args.resume)
+    except (ValueError, DatasetError, FileNotFoundError) as err:
+        log.error("error: %s", err)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; `--resume` with the same --out continues from the last finished epoch")
+        return 130
+    except RuntimeError as err:  # NonFiniteLossError, PretrainedWeightsUnavailable, CUDA errors
+        log.error("error: %s", err)
+        return 2 if type(err).__name__ == "PretrainedWeightsUnavailable" else 1
+
+
+def _train(cfg: TrainConfig, out: Path, dataset, opts: RunOptions, resume: bool) -> int:
+    from train.experiment import run_experiment
+
+    run_experiment(cfg, out, dataset, opts, resume=resume)
+    return 0
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (main() may run many times in one process, e.g. tests)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(quiet: bool) -> None:
+    """INFO to stderr (WARNING with --quiet and on DDP processes but 0); run folders also get train.log at INFO."""
+    from train.distributed import env_from_environ
+
+    logger = logging.getLogger("train")
+    logger.setLevel(logging.INFO)
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False  # printed once, by this handler
+    handler.setLevel(logging.WARNING if quiet or not env_from_environ().is_main else logging.INFO)
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """Only the flags given on the command line (None = not given)."""
+    pretrained = str(args.weights) if args.weights is not None else args.pretrained
+    if args.weights is not None and args.pretrained == "none":
+        raise ValueError("--weights and --pretrained none contradict each other; pass one of them")
+    return {
+        "arch": getattr(args, "model", None),
+        "loss": getattr(args, "loss", None),
+        "backbone": args.backbone,
+        "pretrained": pretrained,
+        "folds": args.folds,
+        "epochs": args.epochs,
+        "phase1_epochs": args.phase1_epochs,
+        "phase1_lr": args.lr1,
+        "phase2_lr": args.lr2,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "select_metric": args.select_metric,
+        "n_scenes": args.n_scenes,
+    }
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    """The preset (or, with --resume, the run's saved config) with the given flags on top."""
+    saved = _saved_config(args.out) if args.resume else None
+    if saved is not None:
+        if args.preset is not None:
+            raise ValueError(f"--resume uses the configuration saved in {args.out}; drop --preset")
+        base = TrainConfig.from_dict(saved["train_config"])
+    else:
+        base = preset(args.preset or "cpu")
+    overrides = config_overrides(args)
+    if overrides["epochs"] is not None and overrides["phase1_epochs"] is None:
+        # Keep the preset's phase 1 inside a shorter run rather than failing validation.
+        overrides["phase1_epochs"] = min(base.phase1_epochs, overrides["epochs"])
+    if args.select_metric is not None:
+        from train.evaluate import METRIC_KEYS
+
+        if args.select_metric not in METRIC_KEYS:
+            raise ValueError(f"--select-metric must be a metrics.json key: {', '.join(METRIC_KEYS)}")
+        overrides["select_mode"] = "min" if args.select_metric == "hamming_loss" else "max"
+    return base.with_overrides(**overrides)
+
+
+def _saved_config(out: Path) -> dict | None:
+    path = out / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); start a new run folder") from err
+
+
+def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):
+    from dualpath.scenes import DatasetError, SceneConfig, generate_dataset, load_dataset
+
+    data = args.data
+    if data is None and args.resume:
+        saved = _saved_config(args.out)
+        data = Path(saved["data"]["path"]) if saved and saved["data"].get("path") else None
+    if data is not None:
+        log.info("data set: %s", data)
+        return load_dataset(data)
+    kwargs = dict(seed=cfg.data_seed, n=cfg.n_scenes, workers=args.workers, progress=not args.quiet and sys.stderr.isatty())
+    if (args.data_root / "manifest.json").is_file():
+        # The root itself may hold a data set (e.g. `python -m dualpath.scenes generate --out data/scenes`): use it
+        # when it is exactly this one (generate_dataset reuses an identical folder and refuses a different one).
+        try:
+            return generate_dataset(SceneConfig(), out=args.data_root, **kwargs)
+        except DatasetError:
+            pass
+    out = args.data_root / f"n{cfg.n_scenes}-seed{cfg.data_seed}"
+    log.info("data set: %s (generated once, reused afterwards)", out)
+    return generate_dataset(SceneConfig(), out=out, **kwargs)
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(
+        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        progress=not args.quiet, threads=args.threads,
+    )

@@ -1,0 +1,161 @@
+"""TrainConfig (what is trained: saved in every run folder and checkpoint) and RunOptions (how it runs here).
+
+Presets are instances: `PRESETS["paper" | "cpu" | "tiny"]`, changed with `dataclasses.replace` or `with_overrides`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("dualpath", "cae", "densenet")
+LOSSES = ("asl", "bce")
+SELECT_MODES = ("max", "min")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # model (turned into a dualpath.model.ModelConfig by `model_config`)
+    arch: str = "dualpath"  # "dualpath" (the paper) | "cae" | "densenet" (the paper's two baselines)
+    backbone: str = "densenet121"  # DenseNet size of dualpath.model.BACKBONES; the paper's is densenet121
+    pretrained: str = "imagenet"  # "imagenet" | "none" | path of a local torchvision DenseNet state dict
+    model_options: dict[str, Any] = field(default_factory=dict)  # further ModelConfig fields (ablations: cbam, fusion)
+    # loss (paper eq. 9): recon_weight * MSE + cls_weight * (ASL | BCE)
+    loss: str = "asl"
+    recon_weight: float = 1.5
+    cls_weight: float = 0.5
+    # schedule (paper IV.B, pseudocode 1): phase 1 epochs 1..phase1_epochs with the pretrained backbones frozen
+    # (BatchNorm still trains), then phase 2 with everything trainable up to `epochs` in total.
+    epochs: int = 100
+    phase1_epochs: int = 30
+    phase1_lr: float = 1e-3
+    phase2_lr: float = 1e-4
+    # Freezing random backbones only wastes epochs, so without loaded weights phase 1 is skipped (the log says so)
+    # and phase 2 runs all `epochs`; set True to freeze anyway.
+    phase1_without_pretrained: bool = False
+    weight_decay: float = 0.0  # Adam's L2 term; the paper uses plain Adam
+    batch_size: int = 32  # global batch (split over DDP processes)
+    eval_batch_size: int = 256
+    # model selection: the checkpoint with the best validation value of this metrics.json key
+    select_metric: str = "macro_map"
+    select_mode: str = "max"
+    # data and splits (paper IV.A: 6000 scenes, 80:20 stratified; 5-fold CV on the 80)
+    n_scenes: int = 6000
+    data_seed: int = 0  # seed of the generated scenes (dualpath.scenes.generate_dataset)
+    test_fraction: float = 0.2
+    folds: int = 5  # K-fold CV on the development part; 1 = a single stratified validation split of val_fraction
+    val_fraction: float = 0.2  # used only with folds=1 (1/5 of the development part, as one fold of 5 would be)
+    seed: int = 0  # splits, initialisation, shuffling, dropout
+
+    def __post_init__(self) -> None:
+        _choice("arch", self.arch, ARCHS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("select_mode", self.select_mode, SELECT_MODES)
+        if isinstance(self.pretrained, Path):
+            object.__setattr__(self, "pretrained", str(self.pretrained))
+        for name in ("epochs", "batch_size", "eval_batch_size", "n_scenes", "folds"):
+            _positive_int(name, getattr(self, name))
+        if not isinstance(self.phase1_epochs, int) or not 0 <= self.phase1_epochs <= self.epochs:
+            raise ValueError(
+                f"phase1_epochs must be an integer in [0, epochs={self.epochs}], got {self.phase1_epochs!r}; "
+                "lower it or raise --epochs"
+            )
+        for name in ("phase1_lr", "phase2_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("recon_weight", "cls_weight", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("test_fraction", "val_fraction"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        if self.arch == "cae" and self.pretrained != "none":
+            # The CAE baseline has no pretrained backbone by definition (paper V.A): a preset's "imagenet" means
+            # nothing for it, and recording "none" keeps the saved config true to what was trained.
+            object.__setattr__(self, "pretrained", "none")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with the given fields replaced; None values are ignored (unset command-line flags)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def phase2_start(self) -> int:
+        """First epoch (1-based) of phase 2 when phase 1 runs."""
+        return self.phase1_epochs + 1
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run executes on this machine; not part of what is trained, so --resume may change it."""
+
+    device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
+    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on the CPU (CPU bf16 is slower on most chips)
+    channels_last: bool = True  # NHWC activations: tensor cores on CUDA; also 1.5x faster on a 2-core CPU (oneDNN)
+    compile: bool = False  # torch.compile the model (first epoch pays the compile time)
+    progress: bool = True  # tqdm bars (also off when stderr is not a terminal)
+    tensorboard: bool = True  # TensorBoard event files when the `tensorboard` package is importable
+    # torch intra-op threads on the CPU; None = torch's default. On a CPU shared with other busy processes,
+    # OpenMP threads that wait on each other can run 40x slower than one thread: pass 1 there.
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice("device", self.device, DEVICES)
+        if self.threads is not None:
+            _positive_int("threads", self.threads)
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+PAPER = TrainConfig()
+# Sized for about 10 minutes on a 2-core CPU with --folds 1: the paper's 6000 scenes and the small DenseNet.
+# No ImageNet weights exist for it, so with pretrained "none" phase 1 is skipped (phase1_epochs only applies with
+# --weights) and phase 2 trains from scratch at the higher lr for all epochs (~75 s each, 58 img/s on one core).
+CPU = TrainConfig(
+    backbone="densenet_small",
+    pretrained="none",
+    epochs=7,
+    phase1_epochs=2,
+    phase2_lr=1e-3,
+    batch_size=32,
+    folds=1,
+)
+# For tests: real code, a few dozen scenes, 1 + 1 epochs (phase 1 runs when local weights are given).
+TINY = TrainConfig(
+    backbone="densenet_tiny",
+    pretrained="none",
+    epochs=2,
+    phase1_epochs=1,
+    phase2_lr=1e-3,
+    batch_size=16,
+    eval_batch_size=64,
+    n_scenes=100,
+    folds=1,
+)
+PRESETS: dict[str, TrainConfig] = {"paper": PAPER, "cpu": CPU, "tiny": TINY}
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,282 @@
+"""One experiment: splits -> K folds of two-phase training -> best checkpoints on validation and held-out test
+-> metrics.json, plots and report.md in the run folder.
+
+Run folder layout:
+    config.json     the TrainConfig and the data set it ran on     splits.json  test / fold indices
+    fold<k>/        last.pt, best.pt, log.csv (+ tb/ with tensorboard)
+    best.pt         copy of the best fold's best.pt (by validation select_metric): the model to export
+    metrics.json    held-out test metrics (mean over the fold models) at top level; folds, cv_mean/std beside them
+    predictions.npz test probabilities of best.pt and a few reconstructions    report.md + *.png    train.log
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dualpath import contract, metrics
+from train import checkpoint as ckpt_io
+from train import distributed, report
+from train.config import RunOptions, TrainConfig
+from train.data import DeviceData, Normalizer, SceneArrays, to_device
+from train.evaluate import METRIC_KEYS, Predictions, compute_metrics, is_better, predict
+from train.losses import MultitaskLoss
+from train.loop import FoldResult, Hook, Runtime, train_fold
+from train.splits import Splits, load_splits, make_splits, save_splits
+
+log = logging.getLogger("train")
+GRID_SCENES = 8  # reconstructions kept in predictions.npz for the report / comparison grids
+
+
+@dataclass(frozen=True)
+class FoldEvaluation:
+    fold: int
+    best_epoch: int
+    val: dict
+    test: dict
+    test_pred: Predictions
+
+
+def resolve_runtime(opts: RunOptions, env: distributed.DistEnv) -> Runtime:
+    device = distributed.resolve_device(opts.device, env)
+    cuda = device.type == "cuda"
+    return Runtime(
+        device=device,
+        amp=cuda if opts.amp is None else opts.amp,
+        channels_last=opts.channels_last,
+        compile=opts.compile,
+        progress=opts.progress,
+        tensorboard=opts.tensorboard,
+        dist=env,
+    )
+
+
+def run_experiment(
+    cfg: TrainConfig,
+    out: Path,
+    dataset: SceneArrays,
+    opts: RunOptions = RunOptions(),
+    *,
+    resume: bool = False,
+    hooks: tuple[Hook, ...] = (),
+) -> dict | None:
+    """Train and evaluate; returns the metrics.json dict on the main process (None on the others)."""
+    out = Path(out)
+    env = distributed.env_from_environ()
+    rt = resolve_runtime(opts, env)
+    distributed.init(env, rt.device)
+    handler = _file_log(out / "train.log") if env.is_main else None
+    threads = torch.get_num_threads()
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    try:
+        if env.is_main:
+            resume = _prepare_run_folder(out, cfg, dataset, resume)
+        resume = distributed.broadcast_flag(resume, env, rt.device)  # the other processes follow process 0
+        splits = _splits(out, cfg, dataset.labels, env)
+        log.info(
+            "%s + %s on %s (amp %s, channels_last %s, %d process(es)); %d scenes: %d test, folds of %d train / %d val",
+            cfg.arch, cfg.loss, rt.device, rt.amp, rt.channels_last, env.world_size, len(dataset.labels),
+            len(splits.test), len(splits.folds[0].train), len(splits.folds[0].val),
+        )
+        data = to_device(dataset, rt.device)
+        results = [
+            train_fold(cfg, k, fold, dataset, data, out / f"fold{k}", rt, resume=resume, hooks=hooks)
+            for k, fold in enumerate(splits.folds)
+        ]
+        summary = _finish(cfg, out, dataset, data, splits, results, rt) if env.is_main else None
+        distributed.barrier(env)
+        return summary
+    finally:
+        torch.set_num_threads(threads)
+        if handler is not None:
+            logging.getLogger("train").removeHandler(handler)
+            handler.close()
+        distributed.shutdown(env)
+
+
+def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resume: bool) -> bool:
+    """Refuse to mix two runs in one folder; returns whether there is anything to resume."""
+    config_path = out / "config.json"
+    record = {"train_config": cfg.to_dict(), "data": _data_record(dataset)}
+    if config_path.is_file() and not any(out.glob("fold*/last.pt")):
+        # Set up but never finished an epoch (e.g. stopped for missing weights): nothing to keep or resume.
+        for name in ("config.json", "splits.json"):
+            (out / name).unlink(missing_ok=True)
+    if config_path.is_file():
+        if not resume:
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        saved = json.loads(config_path.read_text())
+        diffs = _differences(saved, json.loads(json.dumps(record)))
+        if diffs:
+            raise ValueError(
+                f"--resume: the run in {out} was started with a different setup:\n  " + "\n  ".join(diffs)
+                + "\nresume with the original settings (and data), or choose another --out"
+            )
+        return True
+    if resume:
+        log.info("--resume: nothing to resume in %s yet, starting a new run", out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(record, indent=1))
+    return False
+
+
+def _data_record(dataset: SceneArrays) -> dict:
+    manifest = getattr(dataset, "manifest", None) or {}
+    path = getattr(dataset, "path", None)
+    return {
+        "path": str(path) if path is not None else None,
+        "n": int(len(dataset.labels)),
+        "seed": manifest.get("seed"),
+        "labels_sha256": manifest.get("files", {}).get("labels", {}).get("sha256"),
+    }
+
+
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b and key != "path":  # the same data set may be reached by another path
+            out.append(f"{prefix}{key}: saved {a!r}, now {b!r}")
+    return out
+
+
+def _splits(out: Path, cfg: TrainConfig, labels: np.ndarray, env) -> Splits:
+    path = out / "splits.json"
+    if path.is_file():
+        splits = load_splits(path)
+        splits.check_matches(labels)
+        return splits
+    splits = make_splits(
+        labels, folds=cfg.folds, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction, seed=cfg.seed
+    )
+    if env.is_main:
+        save_splits(splits, path)
+    return splits
+
+
+def evaluate_fold(
+    cfg: TrainConfig, result: FoldResult, splits: Splits, dataset: SceneArrays, data: DeviceData, rt: Runtime
+) -> FoldEvaluation:
+    model, _ = ckpt_io.load_model(result.best_path, rt.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion = MultitaskLoss(cls_loss=cfg.loss, recon_weight=cfg.recon_weight, cls_weight=cfg.cls_weight)
+    norm = Normalizer(rt.device, rt.channels_last)
+    kw = dict(normalizer=norm, batch_size=cfg.eval_batch_size, amp=rt.amp)
+    val_pred = predict(model, criterion, data, splits.folds[result.fold].val, keep_recon=True, **kw)
+    test_pred = predict(model, criterion, data, splits.test, keep_recon=True, **kw)
+    return FoldEvaluation(
+        fold=result.fold,
+        best_epoch=result.best_epoch,
+        val=compute_metrics(val_pred, dataset.labels, dataset.clean),
+        test=compute_metrics(test_pred, dataset.labels, dataset.clean),
+        test_pred=test_pred,
+    )
+
+
+def summarize(cfg: TrainConfig, evaluations: list[FoldEvaluation], labels: np.ndarray) -> tuple[dict, int]:
+    """metrics.json content and the index of the selected fold (best validation select_metric)."""
+    selected = 0
+    for i, ev in enumerate(evaluations):
+        if is_better(ev.val.get(cfg.select_metric), evaluations[selected].val.get(cfg.select_metric), cfg.select_mode):
+            selected = i
+    best = evaluations[selected]
+    test_mean, test_std = mean_std([ev.test for ev in evaluations])
+    cv_mean, cv_std = mean_std([ev.val for ev in evaluations])
+    y_test = labels[best.test_pred.indices]
+    return {
+        **test_mean,
+        "test_std": test_std,
+        "cv_mean": cv_mean,
+        "cv_std": cv_std,
+        "folds": [
+            {"fold": ev.fold, "best_epoch": ev.best_epoch, "val": _keys(ev.val), "test": _keys(ev.test)}
+            for ev in evaluations
+        ],
+        "selected_fold": best.fold,
+        "select_metric": cfg.select_metric,
+        "checkpoint": "best.pt",
+        "selected_test": _keys(best.test),
+        "per_class": _plain_rows(metrics.per_class_report(y_test, best.test_pred.probs, contract.CLASS_NAMES)),
+        "auc_excluded_classes": best.test.get("auc_excluded_classes", []),
+        "n_test": int(len(best.test_pred.indices)),
+        "arch": cfg.arch,
+        "loss": cfg.loss,
+    }, selected
+
+
+def mean_std(rows: list[dict]) -> tuple[dict, dict]:
+    """Per key mean and sample std (ddof=1; 0 with one fold) over folds; None where a fold has no value."""
+    mean, std = {}, {}
+    for key in METRIC_KEYS:
+        values = [r.get(key) for r in rows]
+        if any(v is None for v in values):
+            mean[key] = std[key] = None
+            continue
+        mean[key] = float(np.mean(values))
+        std[key] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _keys(m: dict) -> dict:
+    return {k: m.get(k) for k in METRIC_KEYS}
+
+
+def _plain_rows(rows: list[dict]) -> list[dict]:
+    def plain(v):
+        if isinstance(v, (np.floating, float)):
+            return None if np.isnan(v) else float(v)
+        return int(v) if isinstance(v, np.integer) else v
+
+    return [{k: plain(v) for k, v in row.items()} for row in rows]
+
+
+def _finish(cfg, out, dataset, data, splits, results, rt) -> dict:
+    evaluations = [evaluate_fold(cfg, r, splits, dataset, data, rt) for r in results]
+    summary, selected = summarize(cfg, evaluations, dataset.labels)
+    _copy_atomic(results[selected].best_path, out / "best.pt")
+    best = evaluations[selected]
+    _save_predictions(out / "predictions.npz", best.test_pred)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    report.write_run_report(out, cfg, summary, [r.history for r in results], best.test_pred, dataset)
+    log.info(
+        "held-out test (%d scenes, mean of %d fold model(s)): %s; wrote %s",
+        summary["n_test"], len(results),
+        ", ".join(f"{k} {summary[k]:.4f}" for k in ("accuracy", "macro_map", "macro_auc", "macro_f1", "ssim", "psnr")
+                  if summary[k] is not None),
+        out / "metrics.json",
+    )
+    return summary
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def _save_predictions(path: Path, pred: Predictions) -> None:
+    arrays = {"indices": pred.indices, "probs": pred.probs}
+    if pred.recon is not None:
+        arrays["recon_uint8"] = contract.recon_to_uint8(pred.recon[:GRID_SCENES])
+    np.savez_compressed(path, **arrays)
+
+
+def _file_log(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("train")
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # the file gets INFO; console handlers keep their own levels
+    return handler
