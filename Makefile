@@ -16,8 +16,7 @@ WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 # (2.14.1 / 0.29.1); pip takes them from the machine's local wheel store where it has one.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[train,dev]"
+	$(PIP) install --quiet -e ".[train,export,dev]"
 	touch $@
 
 setup: $(VENV)/.installed

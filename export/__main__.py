@@ -1,0 +1,107 @@
+"""python -m export: a trained checkpoint -> deployable FP32 and INT8 artifacts, a manifest and drift reports."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a dualpath checkpoint to ONNX FP32 (with metadata and a parity check against torch), "
+        "and with --int8 to QDQ INT8 ONNX (u8: ONNX Runtime CPU, s8: TensorRT), OpenVINO IR FP32/INT8 (NNCF) and "
+        "a TensorRT engine (built where TensorRT runs, else a script for the device), calibrated on generated "
+        "scenes; then drift reports of every INT8 artifact and manifest.json. Exit 1 when an INT8 artifact "
+        "is past its drift budget, 2 on errors.",
+        epilog="example: python -m export --checkpoint runs/x/best.pt --out runs/x/export --int8 --accuracy-control",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (runs/x/best.pt)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the artifacts")
+    p.add_argument("--int8", action="store_true", help="also write INT8 artifacts and their drift reports")
+    p.add_argument("--backends", default="onnx,openvino", help="comma list of onnx, openvino, tensorrt")
+    p.add_argument("--calib-n", type=int, default=300, help="calibration scenes (default 300)")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"),
+                   help="ONNX Runtime calibration (OpenVINO uses NNCF's)")
+    p.add_argument("--calib-seed", type=int, help="calibration seed (default calibration.CALIBRATION_SEED)")
+    p.add_argument("--qdq-variants", default="u8,s8", help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
+    p.add_argument("--accuracy-control", action="store_true",
+                   help="return the most sensitive layers to float until the drift budgets hold")
+    p.add_argument("--drift-n", type=int, default=1000, help="held-out scenes per drift report (default 1000)")
+    p.add_argument("--severities", default="0,1,2,3", help="degradation sweep in the drift reports ('' for none)")
+    p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
+    p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
+                   help="drift budget, e.g. accuracy=0.003 or macro_map=1%% (default: design.md's)")
+    p.add_argument("--budgets-file", type=Path, help="JSON budgets {metric: {abs, rel}}")
+    p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="cache of calibration / drift scenes")
+    p.add_argument("--workers", type=int, default=1, help="processes generating scenes")
+    p.add_argument("--threads", type=int, help="inference threads while checking artifacts")
+    p.add_argument("--max-batch", type=int, default=32, help="TensorRT optimisation profile's largest batch")
+    return p
+
+
+def config_from_args(args):
+    from export.config import ExportConfig
+    from export.onnx_fp32 import OPSET
+    from runtime.drift.__main__ import budgets_from_args
+
+    optional = {"calib_seed": args.calib_seed} if args.calib_seed is not None else {}
+    return ExportConfig(
+        checkpoint=args.checkpoint, out=args.out, int8=args.int8, backends=_names(args.backends),
+        calib_n=args.calib_n, calib_method=args.calib_method, qdq_variants=_names(args.qdq_variants),
+        accuracy_control=args.accuracy_control, drift_n=args.drift_n,
+        severities=tuple(float(s) for s in args.severities.split(",") if s.strip()), sweep_n=args.sweep_n,
+        budgets=budgets_from_args(args), opset=args.opset or OPSET, exporter=args.exporter,
+        data_root=args.data_root, workers=args.workers, threads=args.threads, max_batch=args.max_batch, **optional,
+    )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        missing = _missing_packages(_names(args.backends), args.int8)
+        if missing:
+            raise ImportError(missing)
+        config = config_from_args(args)
+        from export.pipeline import run_export
+        manifest = run_export(config)
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, FileNotFoundError, PermissionError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    failed = [name for name, r in manifest.get("drift", {}).items() if not r["passed"]]
+    if failed:
+        hint = "even with --accuracy-control" if args.accuracy_control else "try --accuracy-control"
+        print(f"PAST BUDGET: {', '.join(failed)} (see their drift reports; {hint})", file=sys.stderr)
+        return EXIT_PAST_BUDGET
+    return EXIT_OK
+
+
+def _missing_packages(backends: tuple[str, ...], int8: bool) -> str:
+    """A message naming what to install for the asked backends (TensorRT is optional: a script is written)."""
+    import importlib.util
+
+    need = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxslim": "onnxslim", "torch": "torch"}
+    if "openvino" in backends:
+        need["openvino"] = "openvino"
+        if int8:
+            need["nncf"] = "nncf"
+    missing = [pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None]
+    if not missing:
+        return ""
+    return (f"python -m export needs {', '.join(missing)}: pip install -e '.[train,export]' "
+            f"(or drop the backend with --backends)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

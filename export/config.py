@@ -1,0 +1,57 @@
+"""ExportConfig: everything `python -m export` needs, validated up front (before any artifact is written)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calibration.sets import CALIBRATION_SEED, SEED_STREAM_START
+from export.onnx_fp32 import EXPORTERS, OPSET
+from export.quantize_onnx import CALIB_METHODS, VARIANTS
+
+BACKEND_CHOICES = ("onnx", "openvino", "tensorrt")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    checkpoint: Path
+    out: Path
+    int8: bool = False  # also write the INT8 artifacts (QDQ ONNX, OpenVINO INT8, TensorRT engine or its script)
+    backends: tuple[str, ...] = ("onnx", "openvino")  # tensorrt on request: it needs the target device
+    calib_n: int = 300
+    calib_seed: int = CALIBRATION_SEED
+    calib_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime); NNCF uses its own statistics
+    qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
+    accuracy_control: bool = False
+    drift_n: int = 1000  # design.md's budget is defined on 1000 held-out scenes
+    severities: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)  # drift under degradation; () skips the sweep
+    sweep_n: int = 200
+    parity_n: int = 64
+    budgets: dict = field(default_factory=dict)  # metric -> runtime.drift.Budget; {} = design.md's defaults
+    opset: int = OPSET
+    exporter: str = "torchscript"
+    data_root: Path = Path("data")  # calibration and drift scene sets are cached here
+    workers: int = 1
+    threads: int | None = None
+    max_batch: int = 32  # TensorRT optimisation profile
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.backends) - set(BACKEND_CHOICES))
+        if unknown or not self.backends:
+            raise ValueError(f"backends must be a non-empty subset of {','.join(BACKEND_CHOICES)}, got {self.backends}")
+        if self.calib_method not in CALIB_METHODS:
+            raise ValueError(f"calib_method must be one of {', '.join(CALIB_METHODS)}, got {self.calib_method!r}")
+        if not set(self.qdq_variants) <= set(VARIANTS) or not self.qdq_variants:
+            raise ValueError(f"qdq_variants must be a non-empty subset of {sorted(VARIANTS)}, got {self.qdq_variants}")
+        if self.exporter not in EXPORTERS:
+            raise ValueError(f"exporter must be one of {EXPORTERS}, got {self.exporter!r}")
+        if not 13 <= self.opset <= 21:
+            raise ValueError(f"opset must be in 13..21 (per-channel QDQ needs >= 13), got {self.opset}")
+        for name in ("calib_n", "parity_n", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.calib_seed < SEED_STREAM_START:
+            raise ValueError(f"calib_seed must be >= {SEED_STREAM_START} (training's seeds lie below), got {self.calib_seed}")
+        if self.accuracy_control and not self.int8:
+            raise ValueError("--accuracy-control needs --int8")
+        if self.int8 and "tensorrt" in self.backends and "s8" not in self.qdq_variants:
+            raise ValueError("the TensorRT engine is built from the s8 QDQ model: keep 's8' in qdq_variants")

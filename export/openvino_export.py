@@ -1,0 +1,54 @@
+"""OpenVINO IR FP32 (converted from the FP32 ONNX) and INT8 (NNCF post-training quantization of the OV model)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from runtime.backends.ov import write_rt_info
+
+PRESETS = ("mixed", "performance")  # mixed: asymmetric activations (CPU default); performance: symmetric
+
+
+def convert(onnx_path: Path):
+    import openvino as ov
+
+    return ov.convert_model(str(onnx_path))
+
+
+def save_ir(model, xml_path: Path, props: dict[str, str]) -> None:
+    """Write model.xml + model.bin atomically: both go to a temporary folder, .bin is moved first, .xml last
+    (the .xml is what marks the pair complete)."""
+    import openvino as ov
+
+    write_rt_info(model, props)
+    xml_path = Path(xml_path)
+    with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.stem}.tmp") as tmp:
+        tmp_xml = Path(tmp) / xml_path.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
+        os.replace(tmp_xml, xml_path)
+
+
+def quantize_int8(model, batches: Iterable[dict[str, np.ndarray]], ignored: Iterable[str], subset_size: int,
+                  preset: str = "mixed"):
+    """NNCF PTQ on the OV model; `ignored` node names (shared with the ONNX rules) stay in float."""
+    import logging
+
+    import nncf
+
+    from calibration.adapters import nncf_dataset
+
+    nncf.set_log_level(logging.WARNING)  # its INFO lines list every ignored node: noise in an export log
+
+    if preset not in PRESETS:
+        raise ValueError(f"OpenVINO INT8 preset must be one of {PRESETS}, got {preset!r}")
+    names = sorted(set(ignored) & {op.get_friendly_name() for op in model.get_ops()})
+    return nncf.quantize(
+        model, nncf_dataset(batches), subset_size=subset_size,
+        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        ignored_scope=nncf.IgnoredScope(names=names, validate=False),
+    )

@@ -1,0 +1,193 @@
+"""FP32 ONNX -> QDQ INT8 ONNX with ONNX Runtime's static quantization, calibrated once and cached.
+
+Two variants share one set of calibrated ranges (a JSON cache, so variants and accuracy-control rounds do not
+calibrate again):
+  s8  symmetric INT8 activations, per-channel INT8 weights: what TensorRT builds (explicit quantization)
+  u8  asymmetric UINT8 activations, per-channel INT8 weights: what ONNX Runtime's CPU kernels run fastest
+Kept in float (never quantized): the output sigmoid, the decoder tanh, the CBAM gates and the renormalisation of
+the reconstruction before the classifier path, so no scale spans both heads. Every DenseNet concatenation gets one
+shared range for its inputs and output (union over all concats that share a tensor), so concatenation is a plain
+INT8 copy instead of a requantization.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+# ONNX Runtime's QDQ op set plus Concat (see share_concat_ranges).
+EXTRA_OP_TYPES = ("Concat",)
+FLOAT_OP_TYPES = ("Sigmoid", "Tanh")
+FLOAT_NAME_PARTS = ("/cbam/", "/normalize/")  # node-name scopes of the TorchScript exporter (torch module paths)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    activation: str  # "int8" | "uint8"
+    symmetric: bool
+    target: str  # who runs it, written to the manifest
+    # One scale per DenseNet concat group (see share_concat_ranges): what TensorRT wants (concat = INT8 copy).
+    # Measured on the CPU-sized model (1000 drift scenes): s8 with shared ranges drifted less than without
+    # (macro mAP -0.002 vs -0.009); u8 drifted more (accuracy -0.005 vs -0.0015), so u8 keeps per-tensor ranges.
+    share_concat: bool = True
+    # 7-bit weights: guards ONNX Runtime's u8 x s8 kernels against 16-bit saturation on x86 CPUs without VNNI.
+    reduce_range: bool = False
+
+
+VARIANTS = {
+    "s8": Variant("s8", "int8", True, "TensorRT (explicit quantization; symmetric activations required)"),
+    "u8": Variant("u8", "uint8", False, "ONNX Runtime on CPUs (u8 activations x s8 7-bit weights kernels)",
+                  share_concat=False, reduce_range=True),
+}
+
+
+def op_types_to_quantize() -> list[str]:
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    return sorted(set(QDQRegistry) | set(EXTRA_OP_TYPES))
+
+
+def float_nodes(proto, expect_cbam: bool = True) -> list[str]:
+    """Names of the nodes kept in float: output sigmoid, decoder tanh, CBAM, the classifier path's renormalisation."""
+    names = [n.name for n in proto.graph.node
+             if n.op_type in FLOAT_OP_TYPES or any(part in n.name for part in FLOAT_NAME_PARTS)]
+    if expect_cbam and not any("/cbam/" in n for n in names):
+        raise ValueError(
+            "no CBAM node found by name in the FP32 graph, so its gates could not be kept in float; "
+            "export with --exporter torchscript (its node names follow the torch modules)"
+        )
+    return names
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name not in CALIB_METHODS:
+        raise ValueError(f"calibration method must be one of {', '.join(CALIB_METHODS)}, got {name!r}")
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[name]
+
+
+def calibrate(fp32_path: Path, batches: Iterable[dict[str, np.ndarray]], method: str, cache_path: Path,
+              shared_cache_path: Path) -> None:
+    """Run the calibration data through the FP32 model; write its tensor ranges to cache_path, and the same ranges
+    with each concat group widened to one range to shared_cache_path."""
+    import onnx
+    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    from calibration.adapters import ort_reader
+
+    with tempfile.TemporaryDirectory(prefix="dualpath-calib-") as tmp:
+        calibrator = create_calibrator(
+            fp32_path, op_types_to_quantize(), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=_method(method),
+            extra_options={"percentile": 99.99} if method == "percentile" else {},
+        )
+        calibrator.collect_data(ort_reader(batches))
+        ranges = calibrator.compute_data()
+        del calibrator
+    save_tensors_data(ranges, cache_path)
+    share_concat_ranges(onnx.load(str(fp32_path)), ranges)
+    save_tensors_data(ranges, shared_cache_path)
+
+
+# ONNX Runtime's QDQ quantizer gives these ops' outputs their input's scale (they move values, not change them),
+# so a concat input produced by one shares that scale with the op's input: the group must include it.
+SCALE_PRESERVING = ("MaxPool", "AveragePool", "Resize", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice")
+
+
+def concat_groups(proto, skip: set[str] = frozenset()) -> list[set[str]]:
+    """Tensors that must share one scale: the inputs and output of each Concat, merged where concats share a
+    tensor (a DenseNet block's input feeds every concat of the block), plus the inputs of scale-preserving ops
+    that feed them (a transition's pooling, the decoder's upsampling)."""
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for node in proto.graph.node:
+        if node.op_type == "Concat" and node.name not in skip:
+            for t in node.input:
+                parent[find(t)] = find(node.output[0])
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    for t in list(parent):  # walk back through chains of scale-preserving ops
+        node = producers.get(t)
+        while node is not None and node.op_type in SCALE_PRESERVING and node.name not in skip:
+            parent[find(node.input[0])] = find(t)
+            t, node = node.input[0], producers.get(node.input[0])
+    groups: dict[str, set[str]] = {}
+    for t in parent:
+        groups.setdefault(find(t), set()).add(t)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def share_concat_ranges(proto, ranges, skip: set[str] = frozenset()) -> int:
+    """Widen every concat group's ranges to their union (in place); returns the number of groups."""
+    groups = concat_groups(proto, skip or set(float_nodes(proto, expect_cbam=False)))
+    for group in groups:
+        members = [ranges.data[t] for t in group if t in ranges.data]
+        if not members:
+            continue
+        lo = min(float(np.min(m.range_value[0])) for m in members)
+        hi = max(float(np.max(m.range_value[1])) for m in members)
+        for m in members:
+            m.lowest, m.highest = np.array(lo, np.float32), np.array(hi, np.float32)
+    return len(groups)
+
+
+def quantize(fp32_path: Path, out_path: Path, cache_path: Path, variant: Variant, method: str,
+             exclude: Iterable[str]) -> None:
+    """Write the QDQ model of `variant` to out_path from the cached ranges (the shared-concat file when the variant
+    shares them); `exclude` nodes stay float."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from export.atomic import atomic_path
+
+    activation = QuantType.QInt8 if variant.activation == "int8" else QuantType.QUInt8
+    with atomic_path(out_path) as tmp:
+        quantize_static(
+            fp32_path, tmp, calibration_data_reader=None, calibration_cache_path=cache_path,
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=variant.reduce_range, activation_type=activation,
+            weight_type=QuantType.QInt8, calibrate_method=_method(method),
+            op_types_to_quantize=op_types_to_quantize(), nodes_to_exclude=sorted(set(exclude)),
+            extra_options={"ActivationSymmetric": variant.symmetric, "WeightSymmetric": True},
+        )
+
+
+def copy_metadata(src_proto, path: Path, **updates: str) -> None:
+    """quantize_static drops metadata_props: put the FP32 model's back, with `updates` (JSON strings)."""
+    import onnx
+
+    from export.atomic import atomic_path
+
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in src_proto.metadata_props} | updates
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+
+
+def qdq_summary(proto) -> dict[str, int]:
+    """Counts that describe a QDQ graph: quantized convs / gemms (int8 weights), Q and DQ nodes, float nodes."""
+    initial = {i.name: i for i in proto.graph.initializer}
+    dq_of_int_weight = {n.output[0] for n in proto.graph.node
+                        if n.op_type == "DequantizeLinear" and n.input[0] in initial and initial[n.input[0]].data_type in (2, 3)}
+    quantized = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1 and n.input[1] in dq_of_int_weight]
+    return {
+        "conv_gemm_total": sum(n.op_type in ("Conv", "Gemm") for n in proto.graph.node),
+        "conv_gemm_int8": len(quantized),
+        "quantize_nodes": sum(n.op_type == "QuantizeLinear" for n in proto.graph.node),
+        "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in proto.graph.node),
+    }

@@ -1,0 +1,5 @@
+"""Serving without torch: numpy + OpenCV + one inference backend (ONNX Runtime, OpenVINO or TensorRT).
+
+    runtime.backends   load_backend(path) -> an object with .metadata, .infer({"image": x}) -> {"probs", "recon"}
+    runtime.drift      python -m runtime.drift: how far a candidate (INT8) artifact drifts from its FP32 reference
+"""

@@ -1,0 +1,53 @@
+"""ONNX Runtime backend: FP32 or QDQ INT8 .onnx files, on the CPU by default."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from runtime.backends.base import Backend, BackendError
+
+
+class OrtBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None, providers: Sequence[str] | None = None,
+                 device: str = "cpu") -> None:
+        """threads: intra-op threads (None: ONNX Runtime's choice). providers override device ("cpu" | "cuda")."""
+        super().__init__(path)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        providers = list(providers or _providers(device, ort.get_available_providers()))
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidGraph / NoSuchFile types
+            raise BackendError(f"onnxruntime cannot load {self.path}: {e}") from None
+        self.metadata = self._read_metadata(dict(self.session.get_modelmeta().custom_metadata_map))
+        self.providers = self.session.get_providers()
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = self._check_feed(feed)
+        values = self.session.run(self._outputs, {self.metadata.input_name: x})
+        return dict(zip(self._outputs, values))
+
+    def close(self) -> None:
+        self.session = None
+
+
+def _providers(device: str, installed: Sequence[str]) -> list[str]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in installed:
+            raise BackendError(
+                "device 'cuda' asked but this onnxruntime has no CUDAExecutionProvider: install onnxruntime-gpu "
+                "(on a Jetson, the aarch64 GPU build) or use device='cpu'"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise BackendError(f"unknown device {device!r} for onnxruntime; use 'cpu' or 'cuda'")

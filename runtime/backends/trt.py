@@ -1,0 +1,110 @@
+"""TensorRT backend: a serialized engine (.engine / .plan) built on this device from the QDQ ONNX.
+
+Engines are tied to the TensorRT version and the GPU that built them, so each comes with a JSON sidecar
+(`model.engine.json`) holding the model metadata and what it was built with; a mismatch is refused with a
+message to rebuild (export/tensorrt_build.py). Device memory goes through cuda-python (`cuda.bindings`).
+Not exercised on machines without a GPU; tests skip it there.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend, BackendError
+
+
+def sidecar_path(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".json")
+
+
+def read_sidecar(engine: Path) -> dict:
+    path = sidecar_path(engine)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BackendError(f"{engine} has no sidecar {path.name}; rebuild it with export/tensorrt_build.py") from None
+    except json.JSONDecodeError as e:
+        raise BackendError(f"{path} is corrupt ({e}); rebuild the engine") from None
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, path: Path, device: int = 0) -> None:
+        super().__init__(path)
+        import tensorrt as trt
+
+        sidecar = read_sidecar(self.path)
+        self.metadata = self._read_metadata(sidecar.get("metadata", {}))
+        if sidecar.get("tensorrt_version") != trt.__version__:
+            raise BackendError(
+                f"{self.path} was built with TensorRT {sidecar.get('tensorrt_version')}, this is {trt.__version__}: "
+                "engines do not move between versions; rebuild it on this device"
+            )
+        self._cuda = _cudart()
+        _check(self._cuda.cudaSetDevice(device))
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self._logger).deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"TensorRT cannot deserialize {self.path} (other GPU or corrupt file); rebuild it here")
+        self.context = self.engine.create_execution_context()
+        self.stream = _check(self._cuda.cudaStreamCreate())
+        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+
+    def _device_buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self._buffers.get(name, (0, 0))
+        if size < nbytes:
+            if ptr:
+                _check(self._cuda.cudaFree(ptr))
+            ptr = _check(self._cuda.cudaMalloc(nbytes))
+            self._buffers[name] = (ptr, nbytes)
+        return ptr
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cuda, kind = self._cuda, self._cuda.cudaMemcpyKind
+        x = self._check_feed(feed)
+        name = self.metadata.input_name
+        self.context.set_input_shape(name, x.shape)
+        src = self._device_buffer(name, x.nbytes)
+        _check(cuda.cudaMemcpyAsync(src, x.ctypes.data, x.nbytes, kind.cudaMemcpyHostToDevice, self.stream))
+        self.context.set_tensor_address(name, src)
+        outputs = {}
+        for out in self.metadata.output_names:
+            host = np.empty(tuple(self.context.get_tensor_shape(out)), np.float32)
+            outputs[out] = host
+            self.context.set_tensor_address(out, self._device_buffer(out, host.nbytes))
+        if not self.context.execute_async_v3(self.stream):
+            raise BackendError("TensorRT execution failed (see the TensorRT log above)")
+        for out, host in outputs.items():
+            ptr = self._buffers[out][0]
+            _check(cuda.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind.cudaMemcpyDeviceToHost, self.stream))
+        _check(cuda.cudaStreamSynchronize(self.stream))
+        return outputs
+
+    def close(self) -> None:
+        for ptr, _ in self._buffers.values():
+            self._cuda.cudaFree(ptr)
+        self._buffers.clear()
+        self.context = None
+        self.engine = None
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        try:
+            from cuda import cudart as runtime  # cuda-python < 12.6
+        except ImportError:
+            raise BackendError("the TensorRT backend needs cuda-python for device memory: pip install cuda-python") from None
+    return runtime
+
+
+def _check(result):
+    """cuda-python returns (error, value...) tuples; raise on an error, return the value."""
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendError(f"CUDA error {err}")
+    return values[0] if len(values) == 1 else (values or None)

@@ -1,0 +1,124 @@
+"""python -m runtime.drift: reference vs candidate on held-out generated scenes; exit 1 past a budget."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from runtime.drift.sets import DRIFT_SEED
+
+    p = argparse.ArgumentParser(
+        prog="python -m runtime.drift",
+        description="Run a reference (FP32) and a candidate (e.g. INT8) artifact on the same held-out generated "
+        "scenes and report how far the candidate drifts: both heads' metrics and deltas, per-class AP, label "
+        "flips, |delta p|, SQNR, reconstructions. Exit code 1 when a budget is exceeded, 2 on errors.",
+        epilog="budgets: --budget accuracy=0.003 (absolute drop) --budget macro_map=1%% (relative) or a JSON file "
+        '{"accuracy": {"abs": 0.003}}. Default: accuracy=0.003 macro_map=0.005 ssim=0.003 (design.md).',
+    )
+    p.add_argument("--reference", type=Path, required=True, help="FP32 artifact (.onnx, .xml, .engine)")
+    p.add_argument("--candidate", type=Path, required=True, help="artifact to check against it")
+    p.add_argument("--out", type=Path, required=True, help="report folder (drift.json, drift.md, plots)")
+    p.add_argument("--n", type=int, default=1000, help="held-out scenes (default 1000)")
+    p.add_argument("--seed", type=int, default=DRIFT_SEED, help=f"drift set seed (default {DRIFT_SEED})")
+    p.add_argument("--severity", type=float, default=1.0, help="degradation of the main set (1 = training mix)")
+    p.add_argument("--severities", type=_floats, default=(), help="sweep, e.g. 0,1,2,3 (empty: no sweep)")
+    p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where drift scene sets are cached")
+    p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT", help="replaces the defaults")
+    p.add_argument("--budgets-file", type=Path, help="JSON budgets (flags add to / override it)")
+    p.add_argument("--baseline", type=Path, help="drift.json of the last accepted export; also gate against it")
+    p.add_argument("--accept", type=Path, metavar="PATH", help="when the report passes, write it here as the new baseline")
+    p.add_argument("--reference-backend", default="auto")
+    p.add_argument("--candidate-backend", default="auto")
+    p.add_argument("--threads", type=int, help="inference threads per backend")
+    p.add_argument("--workers", type=int, default=1, help="processes generating scenes")
+    p.add_argument("--no-plots", action="store_true")
+    return p
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def budgets_from_args(args) -> dict:
+    from runtime.drift.budgets import DEFAULT_BUDGETS, load_budgets, parse_budget
+
+    budgets = load_budgets(args.budgets_file) if args.budgets_file else {}
+    flags = {b.metric: b for b in map(parse_budget, args.budget)}
+    if not budgets and not flags:
+        return dict(DEFAULT_BUDGETS)
+    return budgets | flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from dualpath.scenes import DatasetError
+    from runtime.backends import BackendError, load_backend
+    from runtime.drift.report import DriftConfig, drift_report
+
+    try:
+        config = DriftConfig(n=args.n, severity=args.severity, seed=args.seed, severities=args.severities,
+                             sweep_n=args.sweep_n, data_root=args.data_root, workers=args.workers,
+                             plots=not args.no_plots)
+        budgets = budgets_from_args(args)
+        baseline = _read_baseline(args.baseline) if args.baseline else None
+        options = {"threads": args.threads} if args.threads else {}
+        with load_backend(args.reference, args.reference_backend, **options) as ref, \
+                load_backend(args.candidate, args.candidate_backend, **options) as cand:
+            result = drift_report(ref, cand, args.out, config, budgets, baseline)
+    except (ValueError, BackendError, DatasetError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(summary(result))
+    print(f"report: {args.out / 'drift.md'}")
+    if not result["passed"]:
+        print("PAST BUDGET: " + "; ".join(result["violations"]), file=sys.stderr)
+        return EXIT_PAST_BUDGET
+    if args.accept:
+        _accept(args.out / "drift.json", args.accept)
+        print(f"accepted as baseline: {args.accept}")
+    return EXIT_OK
+
+
+def summary(result: dict) -> str:
+    from runtime.drift.report import summary_rows
+
+    lines = [f"{'metric':<14}{'reference':>11}{'candidate':>11}{'delta':>10}"]
+    lines += [f"{m:<14}{r:>11.4f}{c:>11.4f}{d:>+10.4f}" for m, r, c, d in summary_rows(result)]
+    o = result["outputs"]
+    lines.append(f"label flips {o['label_flip_rate']:.2%}, mean |dp| {o['mean_abs_delta_p']:.5f}, "
+                 f"SQNR probs {o['sqnr_probs_db']:.1f} dB, recon {o['sqnr_recon_db']:.1f} dB")
+    return "\n".join(lines)
+
+
+def _read_baseline(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no baseline at {path}; make one with --accept {path} on an export you trust") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"baseline {path} is not valid JSON ({e})") from None
+
+
+def _accept(report: Path, baseline: Path) -> None:
+    import os
+
+    baseline.parent.mkdir(parents=True, exist_ok=True)
+    tmp = baseline.with_name(f".{baseline.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(report.read_bytes())
+        os.replace(tmp, baseline)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Drift budgets: how much worse than its reference (or the last accepted baseline) a candidate may be.
+
+A budget bounds the *drop* of a metric: reference - candidate for higher-is-better metrics, candidate -
+reference for lower-is-better ones (hamming_loss). Absolute (`abs`, in the metric's units: accuracy 0.003 is
+0.3 points) and/or relative (`rel`, a fraction of the reference value). Improvements never violate a budget.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from runtime.drift.compare import LOWER_IS_BETTER, METRICS
+
+
+@dataclass(frozen=True)
+class Budget:
+    metric: str
+    abs: float | None = None  # largest allowed drop in the metric's own units
+    rel: float | None = None  # largest allowed drop as a fraction of the reference value
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"no budget possible for {self.metric!r}; metrics: {', '.join(METRICS)}")
+        if self.abs is None and self.rel is None:
+            raise ValueError(f"budget for {self.metric} needs an absolute or a relative limit")
+        for name in ("abs", "rel"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"budget {self.metric}.{name} must be >= 0, got {value}")
+
+    def drop(self, reference: float, candidate: float) -> float:
+        return candidate - reference if self.metric in LOWER_IS_BETTER else reference - candidate
+
+    def violation(self, reference: float, candidate: float, against: str = "reference") -> str | None:
+        drop = self.drop(reference, candidate)
+        limits = []
+        if self.abs is not None and drop > self.abs + 1e-12:
+            limits.append(f"drop {drop:.4f} > {self.abs:g}")
+        if self.rel is not None and reference != 0 and drop / abs(reference) > self.rel + 1e-12:
+            limits.append(f"relative drop {drop / abs(reference):.2%} > {self.rel:.2%}")
+        if not limits:
+            return None
+        return f"{self.metric}: {reference:.4f} ({against}) -> {candidate:.4f}, " + " and ".join(limits)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: v for k, v in (("abs", self.abs), ("rel", self.rel)) if v is not None}
+
+
+# design.md: on 1000 held-out scenes, label-wise accuracy drop <= 0.3 points, macro mAP drop <= 0.005, SSIM <= 0.003.
+DEFAULT_BUDGETS: dict[str, Budget] = {
+    "accuracy": Budget("accuracy", abs=0.003),
+    "macro_map": Budget("macro_map", abs=0.005),
+    "ssim": Budget("ssim", abs=0.003),
+}
+
+
+def parse_budget(text: str) -> Budget:
+    """'macro_map=0.005' (absolute) or 'macro_map=1%' (relative) or 'psnr=0.5,2%' (both)."""
+    metric, sep, limits = text.partition("=")
+    if not sep or not limits:
+        raise ValueError(f"budget {text!r}: write METRIC=ABS, METRIC=REL% or METRIC=ABS,REL% (e.g. macro_map=0.005)")
+    kwargs: dict[str, float] = {}
+    for part in limits.split(","):
+        part = part.strip()
+        try:
+            if part.endswith("%"):
+                kwargs["rel"] = float(part[:-1]) / 100.0
+            else:
+                kwargs["abs"] = float(part)
+        except ValueError:
+            raise ValueError(f"budget {text!r}: {part!r} is not a number") from None
+    return Budget(metric.strip(), **kwargs)
+
+
+def load_budgets(path: str | Path) -> dict[str, Budget]:
+    """A JSON file {"metric": {"abs": x, "rel": y}, ...}."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no budgets file at {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"budgets file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"budgets file {path} must hold an object {{metric: {{abs, rel}}}}")
+    return {m: Budget(m, **_limits(m, v)) for m, v in data.items()}
+
+
+def _limits(metric: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not set(value) <= {"abs", "rel"}:
+        raise ValueError(f"budget for {metric} must be an object with 'abs' and/or 'rel', got {value!r}")
+    return value
+
+
+def check(budgets: Mapping[str, Budget], reference: Mapping[str, float], candidate: Mapping[str, float],
+          against: str = "reference") -> list[str]:
+    """Violations (empty when every budget holds)."""
+    out = []
+    for metric, budget in budgets.items():
+        v = budget.violation(reference[metric], candidate[metric], against)
+        if v:
+            out.append(v)
+    return out

@@ -1,0 +1,179 @@
+"""The drift report: reference and candidate on the same held-out scenes -> drift.json, drift.md, plots.
+
+    result = drift_report(ref_backend, cand_backend, out, DriftConfig(n=1000), budgets)
+    result["passed"], result["violations"]
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from runtime.drift import plots
+from runtime.drift.budgets import DEFAULT_BUDGETS, Budget, check
+from runtime.drift.compare import METRICS, compare, run_backend
+from runtime.drift.sets import DRIFT_SEED, drift_dataset
+
+SWEEP_METRICS = ("accuracy", "macro_map", "ssim")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    n: int = 1000  # held-out scenes (design.md's budget is defined on 1000)
+    severity: float = 1.0  # degradation of the main set (1 = the training mix)
+    seed: int = DRIFT_SEED
+    severities: tuple[float, ...] = ()  # the sweep (e.g. 0, 1, 2, 3); empty: no sweep
+    sweep_n: int = 200  # scenes per sweep level
+    batch_size: int = 64
+    data_root: Path = Path("data")
+    workers: int = 1
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n < 20 or self.sweep_n < 20:
+            raise ValueError(f"n and sweep_n must be >= 20 scenes for metrics to mean anything, got {self.n}, {self.sweep_n}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for s in (self.severity, *self.severities):
+            if not 0.0 <= s <= 4.0:
+                raise ValueError(f"severity must be in [0, 4] (0 clean, 1 training mix, 2 very degraded), got {s}")
+
+    def identity(self) -> dict[str, Any]:
+        """What a baseline must share to be comparable."""
+        return {"n": self.n, "seed": self.seed, "severity": self.severity}
+
+
+def evaluate(reference, candidate, config: DriftConfig, severity: float, n: int) -> tuple[dict, Any, dict, dict]:
+    ds = drift_dataset(config.data_root, n, severity, config.seed, config.workers)
+    ref = run_backend(reference, ds.noisy, config.batch_size)
+    cand = run_backend(candidate, ds.noisy, config.batch_size)
+    return compare(ds.labels, ds.clean, ref, cand), ds, ref, cand
+
+
+def drift_report(reference, candidate, out: str | Path, config: DriftConfig = DriftConfig(),
+                 budgets: Mapping[str, Budget] | None = None, baseline: Mapping[str, Any] | None = None,
+                 names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Compare two loaded backends; write drift.json, drift.md and plots into `out`; return the result."""
+    budgets = DEFAULT_BUDGETS if budgets is None else budgets
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result, ds, ref, cand = evaluate(reference, candidate, config, config.severity, config.n)
+    result["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    result["data"] = {"path": str(ds.path), "seed": ds.seed, "sha256_noisy": ds.manifest["files"]["noisy"]["sha256"]}
+    result["artifacts"] = dict(names or {"reference": str(reference.path), "candidate": str(candidate.path)})
+    result["budgets"] = {m: b.to_dict() for m, b in budgets.items()}
+    result["violations"] = check(budgets, result["reference"], result["candidate"])
+    if baseline is not None:
+        result["baseline"] = baseline_check(baseline, result, config, budgets)
+        result["violations"] += result["baseline"]["violations"]
+    result["passed"] = not result["violations"]
+    if config.severities:
+        result["severity_sweep"] = severity_sweep(reference, candidate, config)
+    if config.plots:
+        result["plots"] = write_plots(out, result, ds, ref, cand)
+    _write(out / "drift.json", json.dumps(_finite(result), indent=1) + "\n")
+    _write(out / "drift.md", markdown(result))
+    return result
+
+
+def baseline_check(baseline: Mapping[str, Any], result: dict, config: DriftConfig,
+                   budgets: Mapping[str, Budget]) -> dict[str, Any]:
+    """The candidate against the last accepted candidate (a drift.json), on the same scenes."""
+    theirs = {k: baseline.get("config", {}).get(k) for k in config.identity()}
+    if theirs != config.identity():
+        raise ValueError(
+            f"the baseline was measured on other scenes ({theirs}) than this report ({config.identity()}); "
+            "run with the same --n, --seed and --severity, or accept a new baseline"
+        )
+    accepted = baseline["candidate"]
+    return {"artifact": baseline.get("artifacts", {}).get("candidate"), "candidate": accepted,
+            "violations": check(budgets, accepted, result["candidate"], against="baseline")}
+
+
+def severity_sweep(reference, candidate, config: DriftConfig) -> list[dict[str, Any]]:
+    rows = []
+    for severity in config.severities:
+        r, *_ = evaluate(reference, candidate, config, severity, config.sweep_n)
+        rows.append({"severity": severity, "n": r["n"], "reference": r["reference"], "candidate": r["candidate"],
+                     "delta": r["delta"], "label_flip_rate": r["outputs"]["label_flip_rate"]})
+    return rows
+
+
+def write_plots(out: Path, result: dict, ds, ref: dict, cand: dict) -> list[str]:
+    from dualpath import contract
+
+    paths = [
+        plots.probs_plot(ref[contract.OUTPUT_PROBS], cand[contract.OUTPUT_PROBS], out / "probs.png", "candidate"),
+        plots.per_class_plot(result["per_class"], out / "per_class_ap.png"),
+        plots.recon_plot(ds.noisy, ds.clean, ref[contract.OUTPUT_RECON], cand[contract.OUTPUT_RECON], out / "recon.png"),
+    ]
+    if result.get("severity_sweep"):
+        paths.append(plots.severity_plot(result["severity_sweep"], SWEEP_METRICS, out / "severity.png"))
+    return [p.name for p in paths]
+
+
+def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, float, float, float]]:
+    return [(m, result["reference"][m], result["candidate"][m], result["delta"][m]) for m in METRICS]
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    a = result["artifacts"]
+    lines = [
+        "# Drift report", "",
+        f"Reference `{a['reference']}` vs candidate `{a['candidate']}` on {result['n']} held-out generated scenes "
+        f"(seed {result['data']['seed']}, severity {result['config']['severity']:g}).", "",
+        f"**{'PASSED' if result['passed'] else 'FAILED'}**" + ("" if result["passed"] else ": " + "; ".join(result["violations"])),
+        "", "| metric | reference | candidate | delta | budget |", "|---|---:|---:|---:|---|",
+    ]
+    for m, r, c, d in summary_rows(result):
+        budget = result["budgets"].get(m)
+        text = ", ".join(f"{k} {v:g}" for k, v in budget.items()) if budget else ""
+        lines.append(f"| {m} | {r:.4f} | {c:.4f} | {d:+.4f} | {text} |")
+    o = result["outputs"]
+    lines += [
+        "", "| output drift | value |", "|---|---:|",
+        f"| scenes whose top-T labels changed | {o['label_flip_rate']:.2%} |",
+        f"| mean / max abs delta p | {o['mean_abs_delta_p']:.5f} / {o['max_abs_delta_p']:.4f} |",
+        f"| mean / max abs delta recon | {o['mean_abs_delta_recon']:.5f} / {o['max_abs_delta_recon']:.4f} |",
+        f"| SQNR probs / recon (dB) | {o['sqnr_probs_db']:.1f} / {o['sqnr_recon_db']:.1f} |",
+    ]
+    if "baseline" in result:
+        lines += ["", f"Baseline (last accepted candidate `{result['baseline']['artifact']}`): "
+                  + ("held" if not result["baseline"]["violations"] else "; ".join(result["baseline"]["violations"]))]
+    lines += ["", "| class | support | AP reference | AP candidate | delta | flips |", "|---|---:|---:|---:|---:|---:|"]
+    for row, flips in zip(result["per_class"], o["label_flips_per_class"]):
+        fmt = lambda v, s="": "n/a" if v is None else f"{v:{s}.4f}"  # noqa: E731
+        lines.append(f"| {row['name']} | {row['support']} | {fmt(row['ap_reference'])} | {fmt(row['ap_candidate'])} "
+                     f"| {fmt(row['ap_delta'], '+')} | {flips} |")
+    if result.get("severity_sweep"):
+        lines += ["", "## Drift under degradation", "",
+                  "| severity | n | " + " | ".join(f"{m} ref / cand / delta" for m in SWEEP_METRICS) + " | label flips |",
+                  "|---:|---:|" + "---|" * len(SWEEP_METRICS) + "---:|"]
+        for row in result["severity_sweep"]:
+            cells = [f"{row['reference'][m]:.4f} / {row['candidate'][m]:.4f} / {row['delta'][m]:+.4f}" for m in SWEEP_METRICS]
+            lines.append(f"| {row['severity']:g} | {row['n']} | " + " | ".join(cells) + f" | {row['label_flip_rate']:.2%} |")
+    lines += [""] + [f"![{p}]({p})" for p in result.get("plots", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: SQNR of identical outputs is infinite, written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

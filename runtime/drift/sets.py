@@ -1,0 +1,16 @@
+"""Held-out drift scenes: a seed of their own (not training's small seeds, not calibration's 1_000_00x)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dualpath.scenes import SceneConfig, SceneDataset, generate_dataset
+
+DRIFT_SEED = 2_000_003
+
+
+def drift_dataset(data_root: str | Path, n: int, severity: float = 1.0, seed: int = DRIFT_SEED,
+                  workers: int = 1) -> SceneDataset:
+    """n drift scenes at a degradation severity (1 = the training mix), cached under data_root."""
+    config = SceneConfig().with_severity(severity)
+    out = Path(data_root) / f"drift-n{n}-seed{seed}-sev{severity:g}"
+    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=False)

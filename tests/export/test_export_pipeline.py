@@ -1,0 +1,202 @@
+"""python -m export on a tiny real dual-path checkpoint: artifacts, metadata, parity, QDQ structure, manifest,
+drift reports, accuracy control and the error paths."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxslim")
+torch = pytest.importorskip("torch")
+
+import onnx  # noqa: E402
+
+from dualpath import contract  # noqa: E402
+from export.__main__ import EXIT_ERROR, main  # noqa: E402
+from export.config import ExportConfig  # noqa: E402
+from export.pipeline import run_export  # noqa: E402
+from runtime.backends import load_backend  # noqa: E402
+
+
+
+def _checkpoint(path, arch="dualpath", **extra):
+    from dualpath.model import ModelConfig, build_model
+    from train.checkpoint import make_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, backbone="densenet_tiny", hidden=16)).eval()
+    ckpt = make_checkpoint(model, train_config={"data_seed": 0}, epoch=3, phase=2,
+                           metrics={"macro_map": 0.25, "accuracy": 0.9, "per_class": []})
+    ckpt.update(extra)
+    save_checkpoint(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    root = tmp_path_factory.mktemp("export")
+    config = ExportConfig(checkpoint=_checkpoint(root / "best.pt"), out=root / "out", int8=True,
+                          backends=("onnx", "openvino", "tensorrt"), calib_n=16, drift_n=20, severities=(),
+                          parity_n=8, data_root=root / "data", threads=1)
+    logs: list[str] = []
+    manifest = run_export(config, log=logs.append)
+    return config, manifest, logs
+
+
+def test_writes_every_artifact_and_no_temporaries(exported):
+    config, manifest, _ = exported
+    names = {p.name for p in config.out.iterdir()}
+    assert {"model_fp32.onnx", "model_int8_u8.onnx", "model_int8_s8.onnx", "model_fp32.xml", "model_fp32.bin",
+            "model_int8.xml", "model_int8.bin", "manifest.json", "metadata.json", "calibration_ranges.json",
+            "build_tensorrt_engine.py", "build_tensorrt_engine.sh"} <= names
+    assert not [n for n in names if n.startswith(".")], "temporary files left behind"
+
+
+def test_metadata_travels_in_every_artifact(exported):
+    config, manifest, _ = exported
+    for name in ("model_fp32.onnx", "model_int8_u8.onnx", "model_int8_s8.onnx", "model_fp32.xml", "model_int8.xml"):
+        with load_backend(config.out / name) as be:
+            meta = be.metadata
+        assert meta.class_names == contract.CLASS_NAMES and meta.image_size == 64 and meta.std == contract.STD
+        assert meta.extra["checkpoint_sha256"] == manifest["checkpoint"]["sha256"]
+        assert meta.extra["training_metrics"] == {"macro_map": 0.25, "accuracy": 0.9}
+        assert set(meta.extra["outputs"]) == {"probs", "recon"} and "onnx" in meta.extra["versions"]
+    with load_backend(config.out / "model_int8_s8.onnx") as be:
+        assert be.metadata.extra["precision"] == "int8-qdq-s8"
+
+
+def test_fp32_graph_and_parity(exported):
+    config, manifest, logs = exported
+    proto = onnx.load(str(config.out / "model_fp32.onnx"))
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    assert manifest["onnx"]["opset"] == 17
+    assert manifest["parity"]["probs_max_abs_diff"] < 1e-4 and manifest["parity"]["recon_max_abs_diff"] < 1e-4
+    assert any(line.startswith("parity vs torch") for line in logs)
+    with load_backend(config.out / "model_fp32.onnx") as be:
+        out = be.infer({"image": np.zeros((5, 3, 64, 64), np.float32)})  # a batch size never exported
+    assert out["probs"].shape == (5, 20)
+
+
+def _producers(proto):
+    return {o: n for n in proto.graph.node for o in n.output}
+
+
+@pytest.mark.parametrize("variant", ["s8", "u8"])
+def test_qdq_structure(exported, variant):
+    config, manifest, _ = exported
+    proto = onnx.load(str(config.out / f"model_int8_{variant}.onnx"))
+    producers = _producers(proto)
+    summary = manifest["recipes"][f"model_int8_{variant}.onnx"]["graph"]
+    assert summary["conv_gemm_int8"] >= summary["conv_gemm_total"] - 5  # all but the CBAM convs
+    # both outputs come straight from float ops, and the reconstruction is never quantized (no shared scale)
+    assert producers["probs"].op_type == "Sigmoid" and producers["recon"].op_type == "Tanh"
+    assert not [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "recon"]
+    gates = [n for n in proto.graph.node if "/cbam/" in n.name and n.op_type == "Sigmoid"]
+    assert len(gates) == 2  # channel and spatial attention
+    for gate in gates:  # computed from float inputs and applied in float
+        assert producers[gate.input[0]].op_type != "DequantizeLinear"
+        assert not [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == gate.output[0]]
+    zero_points = [i for i in proto.graph.initializer if i.name.endswith("zero_point")]
+    want = onnx.TensorProto.INT8 if variant == "s8" else onnx.TensorProto.UINT8
+    activation_zps = {i.data_type for i in zero_points if i.dims == []}
+    assert want in activation_zps
+    if variant == "s8":  # symmetric: every zero point is 0, as TensorRT requires
+        assert all(not onnx.numpy_helper.to_array(i).any() for i in zero_points)
+
+
+def test_dense_concats_share_one_scale(exported):
+    config, _, _ = exported
+    proto = onnx.load(str(config.out / "model_int8_s8.onnx"))
+    producers = _producers(proto)
+    init = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    checked = 0
+    for node in proto.graph.node:
+        if node.op_type != "Concat" or "/cbam/" in node.name:
+            continue
+        scales = {float(init[producers[t].input[1]]) for t in node.input
+                  if t in producers and producers[t].op_type == "DequantizeLinear"}
+        q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == node.output[0]]
+        scales |= {float(init[n.input[1]]) for n in q}
+        assert len(scales) == 1, f"{node.name} mixes scales {scales}"
+        checked += 1
+    assert checked >= 4
+
+
+def test_manifest_records_files_calibration_and_drift(exported):
+    from export.atomic import file_sha256
+
+    config, manifest, logs = exported
+    on_disk = json.loads((config.out / "manifest.json").read_text())
+    assert on_disk["checkpoint"]["sha256"] == manifest["checkpoint"]["sha256"]
+    for name, info in on_disk["files"].items():
+        assert file_sha256(config.out / name) == info["sha256"], name
+    assert on_disk["calibration"]["seed"] == 1_000_003 and on_disk["calibration"]["n"] == 16
+    assert set(on_disk["drift"]) == {"model_int8_u8.onnx", "model_int8_s8.onnx", "model_int8.xml"}
+    for r in on_disk["drift"].values():
+        assert (config.out / r["report"] / "drift.json").is_file()
+        assert set(r["delta"]) >= {"accuracy", "macro_map", "ssim"}
+    assert on_disk["recipes"]["model_int8_s8.onnx"]["target"].startswith("TensorRT")
+    assert on_disk["tensorrt"]["built"] is False and "build_tensorrt_engine.py" in on_disk["tensorrt"]["command"]
+    assert any("d accuracy" in line for line in logs)  # the summary table
+
+
+def test_layer_ranking_and_control_loop(exported):
+    from calibration import CalibrationBatches
+    from export import accuracy_control as ac
+
+    config, _, _ = exported
+    batches = list(CalibrationBatches(np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), np.uint8), 4))
+    ranking = ac.rank_layers(config.out / "model_fp32.onnx", config.out / "model_int8_s8.onnx", batches, set())
+    assert len(ranking) > 10 and ranking[0][1] >= ranking[-1][1] > 0
+    built = []
+    result = ac.control(ranking, lambda kept: built.append(list(kept)) or config.out / "x",
+                        lambda _: [] if len(built[-1]) >= 4 else ["macro_map: too far"])
+    assert result["met"] and len(result["kept_in_float"]) == 4 and [len(b) for b in built] == [2, 4]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert "cannot use checkpoint" in capsys.readouterr().err
+    assert main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_mismatched_checkpoint_is_refused(tmp_path, capsys):
+    path = _checkpoint(tmp_path / "cae.pt", arch="cae")
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert "'cae' model" in capsys.readouterr().err
+    path = _checkpoint(tmp_path / "labels.pt", class_names=["cat", "dog"])
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert "other classes" in capsys.readouterr().err
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--out", str(blocker / "sub")]) == EXIT_ERROR
+    assert "cannot write to the output folder" in capsys.readouterr().err
+
+
+def test_missing_backend_package_is_named(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
+    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert "needs openvino" in capsys.readouterr().err
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="backends"):
+        ExportConfig(checkpoint="x", out="y", backends=("tflite",))
+    with pytest.raises(ValueError, match="needs --int8"):
+        ExportConfig(checkpoint="x", out="y", accuracy_control=True)
+    with pytest.raises(ValueError, match="calib_seed"):
+        ExportConfig(checkpoint="x", out="y", calib_seed=3)
