@@ -188,18 +188,18 @@ def _masks_and_boxes(objects: list[_Placed], r: int, s: int) -> tuple[np.ndarray
     """Visible masks and whole-extent boxes at the output size, and visible fractions, of every object."""
     seen_alphas = _visible_alphas(objects, r)
     k = len(objects)
-    planes = np.zeros((r, r, 2 * k), np.float32)  # visible then whole alpha of each object, resized in one call
-    for j, (obj, seen) in enumerate(zip(objects, seen_alphas)):
-        ys, xs = obj.window
-        planes[ys, xs, j] = seen
-        planes[ys, xs, k + j] = obj.alpha
-    small = _to_output(planes, s).reshape(s, s, 2 * k) > 0.5
-    masks = np.ascontiguousarray(small[..., :k].transpose(2, 0, 1)).astype(np.uint8)
+    masks = np.zeros((k, s, s), np.uint8)
     boxes = np.zeros((k, 4), np.int16)
-    for j in range(k):
-        ys, xs = np.nonzero(small[..., k + j])
+    plane = np.zeros((r, r), np.float32)
+    for j, (obj, seen) in enumerate(zip(objects, seen_alphas)):
+        # One plane at a time: OpenCV's area resize takes at most 4 channels for non-integer factors.
+        plane[obj.window] = seen
+        masks[j] = _to_output(plane, s) > 0.5
+        plane[obj.window] = obj.alpha
+        ys, xs = np.nonzero(_to_output(plane, s) > 0.5)
         if len(xs):
             boxes[j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        plane[obj.window] = 0.0
     return masks, boxes, _visible_fractions(objects, r, seen_alphas)
 
 

@@ -88,3 +88,11 @@ def test_relative_sizes_are_kept(small_config):
             x0, y0, x1, y1 = sc.boxes[0]
             spans[name].append(np.hypot(x1 - x0, y1 - y0))
     assert np.median(spans["serving spoon"]) > 1.4 * np.median(spans["teaspoon"])
+
+
+def test_other_render_sizes_work(small_config):
+    """A canvas that is not an integer multiple of the output (OpenCV's area resize has a 4-channel limit there)."""
+    cfg = dataclasses.replace(small_config, render_size=96)
+    sc = render_scene(cfg, 0, 5)
+    assert sc.noisy.shape == (64, 64, 3) and sc.masks.shape[1:] == (64, 64)
+    assert all(m.sum() > 0 for m in sc.masks)
