@@ -3,11 +3,12 @@ so a failed or killed export never leaves a file that looks finished."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
+
+from dualpath.hashing import file_sha256  # noqa: F401  (re-exported: export writes hashes everywhere)
 
 
 @contextlib.contextmanager
@@ -41,12 +42,6 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ensure_writable_folder(folder: str | Path) -> Path:

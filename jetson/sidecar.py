@@ -11,7 +11,6 @@ another TensorRT or GPU (runtime.app.check_engine).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import re
 import subprocess
@@ -20,15 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for runtime.app
 
+from dualpath.hashing import file_sha256  # noqa: E402
 from runtime.app import engine_mismatches, running_tensorrt  # noqa: E402  (numpy + OpenCV, no torch)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256 = file_sha256
 
 
 def onnx_metadata(path: Path) -> dict[str, str]:

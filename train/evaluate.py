@@ -13,21 +13,7 @@ from dualpath import contract, metrics
 from train.data import DeviceData, Normalizer, eval_batches
 
 # Every metrics.json key, in the order reports show them.
-METRIC_KEYS = (
-    "accuracy",
-    "hamming_loss",
-    "macro_auc",
-    "macro_map",
-    "micro_map",
-    "macro_precision",
-    "macro_recall",
-    "macro_f1",
-    "micro_precision",
-    "micro_recall",
-    "micro_f1",
-    "ssim",
-    "psnr",
-)
+METRIC_KEYS = metrics.METRIC_KEYS + ("ssim", "psnr")
 LOSS_PARTS = ("total", "recon", "cls")
 
 

@@ -108,7 +108,8 @@ def load_background_photos(folder: str | os.PathLike, size: int = 192) -> tuple[
 # --- photo helpers ---------------------------------------------------------------------------------------------
 
 
-def _read_rgb(path: Path) -> tuple[np.ndarray | None, str]:
+def decode_image(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
+    """(image as OpenCV decodes it, "") or (None, why not): user photos are skipped with a reason, never a crash."""
     # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows.
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -116,10 +117,15 @@ def _read_rgb(path: Path) -> tuple[np.ndarray | None, str]:
         return None, f"cannot read the file ({err})"
     if data.size == 0:
         return None, "empty file"
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None:
+    image = cv2.imdecode(data, flags)
+    if image is None or image.size == 0:
         return None, "not a readable image (corrupt or unsupported encoding)"
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), ""
+    return image, ""
+
+
+def _read_rgb(path: Path) -> tuple[np.ndarray | None, str]:
+    image, reason = decode_image(path, cv2.IMREAD_COLOR)
+    return (None, reason) if image is None else (cv2.cvtColor(image, cv2.COLOR_BGR2RGB), "")
 
 
 def _square_resize(image: np.ndarray, size: int) -> np.ndarray:

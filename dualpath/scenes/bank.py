@@ -5,10 +5,8 @@ inherits) the same bytes, so a scene does not depend on which process rendered i
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -136,10 +134,3 @@ def _build_bank(config: SceneConfig) -> Bank:
         px_per_cm=px_per_cm,
     )
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

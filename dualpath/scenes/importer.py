@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from dualpath import contract
+from dualpath.scenes.backgrounds import decode_image
 
 PHOTO_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MASK_DIR = "masks"
@@ -184,7 +185,7 @@ def _import_one(photo: Path, class_dir: Path, max_side: int, refine: bool) -> tu
     """(sprite, mask source) or (None, why it was skipped)."""
     if photo.suffix.lower() not in PHOTO_SUFFIXES:
         return None, f"not a photo format ({', '.join(PHOTO_SUFFIXES)} accepted)"
-    decoded, reason = _decode(photo, cv2.IMREAD_UNCHANGED)
+    decoded, reason = decode_image(photo, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         return None, reason
     rgb, alpha = _split_alpha(decoded)
@@ -192,7 +193,7 @@ def _import_one(photo: Path, class_dir: Path, max_side: int, refine: bool) -> tu
 
     mask_path = _mask_file(photo, class_dir)
     if mask_path is not None:
-        given, reason = _decode(mask_path, cv2.IMREAD_GRAYSCALE)
+        given, reason = decode_image(mask_path, cv2.IMREAD_GRAYSCALE)
         if given is None:
             return None, f"mask {mask_path.name}: {reason}"
         mask, source = _fit_mask(given, rgb.shape[:2]), "mask file"
@@ -208,20 +209,6 @@ def _import_one(photo: Path, class_dir: Path, max_side: int, refine: bool) -> tu
     if problem:
         return None, f"no object found ({problem}, mask from {source})"
     return canonical_sprite(rgb, mask, max_side), source
-
-
-def _decode(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
-    # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows.
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        return None, f"cannot read the file ({err})"
-    if data.size == 0:
-        return None, "empty file"
-    image = cv2.imdecode(data, flags)
-    if image is None or image.size == 0:
-        return None, "not a readable image (corrupt or unsupported encoding)"
-    return image, ""
 
 
 def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
