@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dualpath import contract
-from dualpath.scenes import DegradeConfig, SceneConfig, render_scene
+from dualpath.scenes import render_scene
 
 
 def test_scene_fields(small_config):
