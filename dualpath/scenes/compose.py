@@ -138,22 +138,19 @@ def _background(rng: np.random.Generator, config: SceneConfig, bank: Bank) -> np
     return img.astype(np.float32) * np.float32(1 / 255)
 
 
-def _cast_shadow(canvas: np.ndarray, obj: _Placed, offset: tuple[int, int], blur: float, strength: float) -> None:
-    """Darken the canvas under a soft copy of the object's alpha moved by `offset` (in place, over a window)."""
-    if obj.alpha.size == 0:
-        return
+def _shadow_map(objects: list[_Placed], size: int, offset: tuple[int, int], blur: float) -> np.ndarray:
+    """Soft contact shadows of all objects on the surface: their alphas moved by `offset`, merged, blurred."""
     dy, dx = offset
-    pad = int(np.ceil(3 * blur)) + max(abs(dy), abs(dx)) + 1
-    h, w = obj.alpha.shape
-    shadow = np.zeros((h + 2 * pad, w + 2 * pad), np.float32)
-    shadow[pad + dy : pad + dy + h, pad + dx : pad + dx + w] = obj.alpha
-    shadow = cv2.GaussianBlur(shadow, (0, 0), blur)
-    size = canvas.shape[0]
-    y0, x0 = obj.y0 - pad, obj.x0 - pad
-    ya, xa = max(y0, 0), max(x0, 0)
-    yb, xb = min(y0 + shadow.shape[0], size), min(x0 + shadow.shape[1], size)
-    shade = 1.0 - strength * shadow[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    canvas[ya:yb, xa:xb] *= cv2.merge([shade, shade, shade])
+    shadow = np.zeros((size, size), np.float32)
+    for obj in objects:
+        if obj.alpha.size == 0:
+            continue
+        h, w = obj.alpha.shape
+        y0, x0 = obj.y0 + dy, obj.x0 + dx
+        ya, xa, yb, xb = max(y0, 0), max(x0, 0), min(y0 + h, size), min(x0 + w, size)
+        if ya < yb and xa < xb:
+            np.maximum(shadow[ya:yb, xa:xb], obj.alpha[ya - y0 : yb - y0, xa - x0 : xb - x0], out=shadow[ya:yb, xa:xb])
+    return cv2.GaussianBlur(shadow, (0, 0), blur)
 
 
 def _composite(rng: np.random.Generator, config: SceneConfig, bank: Bank, objects: list[_Placed]) -> np.ndarray:
@@ -164,9 +161,11 @@ def _composite(rng: np.random.Generator, config: SceneConfig, bank: Bank, object
     offset = (int(round(dist * np.sin(light_angle))), int(round(dist * np.cos(light_angle))))
     strength = np.float32(rng.uniform(*config.shadow_strength))
     blur = rng.uniform(0.6, 1.6) * r / 128
+    if config.shadows:
+        # Objects lie flat on the counter: their shadows fall on the surface around them (one pass for all of them).
+        shade = 1.0 - strength * _shadow_map(objects, r, offset, blur)
+        canvas *= cv2.merge([shade, shade, shade])
     for obj in objects:
-        if config.shadows:
-            _cast_shadow(canvas, obj, offset, blur, strength)
         if obj.alpha.size == 0:
             continue
         # Split channels with OpenCV and repeat alpha per channel: numpy on strided RGBA views, or broadcasting
@@ -187,7 +186,7 @@ def _to_output(img: np.ndarray, size: int) -> np.ndarray:
 def _masks_and_boxes(objects: list[_Placed], r: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Visible masks and whole-extent boxes at the output size, and visible fractions, of every object."""
     seen_alphas = _visible_alphas(objects, r)
-    k = len(objects)
+    k, f = len(objects), s / r
     masks = np.zeros((k, s, s), np.uint8)
     boxes = np.zeros((k, 4), np.int16)
     plane = np.zeros((r, r), np.float32)
@@ -195,11 +194,12 @@ def _masks_and_boxes(objects: list[_Placed], r: int, s: int) -> tuple[np.ndarray
         # One plane at a time: OpenCV's area resize takes at most 4 channels for non-integer factors.
         plane[obj.window] = seen
         masks[j] = _to_output(plane, s) > 0.5
-        plane[obj.window] = obj.alpha
-        ys, xs = np.nonzero(_to_output(plane, s) > 0.5)
-        if len(xs):
-            boxes[j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         plane[obj.window] = 0.0
+        rows, cols = np.flatnonzero(obj.alpha.max(1) > 0.5), np.flatnonzero(obj.alpha.max(0) > 0.5)
+        if len(rows):  # the box of the whole object, from its canvas pixels scaled to output pixels
+            x0, x1 = int((obj.x0 + cols[0]) * f), int(np.ceil((obj.x0 + cols[-1] + 1) * f))
+            y0, y1 = int((obj.y0 + rows[0]) * f), int(np.ceil((obj.y0 + rows[-1] + 1) * f))
+            boxes[j] = (x0, y0, x1, y1)
     return masks, boxes, _visible_fractions(objects, r, seen_alphas)
 
 
@@ -207,7 +207,9 @@ def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
     """Scene `index` of the data set (config, seed): same arguments, same bytes."""
     bank = build_bank(config)
     classes = scene_classes(config, seed, index)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index, _SCENE_STREAM]))
+    # Philox is counter-based: keyed by (seed, index) it gives independent streams and is cheap to set up per scene
+    # (a SeedSequence costs more than some of the rendering).
+    rng = np.random.Generator(np.random.Philox(key=[index, seed], counter=[0, 0, 0, _SCENE_STREAM]))
     objects = _place_objects(rng, config, bank, classes)
     canvas = _composite(rng, config, bank, objects)
     s = config.image_size
