@@ -135,7 +135,7 @@ def _background(rng: np.random.Generator, config: SceneConfig, bank: Bank) -> np
         img = cv2.rotate(img, (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE)[turn - 1])
     if rng.random() < 0.5:
         img = cv2.flip(img, 1)
-    return img.astype(np.float32) * np.float32(1 / 255)
+    return img.astype(np.float32)  # the canvas stays in 0..255 units: no scaling pass in or out
 
 
 def _shadow_map(objects: list[_Placed], size: int, offset: tuple[int, int], blur: float) -> np.ndarray:
@@ -172,7 +172,7 @@ def _composite(rng: np.random.Generator, config: SceneConfig, bank: Bank, object
         # over a last axis of 3, is several times slower.
         window = canvas[obj.window]
         window *= 1.0 - cv2.merge([obj.alpha, obj.alpha, obj.alpha])
-        window += cv2.cvtColor(obj.rgba, cv2.COLOR_RGBA2RGB).astype(np.float32) * np.float32(1 / 255)
+        window += cv2.cvtColor(obj.rgba, cv2.COLOR_RGBA2RGB).astype(np.float32)
     canvas *= bank.lights[rng.integers(len(bank.lights))]  # (R, R, 3): lighting with a colour cast
     return canvas
 
@@ -213,7 +213,7 @@ def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
     objects = _place_objects(rng, config, bank, classes)
     canvas = _composite(rng, config, bank, objects)
     s = config.image_size
-    clean = cv2.convertScaleAbs(_to_output(canvas, s), alpha=255.0)  # rounds and saturates to uint8
+    clean = cv2.convertScaleAbs(_to_output(canvas, s))  # rounds and saturates to uint8
     noisy = degrade(clean, config.degrade, rng)
 
     masks, boxes, visible = _masks_and_boxes(objects, config.render_size, s)
