@@ -11,6 +11,8 @@ INT8 copy instead of a requantization.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +146,20 @@ def share_concat_ranges(proto, ranges, skip: set[str] = frozenset()) -> int:
     return len(groups)
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """ONNX Runtime's quantizer logs a root-logger warning per un-foldable BatchNormalization ("Axis 1 is out-of-range
+    for weight ... with rank 1": DenseNet's pre-activation BNs keep their per-tensor weights) and a hint about
+    pre-processing that fails on this graph; hundreds of lines that say nothing to our users."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize(fp32_path: Path, out_path: Path, cache_path: Path, variant: Variant, method: str,
              exclude: Iterable[str]) -> None:
     """Write the QDQ model of `variant` to out_path from the cached ranges (the shared-concat file when the variant
@@ -153,7 +169,7 @@ def quantize(fp32_path: Path, out_path: Path, cache_path: Path, variant: Variant
     from export.atomic import atomic_path
 
     activation = QuantType.QInt8 if variant.activation == "int8" else QuantType.QUInt8
-    with atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp, _quiet_root_logger():
         quantize_static(
             fp32_path, tmp, calibration_data_reader=None, calibration_cache_path=cache_path,
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=variant.reduce_range, activation_type=activation,

@@ -31,7 +31,7 @@ from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
 FORMAT = "dualpath-scenes"
 FORMAT_VERSION = 1
 ARRAYS = ("noisy", "clean", "labels", "masks", "objects", "boxes")
-_MAX_CHUNK = 200  # scenes per task handed to a worker (fewer for small data sets, so every worker gets some)
+_MAX_CHUNK = 100  # scenes per task handed to a worker (fewer for small data sets, so every worker gets some)
 
 
 class DatasetError(RuntimeError):
@@ -214,7 +214,11 @@ def generate_dataset(
     progress: bool = True,
     overwrite: bool = False,
 ) -> SceneDataset:
-    """Generate scenes 0..n-1 of (config, seed) into `out`, or reuse it if it already holds exactly that data set."""
+    """Generate scenes 0..n-1 of (config, seed) into `out`, or reuse it if it already holds exactly that data set.
+
+    With workers > 1 the scenes are rendered in fresh worker processes ("spawn"), so a script that calls this needs
+    the usual `if __name__ == "__main__":` guard around its entry point.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if workers < 1:
