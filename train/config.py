@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dualpath.configio import known_fields
+
 ARCHS = ("dualpath", "cae", "densenet")
 LOSSES = ("asl", "bce")
 SELECT_MODES = ("max", "min")
@@ -81,11 +83,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data))
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with the given fields replaced; None values are ignored (unset command-line flags)."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dualpath.configio import known_fields
 from dualpath.contract import NUM_CLASSES
 
 ARCHS = ("dualpath", "cae", "densenet")
@@ -82,11 +83,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data))
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

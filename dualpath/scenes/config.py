@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dualpath import contract
+from dualpath.configio import known_fields
 
 # Bump when a change alters the bytes of any scene for the same (config, seed, index): manifests record it, so a
 # cached data set made by an older generator is refused instead of silently mixed with new scenes.
@@ -114,11 +115,7 @@ class SceneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SceneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown SceneConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**_tuples(d))
+        return cls(**_tuples(known_fields(cls, d)))
 
 
 def _tuples(d: dict[str, Any]) -> dict[str, Any]:
