@@ -13,8 +13,9 @@ class OrtBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: Path, threads: int | None = None, providers: Sequence[str] | None = None,
-                 device: str = "cpu") -> None:
-        """threads: intra-op threads (None: ONNX Runtime's choice). providers override device ("cpu" | "cuda")."""
+                 device: str = "auto") -> None:
+        """threads: intra-op threads (None: ONNX Runtime's choice). providers override device ("auto" | "cpu" |
+        "cuda"); "auto" takes the best provider this onnxruntime build has (CUDA where present, else the CPU)."""
         super().__init__(path)
         import onnxruntime as ort
 
@@ -41,6 +42,10 @@ class OrtBackend(Backend):
 
 
 def _providers(device: str, installed: Sequence[str]) -> list[str]:
+    if device == "auto":
+        # TensorRT's execution provider is left out on purpose: it builds engines at session start (minutes on a
+        # Jetson); for TensorRT, build an engine once with jetson/build_engine.sh and run that.
+        return _providers("cuda" if "CUDAExecutionProvider" in installed else "cpu", installed)
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "cuda":
@@ -50,4 +55,4 @@ def _providers(device: str, installed: Sequence[str]) -> list[str]:
                 "(on a Jetson, the aarch64 GPU build) or use device='cpu'"
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise BackendError(f"unknown device {device!r} for onnxruntime; use 'cpu' or 'cuda'")
+    raise BackendError(f"unknown device {device!r} for onnxruntime; use 'auto', 'cpu' or 'cuda'")

@@ -159,3 +159,18 @@ def test_importing_backends_leaves_torch_out():
 
     code = "import runtime.backends, runtime.drift, sys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_onnxruntime_auto_device_takes_the_best_installed_provider():
+    from runtime.backends import BackendError
+    from runtime.backends.ort import _providers
+
+    cpu_only = ["CPUExecutionProvider"]
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers("auto", cpu_only) == ["CPUExecutionProvider"]
+    assert _providers("auto", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers("cpu", gpu) == ["CPUExecutionProvider"]
+    with pytest.raises(BackendError, match="onnxruntime-gpu"):
+        _providers("cuda", cpu_only)
+    with pytest.raises(BackendError, match="'auto', 'cpu' or 'cuda'"):
+        _providers("tpu", cpu_only)
