@@ -2,26 +2,12 @@
 so a failed or killed export never leaves a file that looks finished."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from dualpath.hashing import file_sha256  # noqa: F401  (re-exported: export writes hashes everywhere)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix, so writers that pick a format by suffix still work);
-    on success rename it onto `path`, on failure remove it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+from dualpath.files import atomic_path, file_sha256  # noqa: F401  (re-exported for export's modules)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for runtime.app
 
-from dualpath.hashing import file_sha256  # noqa: E402
+from dualpath.files import file_sha256  # noqa: E402
 from runtime.app import engine_mismatches, running_tensorrt  # noqa: E402  (numpy + OpenCV, no torch)
 
 

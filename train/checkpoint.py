@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dualpath import contract
+from dualpath.files import atomic_path
 
 FORMAT_VERSION = 1
 
@@ -67,16 +68,10 @@ def make_checkpoint(
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
     """Write to a temporary file beside `path`, then rename: a kill mid-write never leaves a torn checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

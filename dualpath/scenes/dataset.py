@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.hashing import file_sha256
+from dualpath.files import file_sha256
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig

@@ -12,7 +12,6 @@ Which end of the object points up cannot be known from a mask; it is left as the
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from dualpath import contract
+from dualpath.files import atomic_path
 from dualpath.scenes.backgrounds import decode_image
 
 PHOTO_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -108,16 +108,10 @@ def save_object_bank(path: str | os.PathLike, sprites: dict[int, list[np.ndarray
             arrays[f"sprite_{int(index):02d}_{j:05d}"] = np.ascontiguousarray(rgba)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_object_bank(path: str | os.PathLike) -> dict[int, list[np.ndarray]]:

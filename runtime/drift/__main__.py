@@ -109,15 +109,11 @@ def _read_baseline(path: Path) -> dict:
 
 
 def _accept(report: Path, baseline: Path) -> None:
-    import os
+    from dualpath.files import atomic_path
 
     baseline.parent.mkdir(parents=True, exist_ok=True)
-    tmp = baseline.with_name(f".{baseline.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(baseline) as tmp:
         tmp.write_bytes(report.read_bytes())
-        os.replace(tmp, baseline)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

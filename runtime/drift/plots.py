@@ -2,13 +2,13 @@
 side-by-sides, metrics over degradation severity. Each function writes one PNG atomically and returns its path."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from dualpath import contract
+from dualpath.files import atomic_path
 
 
 def _pyplot():
@@ -21,12 +21,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
     finally:
-        tmp.unlink(missing_ok=True)
         _pyplot().close(fig)
     return path
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from dualpath.files import atomic_path
 from runtime.drift import plots
 from runtime.drift.budgets import DEFAULT_BUDGETS, Budget, check
 from runtime.drift.compare import METRICS, compare, run_backend
@@ -171,9 +171,5 @@ def _finite(value: Any) -> Any:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
