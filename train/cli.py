@@ -80,6 +80,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--phase1-epochs", type=int, help="epochs with frozen backbones")
     model.add_argument("--lr1", type=float, help="phase 1 learning rate")
     model.add_argument("--lr2", type=float, help="phase 2 learning rate")
+    model.add_argument(
+        "--lr-schedule", choices=("constant", "cosine"),
+        help="lr within each phase: constant (the paper) or cosine decay after a linear warm-up (preset: cpu cosine)",
+    )
+    model.add_argument("--warmup-epochs", type=float, help="linear warm-up at the start of each phase (cosine only)")
     model.add_argument("--batch-size", type=int, help="global batch size")
     model.add_argument("--seed", type=int, help="splits, initialisation and shuffling")
     model.add_argument("--select-metric", help="validation metric that picks the best checkpoint (metrics.json key)")
@@ -165,6 +170,8 @@ def config_overrides(args: argparse.Namespace) -> dict:
         "phase1_epochs": args.phase1_epochs,
         "phase1_lr": args.lr1,
         "phase2_lr": args.lr2,
+        "lr_schedule": args.lr_schedule,
+        "warmup_epochs": args.warmup_epochs,
         "batch_size": args.batch_size,
         "seed": args.seed,
         "select_metric": args.select_metric,

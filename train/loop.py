@@ -97,9 +97,27 @@ def plan_phases(cfg: TrainConfig, pretrained_loaded: bool) -> list[Phase]:
     return [Phase(2, 1, cfg.epochs, cfg.phase2_lr)]
 
 
+def lr_at(cfg: TrainConfig, phase: Phase, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The learning rate of optimisation step `step` (0-based) of `epoch` in `phase`, a pure function of its place in
+    the phase, so a resumed run continues the same curve without saving scheduler state."""
+    if cfg.lr_schedule == "constant":
+        return phase.lr
+    total = (phase.last_epoch - phase.first_epoch + 1) * steps_per_epoch
+    s = (epoch - phase.first_epoch) * steps_per_epoch + step
+    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    if s < warmup:
+        return phase.lr * (s + 1) / (warmup + 1)
+    frac = (s - warmup) / max(total - 1 - warmup, 1)
+    floor = cfg.min_lr_fraction
+    return phase.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
+
+
 def describe_plan(cfg: TrainConfig, phases: list[Phase], pretrained_loaded: bool) -> str:
+    schedule = "" if cfg.lr_schedule == "constant" else (
+        f" ({cfg.lr_schedule}: {cfg.warmup_epochs:g} warm-up epochs, decay to {cfg.min_lr_fraction:g}x)"
+    )
     parts = [
-        f"phase {p.number}: epochs {p.first_epoch}-{p.last_epoch}, lr {p.lr:g}, "
+        f"phase {p.number}: epochs {p.first_epoch}-{p.last_epoch}, lr {p.lr:g}{schedule}, "
         + ("backbones frozen except BatchNorm" if p.frozen else "everything trainable")
         for p in phases
     ]
@@ -186,7 +204,7 @@ class _FoldLoop:
         step_model = self._wrap(self.model)
         for epoch in range(max(phase.first_epoch, self.state["epoch"] + 1), phase.last_epoch + 1):
             t0 = time.perf_counter()
-            train_losses, n_seen = self._train_epoch(step_model, optimizer, epoch)
+            train_losses, n_seen = self._train_epoch(step_model, optimizer, phase, epoch)
             if not all(math.isfinite(v) for v in train_losses.values()):
                 raise NonFiniteLossError(self._nonfinite_message(epoch, train_losses))
             seconds = time.perf_counter() - t0
@@ -211,7 +229,7 @@ class _FoldLoop:
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         return torch.compile(model) if self.rt.compile else model
 
-    def _train_epoch(self, step_model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int):
+    def _train_epoch(self, step_model: nn.Module, optimizer: torch.optim.Optimizer, phase: Phase, epoch: int):
         rt, data, norm = self.rt, self.data, self.normalizer
         batches = epoch_batches(
             self.train_idx, self.cfg.batch_size, seed=self.cfg.seed * 1000 + self.fold_index, epoch=epoch,
@@ -220,7 +238,10 @@ class _FoldLoop:
         step_model.train()
         sums = torch.zeros(len(LOSS_PARTS) + 1, device=rt.device)  # loss parts * batch size, then the count
         bar = _bar(len(batches), f"fold {self.fold_index} epoch {epoch}/{self.cfg.epochs}", rt)
-        for idx in batches:
+        for step, idx in enumerate(batches):
+            lr = lr_at(self.cfg, phase, epoch, step, len(batches))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             sums[:-1] += train_step(step_model, self.criterion, optimizer, data, idx, norm, rt.amp) * idx.shape[0]
             sums[-1] += idx.shape[0]
             bar.update()
@@ -233,7 +254,7 @@ class _FoldLoop:
 
     def _end_epoch(self, epoch, phase, optimizer, train_losses, images_per_s, seconds) -> dict:
         cfg, state = self.cfg, self.state
-        record = {"epoch": epoch, "phase": phase.number, "lr": phase.lr}
+        record = {"epoch": epoch, "phase": phase.number, "lr": optimizer.param_groups[0]["lr"]}  # its last step's
         record.update({f"train_{k}": v for k, v in train_losses.items()})
         if self.rt.dist.is_main:
             pred = predict(

@@ -113,13 +113,22 @@ def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, cl
     for c in classes:
         variants = bank.sprites[c]
         sprite = variants[rng.integers(len(variants))]
+        best, best_margin = None, -np.inf
         for attempt in range(_PLACEMENT_TRIES):
             centre = _centre(rng, config, anchors if attempt < _PLACEMENT_TRIES // 2 else [])
             matrix, scale = _pose(rng, config, sprite, bank, centre)
             candidate = _warp(sprite, matrix, size, sprite.area * scale * scale)
-            # Keep every labelled object recognisable: no object may end up mostly hidden or out of frame.
-            if _visible_fractions(objects + [candidate], size).min() >= config.min_visible:
+            # Keep every labelled object recognisable: most of the new object inside the frame (a utensil's telling
+            # end, a whisk's or masher's head, must not be cut off), and no object mostly hidden or out of frame.
+            in_frame = float(candidate.alpha.sum()) / max(candidate.full_area, 1e-6)
+            margin = in_frame - config.min_in_frame
+            if margin >= 0.0:
+                margin = min(margin, float(_visible_fractions(objects + [candidate], size).min()) - config.min_visible)
+            if margin > best_margin:
+                best, best_margin = (candidate, centre, scale), margin
+            if margin >= 0.0:
                 break
+        candidate, centre, scale = best  # a crowded scene that never fits keeps the try that came closest
         objects.append(candidate)
         anchors.append((centre, max(sprite.rgba.shape[:2]) * scale))
     return objects

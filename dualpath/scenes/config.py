@@ -11,7 +11,7 @@ from dualpath.configio import known_fields
 
 # Bump when a change alters the bytes of any scene for the same (config, seed, index): manifests record it, so a
 # cached data set made by an older generator is refused instead of silently mixed with new scenes.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: objects keep min_in_frame of their area inside the frame
 
 
 def _check_range(name: str, rng: tuple[float, float], lo: float, hi: float) -> None:
@@ -65,6 +65,7 @@ class SceneConfig:
     balance_block: int = 60  # scenes per balanced block: within a block every class and cardinality is exact
     overlap_p: float = 0.85  # probability that each further object is placed overlapping an earlier one
     min_visible: float = 0.35  # every labelled object keeps at least this fraction of its area visible
+    min_in_frame: float = 0.85  # ... and each object, when placed, at least this fraction of its area inside the frame
     flip_p: float = 0.5  # horizontal flip probability (before rotation)
     shadows: bool = True
     shadow_strength: tuple[float, float] = (0.25, 0.55)
@@ -94,7 +95,7 @@ class SceneConfig:
             )
         if self.balance_block < 1:
             raise ValueError(f"balance_block must be >= 1, got {self.balance_block}")
-        for name in ("overlap_p", "min_visible", "flip_p"):
+        for name in ("overlap_p", "min_visible", "min_in_frame", "flip_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         _check_range("shadow_strength", self.shadow_strength, 0.0, 1.0)

@@ -7,41 +7,67 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendError
 
-RT_INFO_ROOT = "dualpath"  # rt_info section where the exporter stores the metadata pairs
+RT_INFO_ROOT = "dualpath"
+MAX_STATIC_BATCHES = 4  # batch sizes compiled with a fixed shape before falling back to the dynamic-batch model  # rt_info section where the exporter stores the metadata pairs
 
 
 class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "CPU",
-                 hint: str = "LATENCY") -> None:
-        """device: an OpenVINO device name ("CPU", "GPU", "AUTO"); hint: "LATENCY" | "THROUGHPUT"."""
+                 hint: str = "LATENCY", static_batch: bool = True) -> None:
+        """device: an OpenVINO device name ("CPU", "GPU", "AUTO"); hint: "LATENCY" | "THROUGHPUT".
+
+        static_batch: compile the model once per batch size seen, with that batch size fixed (up to
+        MAX_STATIC_BATCHES sizes, then the dynamic-batch model). OpenVINO's CPU plugin runs a static shape
+        faster than the same model with a dynamic batch (measured ~20% at batch 1 on a 2-core CPU); a camera
+        loop only ever sends batch 1.
+        """
         super().__init__(path)
         import openvino as ov
 
-        core = ov.Core()
+        self._core = ov.Core()
         try:
-            model = core.read_model(str(self.path))
+            self._model = self._core.read_model(str(self.path))
         except Exception as e:  # openvino raises RuntimeError subclasses with the parser's message
             raise BackendError(f"openvino cannot read {self.path}: {e}") from None
-        self.metadata = self._read_metadata(onnx_props(self.path) if self.path.suffix == ".onnx" else rt_info_props(model))
-        config = {"PERFORMANCE_HINT": hint.upper()}
+        self.metadata = self._read_metadata(
+            onnx_props(self.path) if self.path.suffix == ".onnx" else rt_info_props(self._model)
+        )
+        self._device = device.upper()
+        self._config = {"PERFORMANCE_HINT": hint.upper()}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        try:
-            self.compiled = core.compile_model(model, device.upper(), config)
-        except Exception as e:
-            raise BackendError(f"openvino cannot compile {self.path} for {device}: {e}") from None
-        self.request = self.compiled.create_infer_request()
-        self._outputs = [(o, o.get_any_name()) for o in self.compiled.outputs]
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        shape = self._model.inputs[0].get_partial_shape()
+        self._static = static_batch and shape.rank.is_static and shape[0].is_dynamic
+        self._requests: dict[int | None, tuple] = {}  # batch size (None: as the file says) -> (compiled, request)
+        self.compiled, self.request = self._compiled_for(1 if self._static else None)
+        self._outputs = [(i, o.get_any_name()) for i, o in enumerate(self.compiled.outputs)]
+
+    def _compiled_for(self, batch: int | None) -> tuple:
+        if batch is not None and batch not in self._requests and len(self._requests) >= MAX_STATIC_BATCHES:
+            batch = None  # many different sizes (a data set's tail batches...): one dynamic model serves them all
+        if batch not in self._requests:
+            model = self._model
+            if batch is not None:
+                model = self._model.clone()
+                model.reshape({model.inputs[0]: [batch, *self._model.inputs[0].get_partial_shape()[1:]]})
+            try:
+                compiled = self._core.compile_model(model, self._device, self._config)
+            except Exception as e:
+                raise BackendError(f"openvino cannot compile {self.path} for {self._device}: {e}") from None
+            self._requests[batch] = (compiled, compiled.create_infer_request())
+        return self._requests[batch]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = self._check_feed(feed)
-        results = self.request.infer({self.metadata.input_name: x})
+        compiled, request = self._compiled_for(x.shape[0] if self._static else None)
+        results = request.infer({0: x})
         # Copies: the request reuses its output buffers on the next call.
-        return {name: np.array(results[port]) for port, name in self._outputs}
+        return {name: np.array(results[compiled.outputs[i]]) for i, name in self._outputs}
 
     def close(self) -> None:
+        self._requests.clear()
         self.request = None
         self.compiled = None
 

@@ -93,6 +93,27 @@ def test_openvino_backend_matches_onnxruntime(tiny_onnx, tmp_path):
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not installed")
+def test_openvino_compiles_one_static_model_per_batch_size_then_falls_back_to_dynamic(tiny_onnx, tmp_path):
+    from runtime.backends import ov as ov_backend
+
+    xml = to_openvino_ir(tiny_onnx, tmp_path / "tiny.xml")
+    with load_backend(tiny_onnx) as ref, load_backend(xml) as be:
+        sizes = list(range(1, ov_backend.MAX_STATIC_BATCHES + 3))
+        for n in sizes + [1, 2]:
+            out, want = be.infer(_feed(n)), ref.infer(_feed(n))
+            assert out["probs"].shape == (n, contract.NUM_CLASSES)
+            assert np.allclose(out["probs"], want["probs"], atol=1e-5)
+            assert np.allclose(out["recon"], want["recon"], atol=1e-5)
+        static = {k: c.inputs[0].get_partial_shape() for k, (c, _) in be._requests.items() if k is not None}
+        assert sorted(static) == sizes[: ov_backend.MAX_STATIC_BATCHES]
+        assert all(s.is_static and s[0].get_length() == k for k, s in static.items())
+        assert be._requests[None][0].inputs[0].get_partial_shape()[0].is_dynamic  # the sizes past the cap
+    with ov_backend.OpenVinoBackend(xml, static_batch=False) as be:
+        be.infer(_feed(3))
+        assert list(be._requests) == [None]
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino not installed")
 def test_openvino_reads_onnx_metadata_directly(tiny_onnx):
     with load_backend(tiny_onnx, backend="openvino") as be:
         assert be.metadata.class_names == contract.CLASS_NAMES
