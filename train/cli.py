@@ -183,11 +183,24 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """The preset (or, with --resume, the run's saved config) with the given flags on top."""
     saved = _saved_config(args.out) if args.resume else None
     if saved is not None:
-        if args.preset is not None:
-            raise ValueError(f"--resume uses the configuration saved in {args.out}; drop --preset")
         base = TrainConfig.from_dict(saved["train_config"])
+        if args.preset is not None:
+            # `--preset X --resume` (make demo) continues the run only if it is that preset's run.
+            wanted = _with_flags(preset(args.preset), args)
+            changed = [f"{k} {v!r} (saved) vs {wanted.to_dict()[k]!r}" for k, v in base.to_dict().items()
+                       if wanted.to_dict()[k] != v]
+            if changed:
+                raise ValueError(
+                    f"{args.out} holds a run of another configuration than --preset {args.preset} with these flags "
+                    f"({'; '.join(changed)}): remove that folder, train into a new --out, or resume it as it was "
+                    "with --resume and no --preset"
+                )
     else:
         base = preset(args.preset or "cpu")
+    return _with_flags(base, args)
+
+
+def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     overrides = config_overrides(args)
     if overrides["epochs"] is not None and overrides["phase1_epochs"] is None:
         # Keep the preset's phase 1 inside a shorter run rather than failing validation.

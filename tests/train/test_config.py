@@ -105,3 +105,21 @@ def test_default_data_set_is_generated_once_under_the_data_root_and_reused(tmp_p
     first.path.rename(tmp_path / "root")
     args.data_root = tmp_path / "root"
     assert resolve_dataset(args, cfg).path == tmp_path / "root"
+
+
+def test_resume_with_a_preset_continues_only_that_presets_run(tmp_path):
+    """`make demo` passes --preset cpu --resume: a rerun continues its own run and refuses another config's."""
+    import json
+
+    from train.config import preset
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train_config": preset("tiny").to_dict()}))
+    parse = lambda *a: build_parser().parse_args(["--out", str(run), "--resume", *a])  # noqa: E731
+    assert resolve_config(parse("--preset", "tiny")) == preset("tiny")
+    assert resolve_config(parse()) == preset("tiny")  # no preset: the saved config as it was
+    with pytest.raises(ValueError, match="another configuration.*epochs 2 \\(saved\\) vs 5"):
+        resolve_config(parse("--preset", "tiny", "--epochs", "5"))
+    with pytest.raises(ValueError, match="backbone 'densenet_tiny' \\(saved\\) vs 'densenet_small'"):
+        resolve_config(parse("--preset", "cpu"))
