@@ -10,7 +10,7 @@ SEED   ?= 0
 N      ?= 6000
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench bench-inference clean
 
 # The stamp is rebuilt when pyproject.toml changes. torch/torchvision are pinned in pyproject's `train` extra
 # (2.14.1 / 0.29.1); pip takes them from the machine's local wheel store where it has one.
@@ -46,6 +46,19 @@ test-all: setup
 
 bench: setup
 	$(PY) benchmarks/scenes.py
+
+# Inference speed of the paper-size model (two DenseNet-121): a real checkpoint from a one-epoch tiny-data run
+# (speed does not depend on how well it is trained), exported to FP32 / INT8 ONNX and OpenVINO, then timed.
+# Its drift verdict is irrelevant here (exit 1 is accepted; errors, exit 2, still stop make).
+BENCH121 ?= runs/bench-densenet121
+bench-inference: setup
+	$(PY) -m train --preset tiny --backbone densenet121 --n-scenes 200 --epochs 1 --out $(BENCH121) --quiet \
+		--data-root data/scenes-bench
+	$(PY) -m export --checkpoint $(BENCH121)/best.pt --out $(BENCH121)/export --int8 --backends onnx,openvino \
+		--drift-n 200 --severities '' --workers $(WORKERS); test $$? -le 1
+	$(PY) benchmarks/inference.py --export $(BENCH121)/export --out benchmarks/results/inference_densenet121.json
+	test ! -f $(RUN)/export/manifest.json || \
+		$(PY) benchmarks/inference.py --export $(RUN)/export --out benchmarks/results/inference.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache

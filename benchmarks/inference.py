@@ -77,10 +77,10 @@ def backend_runner(path: Path, backend: str, threads: int):
     return lambda x: be.infer({"image": x})
 
 
-def table(rows: list[dict], machine: str) -> str:
+def table(rows: list[dict], machine: str, model: str = "dual-path model") -> str:
     base = {r["name"]: r for r in rows}
     torch_p50 = base.get("pytorch eager fp32", {}).get("p50_ms")
-    lines = [f"inference, dual-path model, {machine}",
+    lines = [f"inference, {model}, {machine}",
              f"{'runtime':<22}{'p50 ms':>9}{'p95 ms':>9}{'b32 img/s':>11}{'vs torch':>10}{'MiB':>7}"]
     for r in rows:
         speedup = f"{torch_p50 / r['p50_ms']:.1f}x" if torch_p50 else ""
@@ -90,6 +90,9 @@ def table(rows: list[dict], machine: str) -> str:
     if "openvino int8" in base and "openvino fp32" in base:
         lines.append(f"OpenVINO INT8 vs FP32 at batch 1: {base['openvino fp32']['p50_ms'] / base['openvino int8']['p50_ms']:.2f}x "
                      "(target >= 1.5x)")
+    if "openvino int8" in base and torch_p50:
+        lines.append(f"OpenVINO INT8 vs PyTorch eager FP32 at batch 1: {torch_p50 / base['openvino int8']['p50_ms']:.2f}x "
+                     "(target >= 6x)")
     return "\n".join(lines)
 
 
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"name": name, "file": file, "bytes": size,
                      **measure(backend_runner(path, backend, args.threads), args.warmup, args.iters, 32)})
     info = describe() | {"threads": args.threads}
-    print(table(rows, headline(info)))
+    mc = manifest["checkpoint"].get("model_config") or {}
+    print(table(rows, headline(info), f"{mc.get('arch', 'dualpath')} ({mc.get('backbone', '?')})"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": info, "model": manifest["checkpoint"].get("model_config"),
                                     "rows": rows}, indent=1) + "\n")

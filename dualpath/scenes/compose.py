@@ -4,6 +4,7 @@ render_scene(config, seed, index) is the public entry point; it is a pure functi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -17,6 +18,7 @@ from dualpath.scenes.layout import scene_classes
 
 _SCENE_STREAM = 0x5CE  # seed-sequence tag of the per-scene random stream
 _PLACEMENT_TRIES = 8
+_EDGE_SLACK = 0.1  # an object's box may leave the frame by this share of its size on each side
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,9 @@ class _Placed:
 def _warp(sprite: Sprite, matrix: np.ndarray, size: int, full_area: float) -> _Placed:
     """Warp the sprite onto the canvas, computing only the canvas window its corners cover."""
     h, w = sprite.rgba.shape[:2]
-    corners = matrix @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64)
-    lo, hi = corners.min(1), corners.max(1)
-    x0, y0 = (min(max(int(np.floor(v)) - 1, 0), size) for v in lo)
-    x1, y1 = (min(max(int(np.ceil(v)) + 2, 0), size) for v in hi)
+    lo_x, lo_y, hi_x, hi_y = _box(matrix, w, h)
+    x0, y0 = (min(max(math.floor(v) - 1, 0), size) for v in (lo_x, lo_y))
+    x1, y1 = (min(max(math.ceil(v) + 2, 0), size) for v in (hi_x, hi_y))
     if x1 <= x0 or y1 <= y0:  # entirely out of frame
         return _Placed(np.zeros((0, 0), np.float32), np.zeros((0, 0, 4), np.uint8), 0, 0, full_area)
     m = matrix.copy()
@@ -88,6 +89,33 @@ def _centre(rng: np.random.Generator, config: SceneConfig, placed: list[tuple[np
     return rng.uniform(lo * r, hi * r, size=2)
 
 
+def _box(matrix: np.ndarray, w: int, h: int) -> tuple[float, float, float, float]:
+    """(x min, y min, x max, y max) of a w x h sprite's corners under the 2x3 affine `matrix` (plain floats: numpy
+    costs more than the arithmetic on four points)."""
+    (a, b, c), (d, e, f) = matrix.tolist()
+    xs = (c, a * w + c, b * h + c, a * w + b * h + c)
+    ys = (f, d * w + f, e * h + f, d * w + e * h + f)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _nudge_into_frame(matrix: np.ndarray, centre: np.ndarray, sprite: Sprite, size: int) -> np.ndarray:
+    """Move a pose (in place) so that the sprite's box sticks out of the frame by at most _EDGE_SLACK of its size on
+    each side (centred when it is longer than the frame): long utensils near an edge keep their telling end in view
+    without spending placement tries. Returns the new centre."""
+    h, w = sprite.rgba.shape[:2]
+    lo_x, lo_y, hi_x, hi_y = _box(matrix, w, h)
+    shift = []
+    for lo, hi in ((lo_x, hi_x), (lo_y, hi_y)):
+        slack = _EDGE_SLACK * (hi - lo)
+        if hi - lo > size + 2 * slack:
+            shift.append((size - lo - hi) / 2)
+        else:
+            shift.append(max(0.0, -slack - lo) - max(0.0, hi - size - slack))
+    matrix[0, 2] += shift[0]
+    matrix[1, 2] += shift[1]
+    return np.asarray(centre, np.float64) + shift
+
+
 def _visible_alphas(objects: list[_Placed], size: int) -> list[np.ndarray]:
     """Per object, the part of its alpha (over its ROI) that later (higher) objects leave visible."""
     cover = np.zeros((size, size), np.float32)
@@ -117,6 +145,7 @@ def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, cl
         for attempt in range(_PLACEMENT_TRIES):
             centre = _centre(rng, config, anchors if attempt < _PLACEMENT_TRIES // 2 else [])
             matrix, scale = _pose(rng, config, sprite, bank, centre)
+            centre = _nudge_into_frame(matrix, centre, sprite, size)
             candidate = _warp(sprite, matrix, size, sprite.area * scale * scale)
             # Keep every labelled object recognisable: most of the new object inside the frame (a utensil's telling
             # end, a whisk's or masher's head, must not be cut off), and no object mostly hidden or out of frame.

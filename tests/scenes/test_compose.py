@@ -96,3 +96,11 @@ def test_other_render_sizes_work(small_config):
     sc = render_scene(cfg, 0, 5)
     assert sc.noisy.shape == (64, 64, 3) and sc.masks.shape[1:] == (64, 64)
     assert all(m.sum() > 0 for m in sc.masks)
+
+
+def test_single_objects_keep_their_area_inside_the_frame(small_config):
+    """min_in_frame: a whisk's or masher's head is not cut off by the frame (one object: visible = in frame)."""
+    cfg = dataclasses.replace(small_config, cardinality_weights=(1.0,))
+    visible = np.concatenate([render_scene(cfg, 5, i).visible for i in range(120)])
+    assert np.mean(visible >= cfg.min_in_frame) >= 0.95
+    assert visible.min() >= 0.6  # even a utensil longer than the frame is centred, not pushed out

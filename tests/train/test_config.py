@@ -123,3 +123,26 @@ def test_resume_with_a_preset_continues_only_that_presets_run(tmp_path):
         resolve_config(parse("--preset", "tiny", "--epochs", "5"))
     with pytest.raises(ValueError, match="backbone 'densenet_tiny' \\(saved\\) vs 'densenet_small'"):
         resolve_config(parse("--preset", "cpu"))
+
+
+def test_cosine_schedule_warms_up_then_decays_per_step_within_each_phase():
+    import math
+
+    from train.config import TrainConfig
+    from train.loop import Phase, lr_at
+
+    phase = Phase(2, first_epoch=3, last_epoch=6, lr=0.01)  # 4 epochs of 10 steps
+    const = TrainConfig(epochs=6, phase1_epochs=2)
+    assert {lr_at(const, phase, e, s, 10) for e in range(3, 7) for s in range(10)} == {0.01}
+    cfg = TrainConfig(epochs=6, phase1_epochs=2, lr_schedule="cosine", warmup_epochs=0.5, min_lr_fraction=0.1)
+    lrs = [lr_at(cfg, phase, e, s, 10) for e in range(3, 7) for s in range(10)]
+    assert lrs[:5] == pytest.approx([0.01 * k / 6 for k in range(1, 6)])  # linear warm-up over 5 steps
+    assert lrs[5] == pytest.approx(0.01) and lrs[-1] == pytest.approx(0.001)  # peak, then down to 0.1x at the end
+    assert all(a > b for a, b in zip(lrs[5:], lrs[6:]))
+    mid = 5 + (len(lrs) - 6) / 2  # halfway through the decay: the mean of peak and floor
+    assert lr_at(cfg, phase, 3 + int(mid) // 10, int(mid) % 10, 10) == pytest.approx(0.0055, rel=0.05)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="min_lr_fraction"):
+        TrainConfig(min_lr_fraction=2.0)
+    assert math.isclose(_resolve("--lr-schedule", "cosine", "--warmup-epochs", "1").warmup_epochs, 1.0)
