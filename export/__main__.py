@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qdq-variants", default="u8,s8", help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
     p.add_argument("--accuracy-control", action="store_true",
                    help="return the most sensitive layers to float until the drift budgets hold")
+    p.add_argument("--control-margin", type=float, default=0.5,
+                   help="accuracy control aims at this share of each budget on its validation scenes, so the "
+                        "drift gate on other scenes passes with room (default 0.5)")
     p.add_argument("--drift-n", type=int, default=1000, help="held-out scenes per drift report (default 1000)")
     p.add_argument("--severities", default="0,1,2,3", help="degradation sweep in the drift reports ('' for none)")
     p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
@@ -53,7 +56,7 @@ def config_from_args(args):
     return ExportConfig(
         checkpoint=args.checkpoint, out=args.out, int8=args.int8, backends=_names(args.backends),
         calib_n=args.calib_n, calib_method=args.calib_method, qdq_variants=_names(args.qdq_variants),
-        accuracy_control=args.accuracy_control, drift_n=args.drift_n,
+        accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,
         severities=tuple(float(s) for s in args.severities.split(",") if s.strip()), sweep_n=args.sweep_n,
         budgets=budgets_from_args(args), opset=args.opset or OPSET, exporter=args.exporter,
         data_root=args.data_root, workers=args.workers, threads=args.threads, max_batch=args.max_batch, **optional,

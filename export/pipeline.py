@@ -194,8 +194,10 @@ def manifest_files(out: Path) -> dict[str, dict[str, Any]]:
 def _violations_fn(config: ExportConfig, reference: Path, budgets, images_labels_clean):
     """artifact -> budget violations against `reference` on the accuracy-control validation scenes."""
     from runtime.backends import load_backend
-    from runtime.drift.budgets import check
+    from runtime.drift.budgets import check, scaled
     from runtime.drift.compare import head_metrics, run_backend
+
+    budgets = scaled(budgets, config.control_margin)
 
     noisy, labels, clean = images_labels_clean
     with load_backend(reference, threads=config.threads) as ref:
@@ -247,8 +249,10 @@ def accuracy_control(config: ExportConfig, batches, budgets, recipes: dict, log)
         results[name] = ac.control(ranking, build, violations, fallback=recon_path)
         recipes.get(name, {})["kept_in_float"] = sorted(set(floats + results[name]["kept_in_float"]))
         log(f"accuracy control {name}: {len(results[name]['kept_in_float'])} layers back in float, "
-            f"budgets {'met' if results[name]['met'] else 'NOT met'} on {len(val)} validation scenes")
-    return {"validation": {"seed": ACCURACY_CONTROL_SEED, "n": len(val)}, "artifacts": results}
+            f"{config.control_margin:g} x budgets {'met' if results[name]['met'] else 'NOT met'} on {len(val)} "
+            "validation scenes")
+    return {"validation": {"seed": ACCURACY_CONTROL_SEED, "n": len(val)}, "budget_share": config.control_margin,
+            "artifacts": results}
 
 
 def drift_reports(config: ExportConfig, budgets, log) -> dict[str, Any]:

@@ -94,6 +94,12 @@ def _limits(metric: str, value: Any) -> dict[str, float]:
     return value
 
 
+def scaled(budgets: Mapping[str, Budget], factor: float) -> dict[str, Budget]:
+    """The same budgets with every limit times `factor` (< 1: a safety margin)."""
+    return {m: Budget(m, None if b.abs is None else b.abs * factor, None if b.rel is None else b.rel * factor)
+            for m, b in budgets.items()}
+
+
 def check(budgets: Mapping[str, Budget], reference: Mapping[str, float], candidate: Mapping[str, float],
           against: str = "reference") -> list[str]:
     """Violations (empty when every budget holds)."""

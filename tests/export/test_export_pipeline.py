@@ -198,5 +198,7 @@ def test_config_validation():
         ExportConfig(checkpoint="x", out="y", backends=("tflite",))
     with pytest.raises(ValueError, match="needs --int8"):
         ExportConfig(checkpoint="x", out="y", accuracy_control=True)
+    with pytest.raises(ValueError, match="control_margin"):
+        ExportConfig(checkpoint="x", out="y", int8=True, accuracy_control=True, control_margin=0.0)
     with pytest.raises(ValueError, match="calib_seed"):
         ExportConfig(checkpoint="x", out="y", calib_seed=3)

@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from dualpath import contract  # noqa: E402
 from runtime.drift import compare, parse_budget  # noqa: E402
 from runtime.drift.__main__ import EXIT_ERROR, EXIT_OK, EXIT_PAST_BUDGET, main  # noqa: E402
-from runtime.drift.budgets import Budget, check, load_budgets  # noqa: E402
+from runtime.drift.budgets import Budget, check, load_budgets, scaled  # noqa: E402
 from test_backends import write_tiny_model  # noqa: E402  (same folder)
 
 
@@ -43,6 +43,13 @@ def test_budget_parsing_and_direction():
     acc = Budget("accuracy", abs=0.003)
     assert acc.violation(0.90, 0.95) is None  # improvements never fail
     assert check({"accuracy": acc}, {"accuracy": 0.9}, {"accuracy": 0.89})[0].startswith("accuracy:")
+
+
+def test_scaled_budgets_tighten_every_limit():
+    tight = scaled({"ssim": Budget("ssim", abs=0.004, rel=0.02), "accuracy": Budget("accuracy", abs=0.003)}, 0.5)
+    assert tight["ssim"] == Budget("ssim", abs=0.002, rel=0.01) and tight["accuracy"] == Budget("accuracy", abs=0.0015)
+    assert check(tight, {"ssim": 0.9, "accuracy": 0.9}, {"ssim": 0.8975, "accuracy": 0.9}) != []  # 0.0025 > 0.002
+    assert check(tight, {"ssim": 0.9, "accuracy": 0.9}, {"ssim": 0.8985, "accuracy": 0.899}) == []
 
 
 def test_budgets_file(tmp_path):
