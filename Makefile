@@ -27,7 +27,7 @@ EXPORT := $(RUN)/export
 # The whole pipeline, CPU-sized: scenes -> training (the `cpu` preset) -> ONNX / OpenVINO FP32 + INT8 with drift
 # reports -> the light runtime on a generated video. The INT8 drift gate's verdict is printed, not fatal, here.
 demo: setup
-	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS)
+	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
 	$(PY) -m dualpath.scenes preview --data $(DATA) --out $(DATA)/preview.png
 	$(PY) -m train --preset cpu --model dualpath --loss asl --data $(DATA) --out $(RUN) --resume --threads $(WORKERS)
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(EXPORT) --int8 --backends onnx,openvino,tensorrt \

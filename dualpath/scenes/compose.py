@@ -98,22 +98,29 @@ def _box(matrix: np.ndarray, w: int, h: int) -> tuple[float, float, float, float
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _nudge_into_frame(matrix: np.ndarray, centre: np.ndarray, sprite: Sprite, size: int) -> np.ndarray:
+def _nudge_into_frame(matrix: np.ndarray, centre: np.ndarray, sprite: Sprite, size: int) -> tuple[np.ndarray, bool]:
     """Move a pose (in place) so that the sprite's box sticks out of the frame by at most _EDGE_SLACK of its size on
     each side (centred when it is longer than the frame): long utensils near an edge keep their telling end in view
-    without spending placement tries. Returns the new centre."""
+    without spending placement tries. Returns the new centre, and whether the box fits (False: centred)."""
     h, w = sprite.rgba.shape[:2]
     lo_x, lo_y, hi_x, hi_y = _box(matrix, w, h)
-    shift = []
+    shift, fits = [], True
     for lo, hi in ((lo_x, hi_x), (lo_y, hi_y)):
         slack = _EDGE_SLACK * (hi - lo)
         if hi - lo > size + 2 * slack:
             shift.append((size - lo - hi) / 2)
+            fits = False
         else:
             shift.append(max(0.0, -slack - lo) - max(0.0, hi - size - slack))
     matrix[0, 2] += shift[0]
     matrix[1, 2] += shift[1]
-    return np.asarray(centre, np.float64) + shift
+    return np.asarray(centre, np.float64) + shift, fits
+
+
+def _overlap(a: _Placed, b: _Placed) -> bool:
+    """Whether the two objects' canvas windows intersect."""
+    (ah, aw), (bh, bw) = a.alpha.shape, b.alpha.shape
+    return a.y0 < b.y0 + bh and b.y0 < a.y0 + ah and a.x0 < b.x0 + bw and b.x0 < a.x0 + aw
 
 
 def _visible_alphas(objects: list[_Placed], size: int) -> list[np.ndarray]:
@@ -136,6 +143,7 @@ def _visible_fractions(objects: list[_Placed], size: int, vis: list[np.ndarray] 
 
 def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, classes) -> list[_Placed]:
     objects: list[_Placed] = []
+    fractions = np.zeros(0, np.float32)  # visible share of each placed object
     anchors: list[tuple[np.ndarray, float]] = []
     size = config.render_size
     for c in classes:
@@ -145,20 +153,29 @@ def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, cl
         for attempt in range(_PLACEMENT_TRIES):
             centre = _centre(rng, config, anchors if attempt < _PLACEMENT_TRIES // 2 else [])
             matrix, scale = _pose(rng, config, sprite, bank, centre)
-            centre = _nudge_into_frame(matrix, centre, sprite, size)
+            centre, fits = _nudge_into_frame(matrix, centre, sprite, size)
             candidate = _warp(sprite, matrix, size, sprite.area * scale * scale)
             # Keep every labelled object recognisable: most of the new object inside the frame (a utensil's telling
             # end, a whisk's or masher's head, must not be cut off), and no object mostly hidden or out of frame.
+            # An object longer than the frame at this angle is centred on it, as far in as it can be: no retry.
             in_frame = float(candidate.alpha.sum()) / max(candidate.full_area, 1e-6)
-            margin = in_frame - config.min_in_frame
+            margin = in_frame - config.min_in_frame if fits else 0.0
             if margin >= 0.0:
-                margin = min(margin, float(_visible_fractions(objects + [candidate], size).min()) - config.min_visible)
+                if any(_overlap(o, candidate) for o in objects):
+                    visible = _visible_fractions(objects + [candidate], size)
+                else:  # nothing hidden: the others keep their shares, the new one shows all its in-frame part
+                    visible = np.append(fractions, np.float32(in_frame))
+                margin = min(margin, float(visible.min()) - config.min_visible)
             if margin > best_margin:
                 best, best_margin = (candidate, centre, scale), margin
             if margin >= 0.0:
                 break
         candidate, centre, scale = best  # a crowded scene that never fits keeps the try that came closest
         objects.append(candidate)
+        if len(objects) == 1:  # alone: its visible share is its in-frame share
+            fractions = np.array([float(candidate.alpha.sum()) / max(candidate.full_area, 1e-6)], np.float32)
+        else:
+            fractions = _visible_fractions(objects, size)
         anchors.append((centre, max(sprite.rgba.shape[:2]) * scale))
     return objects
 
