@@ -31,8 +31,9 @@ demo: setup
 	$(PY) -m dualpath.scenes preview --data $(DATA) --out $(DATA)/preview.png
 	$(PY) -m train --preset cpu --model dualpath --loss asl --data $(DATA) --out $(RUN) --resume --threads $(WORKERS)
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(EXPORT) --int8 --backends onnx,openvino,tensorrt \
-		--accuracy-control --workers $(WORKERS) \
-		|| echo "demo: an INT8 artifact is past its drift budget: see $(EXPORT)/drift/*/drift.md"
+		--accuracy-control --workers $(WORKERS); rc=$$?; \
+		if [ $$rc -eq 1 ]; then echo "demo: an INT8 artifact is past its drift budget: see $(EXPORT)/drift/*/drift.md"; \
+		elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	$(PY) -m runtime.demo_video --out $(RUN)/demo.mp4 --n 120
 	$(PY) -m runtime --model $(EXPORT)/model_int8.xml --source $(RUN)/demo.mp4 --headless --loop --max-frames 2000 \
 		--benchmark --benchmark-json $(RUN)/runtime_benchmark.json --jsonl $(RUN)/runtime.jsonl

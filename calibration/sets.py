@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.scenes import SceneConfig, SceneDataset, generate_dataset
+from dualpath.scenes import SceneConfig, SceneDataset, cache_tag, generate_dataset
 
 # Training data sets use small seeds (python -m train --data-seed, default 0) and split them into train /
 # validation / test by index; calibration and accuracy-control sets take seeds of their own stream, far from
@@ -37,7 +37,7 @@ class CalibrationConfig:
             )
 
     def folder_name(self) -> str:
-        return f"calib-n{self.n}-seed{self.seed}"
+        return f"calib-n{self.n}-seed{self.seed}-{cache_tag(self.scenes)}"
 
 
 def build_calibration_set(config: CalibrationConfig, out: str | Path, workers: int = 1,

@@ -225,7 +225,7 @@ def _saved_config(out: Path) -> dict | None:
 
 
 def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):
-    from dualpath.scenes import DatasetError, SceneConfig, generate_dataset, load_dataset
+    from dualpath.scenes import DatasetError, SceneConfig, cache_tag, generate_dataset, load_dataset
 
     data = args.data
     if data is None and args.resume:
@@ -242,7 +242,7 @@ def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):
             return generate_dataset(SceneConfig(), out=args.data_root, **kwargs)
         except DatasetError:
             pass
-    out = args.data_root / f"n{cfg.n_scenes}-seed{cfg.data_seed}"
+    out = args.data_root / f"n{cfg.n_scenes}-seed{cfg.data_seed}-{cache_tag(SceneConfig())}"
     log.info("data set: %s (generated once, reused afterwards)", out)
     return generate_dataset(SceneConfig(), out=out, **kwargs)
 

@@ -6,7 +6,7 @@
 """
 from dualpath.scenes.compose import Scene, render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, DegradeConfig, SceneConfig
-from dualpath.scenes.dataset import DatasetError, SceneDataset, generate_dataset, load_dataset
+from dualpath.scenes.dataset import DatasetError, SceneDataset, cache_tag, generate_dataset, load_dataset
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -15,6 +15,7 @@ __all__ = [
     "Scene",
     "SceneConfig",
     "SceneDataset",
+    "cache_tag",
     "generate_dataset",
     "load_dataset",
     "render_scene",

@@ -152,6 +152,13 @@ def identity(config: SceneConfig, seed: int, n: int) -> dict[str, Any]:
     }
 
 
+def cache_tag(config: SceneConfig) -> str:
+    """A short name part for cached data sets ("g1.1-3f2a9c01"): the generator version and a hash of the config, so a
+    cache made by another generator version or config lives beside the current one instead of being refused."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"g{GENERATOR_VERSION}-{digest}"
+
+
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     diffs = []
     for key in sorted(set(a) | set(b)):

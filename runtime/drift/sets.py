@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualpath.scenes import SceneConfig, SceneDataset, generate_dataset
+from dualpath.scenes import SceneConfig, SceneDataset, cache_tag, generate_dataset
 
 DRIFT_SEED = 2_000_003
 
@@ -12,5 +12,5 @@ def drift_dataset(data_root: str | Path, n: int, severity: float = 1.0, seed: in
                   workers: int = 1) -> SceneDataset:
     """n drift scenes at a degradation severity (1 = the training mix), cached under data_root."""
     config = SceneConfig().with_severity(severity)
-    out = Path(data_root) / f"drift-n{n}-seed{seed}-sev{severity:g}"
+    out = Path(data_root) / f"drift-n{n}-seed{seed}-sev{severity:g}-{cache_tag(config)}"
     return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=False)

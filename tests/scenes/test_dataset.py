@@ -107,3 +107,14 @@ def test_bad_arguments(small_config, tmp_path):
         generate_dataset(small_config, 0, 0, tmp_path / "d")
     with pytest.raises(ValueError, match="workers must be >= 1"):
         generate_dataset(small_config, 0, 5, tmp_path / "d", workers=0)
+
+
+def test_cache_tag_names_the_generator_version_and_the_config():
+    import dataclasses
+
+    from dualpath.scenes import GENERATOR_VERSION, SceneConfig, cache_tag
+
+    tag = cache_tag(SceneConfig())
+    assert tag.startswith(f"g{GENERATOR_VERSION}-") and tag == cache_tag(SceneConfig())
+    assert cache_tag(dataclasses.replace(SceneConfig(), field_of_view_cm=30.0)) != tag
+    assert cache_tag(SceneConfig().with_severity(2.0)) != tag

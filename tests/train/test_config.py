@@ -93,13 +93,14 @@ def test_bad_arguments_exit_2(tmp_path):
 
 
 def test_default_data_set_is_generated_once_under_the_data_root_and_reused(tmp_path):
+    from dualpath.scenes import SceneConfig, cache_tag
     from train.cli import resolve_dataset
 
     args = build_parser().parse_args(["--out", str(tmp_path / "run"), "--preset", "tiny", "--n-scenes", "30",
                                       "--data-root", str(tmp_path / "scenes"), "--quiet"])
     cfg = resolve_config(args)
     first = resolve_dataset(args, cfg)
-    assert first.path == tmp_path / "scenes" / "n30-seed0" and len(first) == 30
+    assert first.path == tmp_path / "scenes" / f"n30-seed0-{cache_tag(SceneConfig())}" and len(first) == 30
     assert resolve_dataset(args, cfg).manifest == first.manifest  # reused, not regenerated
     # A data root that is itself this data set (made by `python -m dualpath.scenes generate`) is used as is.
     first.path.rename(tmp_path / "root")
