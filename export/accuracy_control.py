@@ -17,7 +17,10 @@ RECON_SCOPES = ("/model/decoder/", "/model/reconstruction/")
 
 
 def observed_tensors(proto, skip: set[str]) -> dict[str, str]:
-    """Weighted layer name -> the tensor to compare (its output, or its ReLU's, which QDQ keeps by name)."""
+    """Weighted layer name -> the tensor to compare (its output, or its ReLU's, which QDQ keeps by name).
+
+    Where the ReLU's output is observed, ORT's QDQ graph fuses the ReLU into the quantization and names the conv's
+    (pre-ReLU) output after it: rank_layers applies the ReLU to both sides before comparing."""
     consumers: dict[str, list] = {}
     for node in proto.graph.node:
         for t in node.input:
@@ -62,6 +65,8 @@ def rank_layers(fp32: Path, int8: Path, batches: list[dict[str, np.ndarray]], sk
     for layer, t in observed.items():
         if t in ref and t in got:
             a, b = ref[t].astype(np.float64), got[t].astype(np.float64)
+            if t.endswith("Relu_output_0"):
+                a, b = np.maximum(a, 0.0), np.maximum(b, 0.0)
             errors.append((layer, float(np.mean((a - b) ** 2) / (np.mean(a ** 2) + 1e-12))))
     return sorted(errors, key=lambda e: -e[1])
 

@@ -33,6 +33,17 @@ def save_ir(model, xml_path: Path, props: dict[str, str]) -> None:
         os.replace(tmp_xml, xml_path)
 
 
+def ov_ignored_names(model, onnx_names: Iterable[str]) -> list[str]:
+    """The OpenVINO ops that carry these ONNX node names. OpenVINO splits an ONNX Conv / Gemm with a bias into the
+    weighted op, named "<node>/WithoutBiases", and the bias Add, named "<node>": NNCF quantizes the weighted op, so
+    keeping a layer in float must name that one too."""
+    present = {op.get_friendly_name() for op in model.get_ops()}
+    names = set()
+    for name in onnx_names:
+        names.update(n for n in (name, f"{name}/WithoutBiases") if n in present)
+    return sorted(names)
+
+
 def quantize_int8(model, batches: Iterable[dict[str, np.ndarray]], ignored: Iterable[str], subset_size: int,
                   preset: str = "mixed"):
     """NNCF PTQ on the OV model; `ignored` node names (shared with the ONNX rules) stay in float."""
@@ -46,7 +57,7 @@ def quantize_int8(model, batches: Iterable[dict[str, np.ndarray]], ignored: Iter
 
     if preset not in PRESETS:
         raise ValueError(f"OpenVINO INT8 preset must be one of {PRESETS}, got {preset!r}")
-    names = sorted(set(ignored) & {op.get_friendly_name() for op in model.get_ops()})
+    names = ov_ignored_names(model, ignored)
     return nncf.quantize(
         model, nncf_dataset(batches), subset_size=subset_size,
         preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
