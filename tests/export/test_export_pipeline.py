@@ -92,7 +92,15 @@ def test_qdq_structure(exported, variant):
     proto = onnx.load(str(config.out / f"model_int8_{variant}.onnx"))
     producers = _producers(proto)
     summary = manifest["recipes"][f"model_int8_{variant}.onnx"]["graph"]
-    assert summary["conv_gemm_int8"] >= summary["conv_gemm_total"] - 5  # all but the CBAM convs
+    # Float by rule: the CBAM convs, the classifier head's two Gemms, the two full-resolution decoder blocks' convs
+    # and the reconstruction conv; every DenseNet conv and the deeper decoder blocks are INT8.
+    conv_gemm = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")]
+    float_ones = {n.name for n in conv_gemm if getattr(producers.get(n.input[1]), "op_type", None) != "DequantizeLinear"}
+    assert all(n.startswith(("/model/reconstruction/", "/model/head/", "/model/decoder/blocks.3/",
+                             "/model/decoder/blocks.4/")) for n in float_ones), sorted(float_ones)
+    assert {n for n in float_ones if n.startswith("/model/head/")} and {n for n in float_ones if "blocks.4" in n}
+    assert summary["conv_gemm_int8"] == summary["conv_gemm_total"] - len(float_ones) > len(float_ones)
+    assert not [n for n in float_ones if "/encoder/" in n or "/features/" in n]  # both DenseNets fully INT8
     # both outputs come straight from float ops, and the reconstruction is never quantized (no shared scale)
     assert producers["probs"].op_type == "Sigmoid" and producers["recon"].op_type == "Tanh"
     assert not [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "recon"]
