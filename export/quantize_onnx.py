@@ -31,8 +31,7 @@ FLOAT_NAME_PARTS = ("/cbam/", "/normalize/")  # node-name scopes of the TorchScr
 # z * z_c) carried nearly all of the macro mAP drop (-0.0059 -> -0.0007 with them in float); the two full-resolution
 # decoder blocks and the reconstruction head carried the SSIM drop (-0.0159 -> -0.0004). Both are a small share of
 # the compute; the DenseNets and the deep decoder blocks stay INT8.
-HEAD_SCOPES = ("/model/head/",)
-RECON_SCOPES = ("/model/reconstruction/",)
+FLOAT_SCOPES = ("/model/head/", "/model/reconstruction/")
 FLOAT_DECODER_BLOCKS = 2  # the last (highest-resolution) decoder blocks kept in float
 
 
@@ -70,7 +69,7 @@ def float_nodes(proto, expect_cbam: bool = True) -> list[str]:
     decoder = tuple(f"/model/decoder/blocks.{i}/" for i in blocks[-FLOAT_DECODER_BLOCKS:])
     names = [n.name for n in proto.graph.node
              if n.op_type in FLOAT_OP_TYPES or any(part in n.name for part in FLOAT_NAME_PARTS)
-             or n.name.startswith(HEAD_SCOPES + RECON_SCOPES + decoder)
+             or n.name.startswith(FLOAT_SCOPES + decoder)
              or re.fullmatch(r"/model/[^/]+", n.name)]  # the model's own forward: pooling, fusion
     if expect_cbam and not any("/cbam/" in n for n in names):
         raise ValueError(

@@ -186,9 +186,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         base = TrainConfig.from_dict(saved["train_config"])
         if args.preset is not None:
             # `--preset X --resume` (make demo) continues the run only if it is that preset's run.
-            wanted = _with_flags(preset(args.preset), args)
-            changed = [f"{k} {v!r} (saved) vs {wanted.to_dict()[k]!r}" for k, v in base.to_dict().items()
-                       if wanted.to_dict()[k] != v]
+            wanted = _with_flags(preset(args.preset), args).to_dict()
+            changed = [f"{k} {v!r} (saved) vs {wanted[k]!r}" for k, v in base.to_dict().items() if wanted[k] != v]
             if changed:
                 raise ValueError(
                     f"{args.out} holds a run of another configuration than --preset {args.preset} with these flags "

@@ -160,6 +160,7 @@ def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, cl
             # An object longer than the frame at this angle is centred on it, as far in as it can be: no retry.
             in_frame = float(candidate.alpha.sum()) / max(candidate.full_area, 1e-6)
             margin = in_frame - config.min_in_frame if fits else 0.0
+            visible = None
             if margin >= 0.0:
                 if any(_overlap(o, candidate) for o in objects):
                     visible = _visible_fractions(objects + [candidate], size)
@@ -167,15 +168,12 @@ def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, cl
                     visible = np.append(fractions, np.float32(in_frame))
                 margin = min(margin, float(visible.min()) - config.min_visible)
             if margin > best_margin:
-                best, best_margin = (candidate, centre, scale), margin
+                best, best_margin = (candidate, centre, scale, visible), margin
             if margin >= 0.0:
                 break
-        candidate, centre, scale = best  # a crowded scene that never fits keeps the try that came closest
+        candidate, centre, scale, visible = best  # a crowded scene that never fits keeps the try that came closest
         objects.append(candidate)
-        if len(objects) == 1:  # alone: its visible share is its in-frame share
-            fractions = np.array([float(candidate.alpha.sum()) / max(candidate.full_area, 1e-6)], np.float32)
-        else:
-            fractions = _visible_fractions(objects, size)
+        fractions = visible if visible is not None else _visible_fractions(objects, size)
         anchors.append((centre, max(sprite.rgba.shape[:2]) * scale))
     return objects
 

@@ -7,8 +7,8 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendError
 
-RT_INFO_ROOT = "dualpath"
-MAX_STATIC_BATCHES = 4  # batch sizes compiled with a fixed shape before falling back to the dynamic-batch model  # rt_info section where the exporter stores the metadata pairs
+RT_INFO_ROOT = "dualpath"  # rt_info section where the exporter stores the metadata pairs
+MAX_STATIC_BATCHES = 4  # batch sizes compiled with a fixed shape before falling back to the dynamic-batch model
 
 
 class OpenVinoBackend(Backend):
@@ -41,8 +41,8 @@ class OpenVinoBackend(Backend):
         shape = self._model.inputs[0].get_partial_shape()
         self._static = static_batch and shape.rank.is_static and shape[0].is_dynamic
         self._requests: dict[int | None, tuple] = {}  # batch size (None: as the file says) -> (compiled, request)
-        self.compiled, self.request = self._compiled_for(1 if self._static else None)
-        self._outputs = [(i, o.get_any_name()) for i, o in enumerate(self.compiled.outputs)]
+        compiled, _ = self._compiled_for(1 if self._static else None)  # compile errors surface at load time
+        self._output_names = [o.get_any_name() for o in compiled.outputs]
 
     def _compiled_for(self, batch: int | None) -> tuple:
         if batch is not None and batch not in self._requests and len(self._requests) >= MAX_STATIC_BATCHES:
@@ -64,12 +64,10 @@ class OpenVinoBackend(Backend):
         compiled, request = self._compiled_for(x.shape[0] if self._static else None)
         results = request.infer({0: x})
         # Copies: the request reuses its output buffers on the next call.
-        return {name: np.array(results[compiled.outputs[i]]) for i, name in self._outputs}
+        return {name: np.array(results[port]) for port, name in zip(compiled.outputs, self._output_names)}
 
     def close(self) -> None:
         self._requests.clear()
-        self.request = None
-        self.compiled = None
 
 
 def rt_info_props(model) -> dict[str, str]:
