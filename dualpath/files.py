@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -28,3 +29,14 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def read_json(path: str | Path, error: type[Exception], missing: str, corrupt: str) -> Any:
+    """The parsed JSON file at `path`. A missing file raises error(missing); a file that is not JSON raises
+    error(corrupt), where "{error}" in `corrupt` becomes the parser's message. Both say what to do next."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(missing) from None
+    except json.JSONDecodeError as e:
+        raise error(corrupt.replace("{error}", str(e))) from None

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.files import file_sha256
+from dualpath.files import file_sha256, read_json
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
@@ -171,15 +171,12 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise DatasetError(
-            f"{path} is not a complete scenes data set (no manifest.json). Data sets are written under a temporary "
-            "name and renamed when complete, so this folder was made some other way: remove it or choose another --out."
-        ) from None
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"{path}/manifest.json is corrupt ({e}); delete the folder and generate it again") from None
+    return read_json(
+        path / "manifest.json", DatasetError,
+        missing=f"{path} is not a complete scenes data set (no manifest.json). Data sets are written under a temporary "
+        "name and renamed when complete, so this folder was made some other way: remove it or choose another --out.",
+        corrupt=f"{path}/manifest.json is corrupt ({{error}}); delete the folder and generate it again",
+    )
 
 
 def _sha256_array(a: np.ndarray) -> str:

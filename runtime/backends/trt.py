@@ -7,11 +7,11 @@ Not exercised on machines without a GPU; tests skip it there.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from dualpath.files import read_json
 from runtime.backends.base import Backend, BackendError
 
 
@@ -21,12 +21,9 @@ def sidecar_path(engine: Path) -> Path:
 
 def read_sidecar(engine: Path) -> dict:
     path = sidecar_path(engine)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BackendError(f"{engine} has no sidecar {path.name}; rebuild it with export/tensorrt_build.py") from None
-    except json.JSONDecodeError as e:
-        raise BackendError(f"{path} is corrupt ({e}); rebuild the engine") from None
+    return read_json(path, BackendError,
+                     missing=f"{engine} has no sidecar {path.name}; rebuild it with export/tensorrt_build.py",
+                     corrupt=f"{path} is corrupt ({{error}}); rebuild the engine")
 
 
 class TensorRTBackend(Backend):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -100,12 +99,11 @@ def summary(result: dict) -> str:
 
 
 def _read_baseline(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"no baseline at {path}; make one with --accept {path} on an export you trust") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"baseline {path} is not valid JSON ({e})") from None
+    from dualpath.files import read_json
+
+    return read_json(path, ValueError,
+                     missing=f"no baseline at {path}; make one with --accept {path} on an export you trust",
+                     corrupt=f"baseline {path} is not valid JSON ({{error}})")
 
 
 def _accept(report: Path, baseline: Path) -> None:

@@ -6,11 +6,11 @@ reference for lower-is-better ones (hamming_loss). Absolute (`abs`, in the metri
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from dualpath.files import read_json
 from runtime.drift.compare import LOWER_IS_BETTER, METRICS
 
 
@@ -77,12 +77,8 @@ def parse_budget(text: str) -> Budget:
 def load_budgets(path: str | Path) -> dict[str, Budget]:
     """A JSON file {"metric": {"abs": x, "rel": y}, ...}."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"no budgets file at {path}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"budgets file {path} is not valid JSON: {e}") from None
+    data = read_json(path, ValueError, missing=f"no budgets file at {path}",
+                     corrupt=f"budgets file {path} is not valid JSON: {{error}}")
     if not isinstance(data, dict):
         raise ValueError(f"budgets file {path} must hold an object {{metric: {{abs, rel}}}}")
     return {m: Budget(m, **_limits(m, v)) for m, v in data.items()}
