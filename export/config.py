@@ -6,6 +6,7 @@ from pathlib import Path
 
 from calibration.sets import CALIBRATION_SEED, SEED_STREAM_START
 from export.onnx_fp32 import EXPORTERS, OPSET
+from export.openvino_export import ACTIVATION_RANGES
 from export.quantize_onnx import CALIB_METHODS, VARIANTS
 
 BACKEND_CHOICES = ("onnx", "openvino", "tensorrt")
@@ -20,6 +21,7 @@ class ExportConfig:
     calib_n: int = 300
     calib_seed: int = CALIBRATION_SEED
     calib_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime); NNCF uses its own statistics
+    ov_ranges: str = "minmax"  # NNCF activation ranges: minmax | mean_minmax (see export.openvino_export)
     qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
     accuracy_control: bool = False
     # Accuracy control aims at this share of each budget on its own 500 validation scenes: the gate then measures
@@ -43,6 +45,8 @@ class ExportConfig:
             raise ValueError(f"backends must be a non-empty subset of {','.join(BACKEND_CHOICES)}, got {self.backends}")
         if self.calib_method not in CALIB_METHODS:
             raise ValueError(f"calib_method must be one of {', '.join(CALIB_METHODS)}, got {self.calib_method!r}")
+        if self.ov_ranges not in ACTIVATION_RANGES:
+            raise ValueError(f"ov_ranges must be one of {', '.join(ACTIVATION_RANGES)}, got {self.ov_ranges!r}")
         if not set(self.qdq_variants) <= set(VARIANTS) or not self.qdq_variants:
             raise ValueError(f"qdq_variants must be a non-empty subset of {sorted(VARIANTS)}, got {self.qdq_variants}")
         if self.exporter not in EXPORTERS:

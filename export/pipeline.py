@@ -149,11 +149,13 @@ def openvino_int8(config: ExportConfig, batches, float_extra: list[str], log) ->
 
     floats = float_nodes(onnx.load(str(config.out / FP32_ONNX))) + float_extra
     props = onnx_props(config.out / FP32_ONNX) | {"precision": json.dumps("int8-nncf")}
-    model = ovx.quantize_int8(ovx.convert(config.out / FP32_ONNX), batches, floats, subset_size=config.calib_n)
+    model = ovx.quantize_int8(ovx.convert(config.out / FP32_ONNX), batches, floats, subset_size=config.calib_n,
+                              activation_ranges=config.ov_ranges)
     ovx.save_ir(model, config.out / INT8_XML, props)
     log(f"OpenVINO INT8 (NNCF): {config.out / INT8_XML}")
     return {"format": "OpenVINO IR, NNCF post-training quantization", "preset": "mixed",
-            "calibration": "nncf min/max statistics + fast bias correction", "kept_in_float": sorted(set(floats))}
+            "calibration": f"nncf {config.ov_ranges} activation ranges, min/max weights, fast bias correction",
+            "activation_ranges": config.ov_ranges, "kept_in_float": sorted(set(floats))}
 
 
 def tensorrt_step(config: ExportConfig, log) -> dict[str, Any]:

@@ -149,6 +149,7 @@ def test_manifest_records_files_calibration_and_drift(exported):
         assert (config.out / r["report"] / "drift.json").is_file()
         assert set(r["delta"]) >= {"accuracy", "macro_map", "ssim"}
     assert on_disk["recipes"]["model_int8_s8.onnx"]["target"].startswith("TensorRT")
+    assert on_disk["recipes"]["model_int8.xml"]["activation_ranges"] == "minmax"
     assert on_disk["tensorrt"]["built"] is False and "build_tensorrt_engine.py" in on_disk["tensorrt"]["command"]
     assert any("d accuracy" in line for line in logs)  # the summary table
 
@@ -196,6 +197,35 @@ def test_openvino_int8_keeps_the_named_layers_in_float(exported):
     assert fake_quantized_inputs(quantize_int8(model, batches, [conv], subset_size=8)) == 0
 
 
+@pytest.mark.parametrize("ranges", ["minmax", "mean_minmax"])
+def test_openvino_activation_ranges(ranges):
+    """minmax keeps the whole observed range of an activation (one bright scene among dark ones sets it); NNCF's
+    mean_minmax averages each scene's extremes and clips that scene."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from export.openvino_export import quantize_int8
+
+    rng = np.random.default_rng(0)
+    image = ops.parameter([1, 3, 8, 8], np.float32, name="image")
+    conv = ops.convolution(image, ops.constant(rng.normal(size=(4, 3, 3, 3)).astype(np.float32)),
+                           [1, 1], [1, 1], [1, 1], [1, 1])
+    model = ov.Model([ops.relu(conv)], [image])
+    samples = rng.uniform(0.0, 1.0, (8, 3, 8, 8)).astype(np.float32)
+    samples[-1] *= 10.0  # one scene whose maximum is ~10, the others ~1
+    maxima = samples.reshape(8, -1).max(axis=1)
+    q = quantize_int8(model, [{"image": samples[i : i + 4]} for i in (0, 4)], [], subset_size=8,
+                      activation_ranges=ranges)
+    fq = next(op for op in q.get_ops() if op.get_type_name() == "FakeQuantize"
+              and op.input(0).get_source_output().get_node().get_type_name() == "Parameter")
+    high = float(fq.input(2).get_source_output().get_node().get_data().max())
+    expected = maxima.max() if ranges == "minmax" else maxima.mean()
+    assert high == pytest.approx(expected, rel=0.05), (high, maxima)
+    with pytest.raises(ValueError, match="activation ranges"):
+        quantize_int8(model, [], [], subset_size=1, activation_ranges="entropy")
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
@@ -237,5 +267,7 @@ def test_config_validation():
         ExportConfig(checkpoint="x", out="y", accuracy_control=True)
     with pytest.raises(ValueError, match="control_margin"):
         ExportConfig(checkpoint="x", out="y", int8=True, accuracy_control=True, control_margin=0.0)
+    with pytest.raises(ValueError, match="ov_ranges"):
+        ExportConfig(checkpoint="x", out="y", ov_ranges="histogram")
     with pytest.raises(ValueError, match="calib_seed"):
         ExportConfig(checkpoint="x", out="y", calib_seed=3)
