@@ -271,3 +271,29 @@ def test_config_validation():
         ExportConfig(checkpoint="x", out="y", ov_ranges="histogram")
     with pytest.raises(ValueError, match="calib_seed"):
         ExportConfig(checkpoint="x", out="y", calib_seed=3)
+
+
+def test_inference_benchmark_rounds_each_runtime_in_its_own_process(exported, tmp_path, capsys):
+    """benchmarks/inference.py on the tiny export: every runtime timed once per round in a subprocess; the rows keep
+    each round's p50 (the headline is the lowest) and the paired INT8-vs-FP32 ratios are those rounds' quotients."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "inference.py"
+    spec = importlib.util.spec_from_file_location("bench_inference", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config, _, _ = exported
+    out = tmp_path / "inference.json"
+    assert bench.main(["--export", str(config.out), "--checkpoint", str(config.checkpoint), "--threads", "1",
+                       "--warmup", "1", "--iters", "6", "--rounds", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["name"]: r for r in result["rows"]}
+    assert {"pytorch eager fp32", "onnxruntime fp32", "openvino fp32", "openvino int8"} <= set(rows)
+    for r in rows.values():
+        assert len(r["rounds_p50_ms"]) == 2 and r["p50_ms"] == pytest.approx(min(r["rounds_p50_ms"]), abs=1e-3)
+    fp32, int8 = rows["openvino fp32"]["rounds_p50_ms"], rows["openvino int8"]["rounds_p50_ms"]
+    assert result["paired_ratios"]["openvino_int8_vs_fp32"] == pytest.approx([f / i for f, i in zip(fp32, int8)], rel=1e-2)
+    assert result["machine"]["rounds"] == 2 and "target >= 1.5x" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--export", str(tmp_path / "nothing")])
