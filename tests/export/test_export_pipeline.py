@@ -273,16 +273,38 @@ def test_config_validation():
         ExportConfig(checkpoint="x", out="y", calib_seed=3)
 
 
-def test_inference_benchmark_rounds_each_runtime_in_its_own_process(exported, tmp_path, capsys):
-    """benchmarks/inference.py on the tiny export: every runtime timed once per round in a subprocess; the rows keep
-    each round's p50 (the headline is the lowest) and the paired INT8-vs-FP32 ratios are those rounds' quotients."""
+def _bench_module(name):
     import importlib.util
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "inference.py"
-    spec = importlib.util.spec_from_file_location("bench_inference", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_openvino_profile_sums_layers_by_kernel_and_part(exported, tmp_path, capsys):
+    prof = _bench_module("openvino_profile")
+    config, _, _ = exported
+    out = tmp_path / "profile.json"
+    assert prof.main(["--export", str(config.out), "--threads", "1", "--calls", "3", "--out", str(out)]) == 0
+    models = json.loads(out.read_text())["models"]
+    assert set(models) == {"fp32", "int8"}
+    for r in models.values():
+        assert r["total_ms"] > 0 and sum(r["by_kernel_ms"].values()) == pytest.approx(r["total_ms"])
+        assert sum(r["by_part_ms"].values()) == pytest.approx(r["total_ms"])
+        assert {"encoder", "decoder"} <= set(r["by_part_ms"])
+    assert any("I8" in k or "i8" in k for k in models["int8"]["by_kernel_ms"])  # INT8 kernels ran
+    assert not any("I8" in k for k in models["fp32"]["by_kernel_ms"])
+    assert "INT8 vs FP32" in capsys.readouterr().out
+    assert prof.part_of("/model/encoder/denseblock1/x") == "encoder" and prof.part_of("/Sigmoid") == "other"
+
+
+def test_inference_benchmark_rounds_each_runtime_in_its_own_process(exported, tmp_path, capsys):
+    """benchmarks/inference.py on the tiny export: every runtime timed once per round in a subprocess; the rows keep
+    each round's p50 (the headline is the lowest) and the paired INT8-vs-FP32 ratios are those rounds' quotients."""
+    bench = _bench_module("inference")
     config, _, _ = exported
     out = tmp_path / "inference.json"
     assert bench.main(["--export", str(config.out), "--checkpoint", str(config.checkpoint), "--threads", "1",
