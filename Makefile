@@ -58,6 +58,7 @@ bench-inference: setup
 	$(PY) -m export --checkpoint $(BENCH121)/best.pt --out $(BENCH121)/export --int8 --backends onnx,openvino \
 		--drift-n 200 --severities '' --workers $(WORKERS); test $$? -le 1
 	$(PY) benchmarks/inference.py --export $(BENCH121)/export --out benchmarks/results/inference_densenet121.json
+	$(PY) benchmarks/openvino_profile.py --export $(BENCH121)/export --out benchmarks/results/openvino_profile_densenet121.json
 	test ! -f $(RUN)/export/manifest.json || \
 		$(PY) benchmarks/inference.py --export $(RUN)/export --out benchmarks/results/inference.json
 
