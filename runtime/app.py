@@ -103,11 +103,10 @@ def select_labels(
 
 
 def engine_sidecar_path(engine: Path) -> Path:
-    """The export's sidecar: model.engine -> model.engine.json (model.json accepted for hand-built engines)."""
-    for candidate in (engine.with_name(engine.name + ".json"), engine.with_suffix(".json")):
-        if candidate.exists():
-            return candidate
-    return engine.with_name(engine.name + ".json")
+    """The sidecar the TensorRT backend will read (model.engine.json, or model.json for hand-built engines)."""
+    from runtime.backends.trt import sidecar_path  # no tensorrt import at module level there
+
+    return sidecar_path(engine)
 
 
 def normalise_compute_capability(value: Any) -> str | None:

@@ -16,6 +16,11 @@ from runtime.backends.base import Backend, BackendError
 
 
 def sidecar_path(engine: Path) -> Path:
+    """The export's sidecar: model.engine -> model.engine.json (model.json accepted for hand-built engines). The
+    runtime's pre-flight check (runtime.app) and this backend read the same file."""
+    for candidate in (engine.with_name(engine.name + ".json"), engine.with_suffix(".json")):
+        if candidate.exists():
+            return candidate
     return engine.with_name(engine.name + ".json")
 
 

@@ -173,6 +173,9 @@ def test_tensorrt_engine_without_sidecar_is_refused(tmp_path):
 
     with pytest.raises(BackendError, match="sidecar"):
         read_sidecar(engine)
+    # A hand-built engine's model.json is read by the backend as by the runtime's pre-flight check (runtime.app).
+    (tmp_path / "m.json").write_text('{"tensorrt_version": "10.3.0"}')
+    assert read_sidecar(engine) == {"tensorrt_version": "10.3.0"}
 
 
 def test_importing_backends_leaves_torch_out():
