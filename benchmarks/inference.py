@@ -1,7 +1,7 @@
 """Inference speed of the dual-path model: PyTorch eager FP32, ONNX Runtime FP32 / INT8 (u8, s8), OpenVINO FP32 /
 INT8 (and TensorRT where an engine exists), in one run on one machine.
 
-    python benchmarks/inference.py --export runs/x/export [--checkpoint runs/x/best.pt] [--threads 2]
+    python benchmarks/inference.py --export runs/x/export [--checkpoint runs/x/best.pt] [--threads 2] [--rounds 3]
                                    [--out benchmarks/results/inference.json]
 
 Batch 1: latency p50 / p95 over --iters calls after --warmup calls; batch 32: throughput in images/s. This shared VM
