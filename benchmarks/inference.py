@@ -152,18 +152,11 @@ def openvino_pair(export: Path, threads: int, blocks: int = 40, calls: int = 20)
 
     x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
     with load_backend(fp32, "openvino", threads=threads) as a, load_backend(int8, "openvino", threads=threads) as b:
-        runs = {"fp32": lambda: a.infer({"image": x}), "int8": lambda: b.infer({"image": x})}
+        runs = {"fp32": lambda v: a.infer({"image": v}), "int8": lambda v: b.infer({"image": v})}
         medians: dict[str, list[float]] = {"fp32": [], "int8": []}
-        for fn in runs.values():
-            for _ in range(calls):
-                fn()
-        for _ in range(blocks):
+        for block in range(blocks):
             for name, fn in runs.items():
-                times = []
-                for _ in range(calls):
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
+                times = time_calls(fn, x, calls if block == 0 else 0, calls)  # the first block warms up first
                 medians[name].append(1000.0 * float(np.median(times)))
     ratio = np.array(medians["fp32"]) / np.array(medians["int8"])
     return {"blocks": blocks, "calls_per_block": calls, "fp32_block_median_ms": float(np.median(medians["fp32"])),
