@@ -28,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _machine import describe, headline  # noqa: E402
 
+from dualpath.telemetry import telemetry_off  # noqa: E402
+
+telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+
 # name -> (file in the export folder, backend)
 ARTIFACTS = {
     "onnxruntime fp32": ("model_fp32.onnx", "onnxruntime"),

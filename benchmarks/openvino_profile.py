@@ -23,6 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import describe, headline  # noqa: E402
 
+from dualpath.telemetry import telemetry_off  # noqa: E402
+
+telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+
 MODELS = {"fp32": "model_fp32.xml", "int8": "model_int8.xml"}
 
 

@@ -5,6 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from dualpath.telemetry import telemetry_off  # noqa: E402
+
+telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+
 EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
 
 

@@ -9,6 +9,10 @@ import logging
 import signal
 import sys
 
+from dualpath.telemetry import telemetry_off  # noqa: E402
+
+telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+
 EPILOG = """\
 sources:
   csi://0[?width=1280&height=720&fps=30&flip=0]   Jetson CSI camera (needs OpenCV with GStreamer: JetPack's)
