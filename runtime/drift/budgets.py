@@ -6,6 +6,7 @@ reference for lower-is-better ones (hamming_loss). Absolute (`abs`, in the metri
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,8 +28,13 @@ class Budget:
             raise ValueError(f"budget for {self.metric} needs an absolute or a relative limit")
         for name in ("abs", "rel"):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"budget {self.metric}.{name} must be >= 0, got {value}")
+            if value is None:
+                continue
+            # bool is an int to Python; NaN compares False with everything (a NaN limit would never be exceeded)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"budget {self.metric}.{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"budget {self.metric}.{name} must be a finite number >= 0, got {value!r}")
 
     def drop(self, reference: float, candidate: float) -> float:
         return candidate - reference if self.metric in LOWER_IS_BETTER else reference - candidate

@@ -46,6 +46,26 @@ class DriftConfig:
         return {"n": self.n, "seed": self.seed, "severity": self.severity}
 
 
+CONTRACT_FIELDS = ("class_names", "image_size", "mean", "std", "input_name", "output_names")
+
+
+def check_same_contract(reference, candidate) -> None:
+    """Reference and candidate must read the same input and mean the same labels: a candidate whose class_names are
+    reordered scores identically on every metric and still names the wrong object. ValueError naming the difference."""
+    ref, cand = reference.metadata, candidate.metadata
+    for name in CONTRACT_FIELDS:
+        a, b = (tuple(v) if isinstance(v, (list, tuple)) else v for v in (getattr(ref, name), getattr(cand, name)))
+        if a != b:
+            raise ValueError(f"reference {reference.path.name} and candidate {candidate.path.name} disagree on {name} "
+                             f"({_short(a)} vs {_short(b)}); compare artifacts of the same export")
+
+
+def _short(value) -> str:
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        return "[" + ", ".join(map(str, value[:3])) + f", ... ({len(value)})]"
+    return str(list(value) if isinstance(value, tuple) else value)
+
+
 def evaluate(reference, candidate, config: DriftConfig, severity: float, n: int) -> tuple[dict, Any, dict, dict]:
     ds = drift_dataset(config.data_root, n, severity, config.seed, config.workers)
     ref = run_backend(reference, ds.noisy, config.batch_size)
@@ -58,6 +78,7 @@ def drift_report(reference, candidate, out: str | Path, config: DriftConfig = Dr
                  names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Compare two loaded backends; write drift.json, drift.md and plots into `out`; return the result."""
     budgets = DEFAULT_BUDGETS if budgets is None else budgets
+    check_same_contract(reference, candidate)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result, ds, ref, cand = evaluate(reference, candidate, config, config.severity, config.n)
