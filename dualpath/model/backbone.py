@@ -6,20 +6,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.densenet import DenseNet
 
-from dualpath.model.config import BackboneSpec
+from dualpath.model.config import STEM_STRIDES, BackboneSpec
 
 
 class DenseNetBackbone(DenseNet):
     """torchvision DenseNet without its classifier; state-dict keys stay torchvision's ("features.*").
 
-    For a 64x64 input (densenet121 widths):
+    For a 64x64 input (densenet121 widths) with torchvision's ImageNet stem (7x7 stride-2 conv, 3x3 max-pool):
       skips: stem relu0 (64, 32x32), block1 (256, 16x16), block2 (512, 8x8), block3 (1024, 4x4)
       f5:    norm5 (1024, 2x2), the bottleneck
+    With stem="3x3" (3x3 stride-1 conv, then the same max-pool) every size doubles: the stem skip is 64x64,
+    block1 works at 32x32 and f5 is 4x4.
     A block's skip is its output after the following transition's BN-ReLU (before the 1x1 conv and the
     pooling), as segmentation_models_pytorch's DenseNet encoder takes it.
     """
 
-    def __init__(self, spec: BackboneSpec) -> None:
+    def __init__(self, spec: BackboneSpec, stem: str = "imagenet") -> None:
         super().__init__(
             growth_rate=spec.growth_rate,
             block_config=spec.block_config,
@@ -28,6 +30,14 @@ class DenseNetBackbone(DenseNet):
         )
         del self.classifier
         f = self.features
+        if stem not in STEM_STRIDES:
+            raise ValueError(f"stem must be one of {', '.join(map(repr, STEM_STRIDES))}; got {stem!r}")
+        if stem == "3x3":
+            # A 3x3 stride-1 conv in place of the 7x7 stride-2 one (DenseNet-BC's CIFAR stem, as torchvision's
+            # class is otherwise kept): at 64x64 the first dense block then works at 32x32 instead of 16x16.
+            f.conv0 = nn.Conv2d(3, spec.num_init_features, kernel_size=3, stride=1, padding=1, bias=False)
+            nn.init.kaiming_normal_(f.conv0.weight)  # as torchvision initialises its convs
+        self.stem_stride: int = STEM_STRIDES[stem]  # input size / stem skip size
         # Widths read off the built modules, so every DenseNet size gets a matching decoder.
         self.skip_widths: tuple[int, ...] = (f.norm0.num_features,) + tuple(
             f.get_submodule(f"transition{i}").norm.num_features for i in (1, 2, 3)
@@ -36,7 +46,7 @@ class DenseNetBackbone(DenseNet):
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor]:
         f = self.features
-        stem = f.relu0(f.norm0(f.conv0(x)))  # (N, c0, H/2, W/2)
+        stem = f.relu0(f.norm0(f.conv0(x)))  # (N, c0, H/s, W/s), s = stem_stride
         skips = [stem]
         x = f.pool0(stem)
         for i in (1, 2, 3):

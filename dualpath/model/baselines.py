@@ -45,7 +45,7 @@ class DenseNetClassifier(Model):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.backbone = DenseNetBackbone(config.backbone_spec)
+        self.backbone = DenseNetBackbone(config.backbone_spec, config.stem)
         self.head = classifier_head(self.backbone.out_width, config)
 
     def forward(self, x: Tensor) -> ModelOutput:

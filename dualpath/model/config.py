@@ -11,6 +11,10 @@ from dualpath.contract import NUM_CLASSES
 
 ARCHS = ("dualpath", "cae", "densenet")
 FUSIONS = ("multiply", "concat", "none")
+# DenseNet stems and the stride of their conv. "imagenet": torchvision's 7x7 stride-2 conv (+ 3x3 stride-2
+# max-pool), the paper's; "3x3": a 3x3 stride-1 conv (+ the same max-pool), so a 64x64 input reaches the first
+# dense block at 32x32 instead of 16x16 (README, interpretations: measured in benchmarks/recipe.py).
+STEM_STRIDES = {"imagenet": 2, "3x3": 1}
 # Named weight sources; any other string is a path to a local torchvision state dict.
 PRETRAINED_KEYWORDS = ("imagenet", "none")
 
@@ -44,6 +48,8 @@ class ModelConfig:
     cbam: bool = True  # ablation: CBAM after the last decoder block
     stop_gradient: bool = True  # ablation: the classifier sees recon.detach(), so L_cls never reaches the decoder
     fusion: str = "multiply"  # ablation: z * z_c (paper Eq. 7) | concat [z; z_c] | "none" (z_c only)
+    stem: str = "imagenet"  # a key of STEM_STRIDES, for every DenseNet of the model
+    fusion_norm: bool = False  # BatchNorm1d on the fused vector before the head (fixes the scale of z * z_c)
     hidden: int = 512  # width of the classifier's hidden FC layer
     dropout: float = 0.3  # dropout after the hidden FC layer
     num_classes: int = NUM_CLASSES
@@ -54,6 +60,9 @@ class ModelConfig:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("backbone", self.backbone, tuple(BACKBONES))
         _check_choice("fusion", self.fusion, FUSIONS)
+        _check_choice("stem", self.stem, tuple(STEM_STRIDES))
+        if self.stem != "imagenet" and self.pretrained == "imagenet":
+            raise ValueError(f"ImageNet weights need the 'imagenet' stem, not {self.stem!r}")
         if not isinstance(self.pretrained, str) or not self.pretrained:
             raise ValueError(f"pretrained must be 'imagenet', 'none' or a file path, got {self.pretrained!r}")
         if self.pretrained == "imagenet" and self.backbone != "densenet121":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dualpath.model.backbone import DenseNetBackbone, global_pool
 from dualpath.model.base import ImageNetNormalize, Model, ModelOutput, classifier_head
@@ -17,22 +17,28 @@ class DualPathAutoencoder(Model):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         spec = config.backbone_spec
-        self.encoder = DenseNetBackbone(spec)
-        self.decoder = UNetDecoder(self.encoder.out_width, self.encoder.skip_widths)
+        self.encoder = DenseNetBackbone(spec, config.stem)
+        # One block per skip, plus the blocks that bring the stem skip's resolution up to the input's.
+        self.decoder = UNetDecoder(
+            self.encoder.out_width, self.encoder.skip_widths, final_blocks=self.encoder.stem_stride.bit_length() - 1
+        )
         self.reconstruction = ReconstructionHead(self.decoder.out_width, cbam=config.cbam)
         self.normalize = ImageNetNormalize()
-        self.classifier_backbone = DenseNetBackbone(spec)  # same architecture, independent weights
+        self.classifier_backbone = DenseNetBackbone(spec, config.stem)  # same architecture, independent weights
         width = self.encoder.out_width
-        self.head = classifier_head(2 * width if config.fusion == "concat" else width, config)
+        fused = 2 * width if config.fusion == "concat" else width
+        # Optional: z * z_c of two ReLU-pooled vectors starts near zero; BatchNorm gives the head unit-scale inputs.
+        self.fusion_norm = nn.BatchNorm1d(fused) if config.fusion_norm else nn.Identity()
+        self.head = classifier_head(fused, config)
 
     def forward(self, x: Tensor) -> ModelOutput:
-        skips, f5 = self.encoder(x)  # f5: (N, D, 2, 2) for 64x64
+        skips, f5 = self.encoder(x)  # f5: (N, D, 2, 2) for 64x64 (4x4 with the 3x3 stem)
         z = global_pool(f5)  # (N, D), Eq. 2
         recon = self.reconstruction(self.decoder(f5, skips))  # (N, 3, 64, 64) in [-1, 1]
         # Stop-gradient (Sec. III.C): the classification loss must not train the decoder.
         x_hat = recon.detach() if self.config.stop_gradient else recon
         z_c = self.classifier_backbone.embed(self.normalize(x_hat))  # (N, D), Eq. 6
-        return ModelOutput(self.head(fuse(z, z_c, self.config.fusion)), recon)
+        return ModelOutput(self.head(self.fusion_norm(fuse(z, z_c, self.config.fusion))), recon)
 
 
 def fuse(z: Tensor, z_c: Tensor, mode: str) -> Tensor:

@@ -14,6 +14,9 @@ ABLATIONS = [
     {"stop_gradient": False},
     {"fusion": "concat"},
     {"fusion": "none"},
+    {"stem": "3x3"},
+    {"fusion_norm": True},
+    {"stem": "3x3", "fusion_norm": True, "fusion": "concat"},
 ]
 
 
@@ -71,6 +74,45 @@ def test_smaller_backbones_size_the_decoder_from_their_own_widths(name):
     assert [s.shape[-1] for s in skips] == [32, 16, 8, 4] and f5.shape[-1] == 2
     assert f5.shape[1] == encoder.out_width == z.shape[1] < 1024
     assert features.shape == (2, decoder.out_width, 64, 64)
+
+
+@pytest.mark.parametrize("name", ["densenet_small", "densenet_tiny"])
+def test_3x3_stem_doubles_every_level_and_the_decoder_drops_its_skipless_block(name):
+    spec = BACKBONES[name]
+    ref, encoder = DenseNetBackbone(spec).eval(), DenseNetBackbone(spec, stem="3x3").eval()
+    with torch.no_grad():
+        ref_skips, _ = ref(torch.randn(2, 3, 64, 64))
+        skips, f5 = encoder(torch.randn(2, 3, 64, 64))
+        decoder = UNetDecoder(encoder.out_width, encoder.skip_widths, final_blocks=0).eval()
+        features = decoder(f5, skips)
+    conv0 = encoder.features.conv0
+    assert (conv0.kernel_size, conv0.stride) == ((3, 3), (1, 1)) and encoder.stem_stride == 1
+    assert [s.shape[-1] for s in skips] == [64, 32, 16, 8] and f5.shape[-1] == 4
+    assert [s.shape[1] for s in skips] == [s.shape[1] for s in ref_skips]  # same widths, twice the resolution
+    assert len(decoder.blocks) == 4 and features.shape == (2, decoder.out_width, 64, 64)
+    # The dual path builds the same: one decoder block per skip, no skip-less one.
+    model = build_model(ModelConfig(backbone=name, stem="3x3"))
+    assert len(model.decoder.blocks) == 4 and len(build_model(ModelConfig(backbone=name)).decoder.blocks) == 5
+    assert model.classifier_backbone.features.conv0.kernel_size == (3, 3)
+
+
+def test_unknown_stem_and_imagenet_weights_with_another_stem_are_refused():
+    with pytest.raises(ValueError, match="stem must be one of"):
+        ModelConfig(stem="5x5")
+    with pytest.raises(ValueError, match="'imagenet' stem"):
+        ModelConfig(stem="3x3", pretrained="imagenet")
+
+
+def test_fusion_norm_normalises_the_fused_vector_before_the_head(tiny, images):
+    model = build_model(tiny(fusion_norm=True)).train()
+    assert isinstance(model.fusion_norm, torch.nn.BatchNorm1d)
+    seen = []
+    model.head.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    model(images)
+    fused = seen[0]
+    # BatchNorm in training mode with its initial affine (1, 0): each feature has batch mean 0 and variance ~1
+    assert torch.allclose(fused.mean(0), torch.zeros(fused.shape[1]), atol=1e-5)
+    assert isinstance(build_model(tiny()).fusion_norm, torch.nn.Identity)
 
 
 def test_z_is_torchvision_pooling_of_relu_f5(tiny, images):

@@ -35,12 +35,12 @@ class _Deployed(torch.nn.Module):
         return torch.sigmoid(out.logits), out.recon
 
 
-@pytest.fixture(scope="module")
-def exported():
+@pytest.fixture(scope="module", params=[{}, {"stem": "3x3", "fusion_norm": True}], ids=["paper", "3x3+fusion_norm"])
+def exported(request):
     torch.manual_seed(0)
     from dualpath.model import ModelConfig
 
-    model = build_model(ModelConfig(backbone="densenet_tiny", hidden=16)).eval()
+    model = build_model(ModelConfig(backbone="densenet_tiny", hidden=16, **request.param)).eval()
     program = export(_Deployed(model), (torch.randn(2, 3, 64, 64),), dynamic_shapes={"image": {0: Dim("batch")}})
     return model, program
 

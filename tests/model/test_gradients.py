@@ -32,9 +32,10 @@ def _decoder_params(model):
     return list(model.decoder.parameters()) + list(model.reconstruction.parameters())
 
 
-def test_stop_gradient_keeps_the_classification_loss_out_of_the_decoder(tiny):
+@pytest.mark.parametrize("options", [{}, {"stem": "3x3", "fusion_norm": True}], ids=["paper", "3x3+fusion_norm"])
+def test_stop_gradient_keeps_the_classification_loss_out_of_the_decoder(tiny, options):
     torch.manual_seed(0)
-    model = build_model(tiny(stop_gradient=True)).train()
+    model = build_model(tiny(stop_gradient=True, **options)).train()
     x, _, labels = _batch()
     _cls_loss(model(x), labels).backward()
     assert not _has_grad(_decoder_params(model))
@@ -55,6 +56,7 @@ def test_without_stop_gradient_the_classification_loss_reaches_the_decoder(tiny)
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"cbam": False}, {"fusion": "concat"}, {"fusion": "none"}, {"stop_gradient": False},
+     {"stem": "3x3"}, {"fusion_norm": True}, {"stem": "3x3", "arch": "densenet"},
      {"arch": "cae"}, {"arch": "densenet"}],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "paper",
 )
