@@ -101,3 +101,28 @@ def epoch_batches(
 
 def eval_batches(indices: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, ...]:
     return torch.split(indices, batch_size)
+
+
+AUGMENTS = ("none", "flips", "dihedral")
+
+
+def augment_pairs(noisy: torch.Tensor, clean: torch.Tensor, mode: str, generator: torch.Generator | None = None):
+    """Label-preserving geometric augmentation of uint8 NHWC batches, the same transform for input and target.
+
+    "flips": each scene flipped left-right and/or up-down at random; "dihedral": also transposed at random (all
+    8 rotations/reflections of the square). A utensil's class does not depend on its orientation on the counter.
+    Per-sample choices via torch.where over whole batches: no Python loop, no host sync.
+    """
+    if mode == "none":
+        return noisy, clean
+    if mode not in AUGMENTS:
+        raise ValueError(f"augment must be one of {', '.join(map(repr, AUGMENTS))}; got {mode!r}")
+    n = noisy.shape[0]
+    draws = torch.rand(3, n, generator=generator).to(noisy.device) < 0.5  # (flip W, flip H, transpose) per scene
+    pair = torch.stack([noisy, clean])  # (2, N, H, W, 3)
+    ops = [lambda t: t.flip(3), lambda t: t.flip(2)]
+    if mode == "dihedral":
+        ops.append(lambda t: t.transpose(2, 3))
+    for op, draw in zip(ops, draws):
+        pair = torch.where(draw.view(1, n, 1, 1, 1), op(pair), pair)
+    return pair[0], pair[1]

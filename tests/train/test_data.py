@@ -51,3 +51,34 @@ def test_to_device_checks_shapes():
 
     with pytest.raises(ValueError, match="dataset.noisy must be uint8"):
         to_device(Bad(), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("mode", ["flips", "dihedral"])
+def test_augment_pairs_applies_one_transform_to_input_and_target(mode):
+    from train.data import augment_pairs
+
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.randint(0, 256, (64, 8, 8, 3), dtype=torch.uint8, generator=g)
+    clean = noisy + 1  # tied pixel by pixel, so any geometric transform of both keeps clean == noisy + 1
+    a, b = augment_pairs(noisy, clean, mode, torch.Generator().manual_seed(1))
+    assert a.shape == noisy.shape and a.dtype == torch.uint8
+    assert torch.equal(b, a + 1)
+    seen = set()
+    for i in range(len(noisy)):
+        x = noisy[i]
+        variants = {"id": x, "w": x.flip(1), "h": x.flip(0), "hw": x.flip(0).flip(1)}
+        if mode == "dihedral":
+            variants.update({f"t{k}": v.transpose(0, 1) for k, v in list(variants.items())})
+        match = [k for k, v in variants.items() if torch.equal(a[i], v)]
+        assert match, f"scene {i} is not a flip/transposition of its input"
+        seen.add(match[0])
+    assert len(seen) >= (4 if mode == "flips" else 7)  # the transforms are drawn per scene, not fixed
+
+
+def test_augment_none_is_the_identity_and_unknown_modes_are_refused():
+    from train.data import augment_pairs
+
+    x = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    assert augment_pairs(x, x, "none")[0] is x
+    with pytest.raises(ValueError, match="augment must be one of"):
+        augment_pairs(x, x, "rotate")
