@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=CALIBRATION_SEED, help=f"seed (default {CALIBRATION_SEED})")
     p.add_argument("--workers", type=int, default=1, help="processes for generating scenes")
     p.add_argument("--preview", type=int, default=16, help="scenes in preview.png (0: none)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a different calibration / scenes set at --out (never a folder of other files)")
     return p
 
 
@@ -27,20 +29,30 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = CalibrationConfig(n=args.n, seed=args.seed)
-        ds = build_calibration_set(config, args.out, workers=args.workers, progress=sys.stderr.isatty())
+        ds = build_calibration_set(config, args.out, workers=args.workers, progress=sys.stderr.isatty(),
+                                   overwrite=args.overwrite)
     except (ValueError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     state = "reused" if ds.reused else "wrote"
     print(f"{state} {len(ds)} calibration scenes (seed {config.seed}) in {ds.path}")
     if args.preview > 0:
-        from dualpath.scenes.preview import preview_grid
+        _preview(ds, config, args.preview)
+    return 0
 
-        k = min(args.preview, len(ds))
+
+def _preview(ds, config: CalibrationConfig, count: int) -> None:
+    from dualpath.files import OutputError
+    from dualpath.scenes.preview import preview_grid
+
+    k = min(count, len(ds))
+    try:
         png = preview_grid(ds.noisy[:k], ds.clean[:k], ds.labels[:k], ds.path / "preview.png",
                            title=f"calibration set, seed {config.seed}: input | target")
-        print(f"preview: {png}")
-    return 0
+    except OutputError as e:  # a set reused from a read-only place is still a good set
+        print(f"warning: no preview: {e}", file=sys.stderr)
+        return
+    print(f"preview: {png}")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,11 @@ class CalibrationConfig:
 
 
 def build_calibration_set(config: CalibrationConfig, out: str | Path, workers: int = 1,
-                          progress: bool = False) -> SceneDataset:
-    """The scenes of `config` in folder `out`, generated once and reused (checked against the manifest) after."""
-    return generate_dataset(config.scenes, seed=config.seed, n=config.n, out=out, workers=workers, progress=progress)
+                          progress: bool = False, overwrite: bool = False) -> SceneDataset:
+    """The scenes of `config` in folder `out`, generated once and reused (checked against the manifest) after;
+    overwrite replaces a different scenes data set there (never a folder of other files)."""
+    return generate_dataset(config.scenes, seed=config.seed, n=config.n, out=out, workers=workers, progress=progress,
+                            overwrite=overwrite)
 
 
 class CalibrationBatches:

@@ -1,26 +1,127 @@
-"""Files every stage writes: atomic writes (temporary name, rename when complete) and the hashes manifests record.
+"""Files every stage writes: atomic writes (temporary name, rename when complete), the checks that an output can be
+written before any work starts, one-line errors for full or read-only disks, and the hashes manifests record.
 Standard library only."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+# errno -> why a write failed, as the one line says it ({path} is the output being written)
+_WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on {path}: free some space or choose another --out",
+    errno.EDQUOT: "no space left on {path} (disk quota): free some space or choose another --out",
+    errno.EROFS: "cannot write {path}: read-only file system; choose another --out",
+    errno.EACCES: "cannot write {path}: permission denied; choose another --out",
+    errno.EPERM: "cannot write {path}: operation not permitted; choose another --out",
+}
+
+
+class OutputError(OSError):
+    """An output that cannot be written (full or read-only disk, no permission, a file where a folder must be).
+    str() is one line naming the path and what to do."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def output_error(err: OSError, path: str | Path) -> OSError:
+    """`err` as an OutputError naming `path` when it says the disk is full or not writable; else `err` itself."""
+    if isinstance(err, OutputError) or err.errno not in _WRITE_ERRORS:
+        return err
+    return OutputError(_WRITE_ERRORS[err.errno].format(path=path), err.errno)
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a full / read-only disk or a permission error raised inside into an OutputError naming `path`."""
+    try:
+        yield
+    except OSError as err:
+        new = output_error(err, path)
+        if new is err:
+            raise
+        raise new from None
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers that pick a format by suffix still work);
-    on success rename it onto `path`, on failure remove it. A killed writer never leaves a file that looks complete."""
+    on success rename it onto `path`, on failure remove it. A killed writer never leaves a file that looks complete;
+    a full or read-only disk raises OutputError("no space left on <path>" ...)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with writing(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, data: Any, indent: int | None = 1) -> Path:
+    """Write `data` as JSON to `path` atomically (numpy scalars and paths become plain values)."""
+    return write_text(path, json.dumps(data, indent=indent, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def check_writable(path: str | Path, *, inside: bool, flag: str = "--out") -> Path:
+    """Raise OutputError (one line naming the path and `flag`) unless `path` can be written, before any work starts.
+
+    inside=True: a folder that files are written into (created if missing). inside=False: a file or folder that is
+    created or replaced as a whole by a rename in its parent (so it cannot be a mount point). Creates nothing."""
+    path = Path(path)
+    if path.exists():
+        _check_kind(path, inside, flag)
+    probe_in = path if inside and path.is_dir() else _deepest_existing(path.parent)
+    if not probe_in.is_dir():
+        raise OutputError(f"cannot write {path}: {probe_in} is a file, not a folder; choose another {flag}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=probe_in)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        raise OutputError(f"cannot write {path}: {reason} in {probe_in}; choose another {flag}", err.errno) from None
+    return path
+
+
+def _check_kind(path: Path, inside: bool, flag: str) -> None:
+    if inside and not path.is_dir():
+        raise OutputError(f"{path} exists and is not a folder; choose another {flag}")
+    if not inside and os.path.ismount(path):
+        raise OutputError(f"{path} is a mount point, which cannot be replaced; write into a folder inside it "
+                          f"(e.g. {flag} {path / 'out'})")
+
+
+def _deepest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def file_sha256(path: str | Path) -> str:
@@ -31,12 +132,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_json(path: str | Path, error: type[Exception], missing: str, corrupt: str) -> Any:
-    """The parsed JSON file at `path`. A missing file raises error(missing); a file that is not JSON raises
-    error(corrupt), where "{error}" in `corrupt` becomes the parser's message. Both say what to do next."""
+def read_json(path: str | Path, error: type[Exception], missing: str, corrupt: str, expect: type | None = None) -> Any:
+    """The parsed JSON file at `path`. A missing file raises error(missing); a file that is not JSON, or (with
+    `expect`, e.g. dict) whose top level is not of that type, raises error(corrupt), where "{error}" in `corrupt`
+    becomes what is wrong. Both say what to do next."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise error(missing) from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(corrupt.replace("{error}", str(e))) from None
+    if expect is not None and not isinstance(data, expect):
+        found = f"a JSON {_JSON_NAMES.get(type(data), type(data).__name__)} where a JSON {_JSON_NAMES[expect]} belongs"
+        raise error(corrupt.replace("{error}", found))
+    return data
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}

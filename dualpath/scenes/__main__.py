@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from dualpath.scenes.config import SceneConfig
 
 
 def _config_from_args(args: argparse.Namespace) -> SceneConfig:
-    base = SceneConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else SceneConfig()
+    base = _config_file(args.config) if args.config else SceneConfig()
     changes = {}
     if args.objects:
         changes["object_bank"] = str(args.objects)
@@ -28,6 +27,17 @@ def _config_from_args(args: argparse.Namespace) -> SceneConfig:
         if value is not None:
             cfg = dataclasses.replace(cfg, degrade=dataclasses.replace(cfg.degrade, **{name: value}))
     return cfg
+
+
+def _config_file(path: str) -> SceneConfig:
+    from dualpath.files import read_json
+
+    data = read_json(path, ValueError, missing=f"no --config file at {path}",
+                     corrupt=f"--config {path} is not a SceneConfig JSON file ({{error}}); fix or remove it", expect=dict)
+    try:
+        return SceneConfig.from_dict(data)
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"--config {path} is not a SceneConfig JSON file ({e}); see dualpath/scenes/config.py") from None
 
 
 def _add_scene_options(p: argparse.ArgumentParser) -> None:
@@ -100,7 +110,10 @@ def _generate(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from dualpath.files import check_writable
     from dualpath.scenes.preview import preview_grid
+
+    check_writable(args.out, inside=False)
 
     if args.data:
         from dualpath.scenes.dataset import load_dataset
@@ -122,11 +135,18 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _import_objects(args: argparse.Namespace) -> int:
+    from dualpath.files import check_writable
     from dualpath.scenes.importer import import_objects, save_object_bank
 
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the object bank's file name, e.g. {Path(args.out) / 'objects.npz'}")
+    check_writable(args.out, inside=False)
     sprites, report = import_objects(args.folder)
-    save_object_bank(args.out, sprites)
     total = sum(report.imported.values())
+    if total == 0:
+        raise ValueError(f"no object imported from {args.folder} ({len(report.imported)} class folder(s), "
+                         f"{len(report.skipped)} file(s) skipped as unreadable or without an object): nothing written")
+    save_object_bank(args.out, sprites)
     print(f"imported {total} objects into {args.out}; skipped {len(report.skipped)}")
     for name, count in sorted(report.imported.items()):
         print(f"  {name:15s} {count}")
@@ -144,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"generate": _generate, "preview": _preview, "import-objects": _import_objects}[args.command](args)
-    except (DatasetError, ValueError, FileNotFoundError) as e:
+    except (DatasetError, ValueError, OSError) as e:  # OSError: OutputError (full / read-only disk) and missing files
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.files import file_sha256, read_json
+from dualpath.files import check_writable, file_sha256, read_json, writing
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
@@ -31,6 +31,8 @@ from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
 FORMAT = "dualpath-scenes"
 FORMAT_VERSION = 1
 ARRAYS = ("noisy", "clean", "labels", "masks", "objects", "boxes")
+# Every name a data set folder of ours holds (calibration adds a preview): --overwrite replaces only such folders.
+OWN_FILES = frozenset({*(f"{name}.npy" for name in ARRAYS), "manifest.json", "preview.png"})
 _MAX_CHUNK = 100  # scenes per task handed to a worker (fewer for small data sets, so every worker gets some)
 
 
@@ -176,6 +178,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         missing=f"{path} is not a complete scenes data set (no manifest.json). Data sets are written under a temporary "
         "name and renamed when complete, so this folder was made some other way: remove it or choose another --out.",
         corrupt=f"{path}/manifest.json is corrupt ({{error}}); delete the folder and generate it again",
+        expect=dict,
     )
 
 
@@ -229,32 +232,55 @@ def generate_dataset(
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     wanted = identity(config, seed, n)
-    if out.exists() and not overwrite:
-        if not out.is_dir():
-            raise DatasetError(f"{out} exists and is not a folder; choose another --out")
-        if any(out.iterdir()):
-            on_disk = _read_manifest(out)
-            diffs = _differences({k: on_disk.get(k) for k in wanted}, wanted)
-            if diffs:
-                raise DatasetError(
-                    f"{out} holds a different data set:\n  " + "\n  ".join(diffs[:12])
-                    + "\nUse another --out, or --overwrite to replace it."
-                )
-            ds = load_dataset(out)
-            ds.reused = True
-            return ds
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            return _reuse(out, wanted)
+        _check_ours(out)
+    check_writable(out, inside=False)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return _generate(config, seed, n, out, wanted, workers, progress)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+
+def _reuse(out: Path, wanted: dict[str, Any]) -> SceneDataset:
+    on_disk = _read_manifest(out)
+    diffs = _differences({k: on_disk.get(k) for k in wanted}, wanted)
+    if diffs:
+        raise DatasetError(
+            f"{out} holds a different data set:\n  " + "\n  ".join(diffs[:12])
+            + "\nUse another --out, or --overwrite to replace it."
+        )
+    ds = load_dataset(out)
+    ds.reused = True
+    return ds
+
+
+def _check_ours(out: Path) -> None:
+    """--overwrite replaces a scenes data set (its manifest says so, or it holds only our file names), never a
+    folder of other files."""
+    try:
+        ours = _read_manifest(out).get("format") == FORMAT
+    except DatasetError:
+        ours = False
+    others = sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES)
+    if not ours and others:
+        raise DatasetError(
+            f"--overwrite only replaces a scenes data set, and {out} is not one (no dualpath manifest.json; it holds "
+            f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): nothing was changed; choose another --out"
+        )
+
+
+def _generate(config: SceneConfig, seed: int, n: int, out: Path, wanted: dict[str, Any], workers: int,
+              progress: bool) -> SceneDataset:
     _remove_stale_temporaries(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         t0 = time.perf_counter()
-        arrays = {
-            name: np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
-            for name, (shape, dtype) in _shapes(config, n).items()
-        }
+        arrays = {name: _open_array(tmp / f"{name}.npy", shape, dtype) for name, (shape, dtype) in _shapes(config, n).items()}
         bar = _progress_bar(n, progress)
         for start, chunk in iter_chunks(config, seed, n, workers):
             for name, a in chunk.items():
@@ -283,6 +309,16 @@ def generate_dataset(
     return load_dataset(out, verify=False)
 
 
+def _open_array(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> np.memmap:
+    """A writable .npy memmap whose blocks are reserved now: a full disk raises ENOSPC here, before any rendering,
+    instead of a SIGBUS when a page of the map is first written."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere a full disk is found when the pages are written
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+    return array
+
+
 def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -299,9 +335,11 @@ def load_dataset(path: str | Path, verify: bool = True, mmap: bool = False) -> S
     manifest = _read_manifest(path)
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{path} is not a scenes data set (format {manifest.get('format')!r})")
+    if not isinstance(manifest.get("seed"), int) or not isinstance(manifest.get("config"), dict):
+        raise DatasetError(f"{path}/manifest.json has no seed or config: the folder is corrupt; generate it again")
     arrays = {}
     for name in ARRAYS:
-        info = manifest["files"][name]
+        info = _file_entry(path, manifest, name)
         try:
             a = np.load(path / info["file"], mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError) as e:
@@ -315,3 +353,12 @@ def load_dataset(path: str | Path, verify: bool = True, mmap: bool = False) -> S
             raise DatasetError(f"{path}/{info['file']} does not match its sha256 in the manifest: generate it again")
         arrays[name] = a
     return SceneDataset(path=path, manifest=manifest, **arrays)
+
+
+def _file_entry(path: Path, manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    """The manifest's record of array `name` (file, shape, dtype, sha256), or a DatasetError for a torn manifest."""
+    info = manifest.get("files", {}).get(name) if isinstance(manifest.get("files"), dict) else None
+    if not isinstance(info, dict) or not {"file", "shape", "dtype", "sha256"} <= set(info):
+        raise DatasetError(f"{path}/manifest.json has no complete record of {name}.npy: the folder is corrupt; "
+                           "generate it again")
+    return info

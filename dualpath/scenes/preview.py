@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from dualpath import contract
+from dualpath.files import atomic_path
 
 
 def preview_grid(noisy: np.ndarray, clean: np.ndarray, labels: np.ndarray, out: str | Path, cols: int = 4,
@@ -31,6 +32,9 @@ def preview_grid(noisy: np.ndarray, clean: np.ndarray, labels: np.ndarray, out: 
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return out
