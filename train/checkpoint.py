@@ -5,6 +5,7 @@ A checkpoint carries what export and serving need without this package's code: t
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -67,11 +68,36 @@ def make_checkpoint(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: a kill mid-write never leaves a torn checkpoint."""
+    """Write to a temporary file beside `path`, then rename: a kill mid-write never leaves a torn checkpoint.
+    A full disk raises OutputError("no space left on <path>"), not torch's "unexpected pos"."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
+        writer = _Writer(f)
+        try:
+            torch.save(checkpoint, writer)
+        except RuntimeError:
+            if writer.error is not None:  # torch's zip writer turns the OSError into "[enforce fail ...]"
+                raise writer.error from None
+            raise
         f.flush()
         os.fsync(f.fileno())
+
+
+class _Writer(io.RawIOBase):
+    """A file torch.save writes through, keeping the OSError (ENOSPC ...) that torch would replace by its own."""
+
+    def __init__(self, f) -> None:
+        super().__init__()
+        self._f, self.error = f, None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -6,7 +6,6 @@ main(argv) -> exit code; nothing runs at import. Exit codes: 0 done, 1 training 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -104,13 +103,16 @@ def run_cli(args: argparse.Namespace, action) -> int:
     """Shared by train and compare: logging, config, data, and the mapping of errors to exit codes."""
     from dualpath.scenes import DatasetError
 
+    from dualpath.files import check_writable
+
     setup_logging(args.quiet)
     try:
+        check_writable(args.out, inside=True)  # before the data is generated and the model trained
         cfg = resolve_config(args)
         dataset = resolve_dataset(args, cfg)
         cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
         return action(cfg, dataset, run_options(args), args.resume)
-    except (ValueError, DatasetError, FileNotFoundError) as err:
+    except (ValueError, DatasetError, OSError) as err:  # OSError: missing inputs, full or read-only disk
         log.error("error: %s", err)
         return 2
     except KeyboardInterrupt:
@@ -214,13 +216,16 @@ def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
 
 
 def _saved_config(out: Path) -> dict | None:
+    from dualpath.files import read_json
+
     path = out / "config.json"
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); start a new run folder") from err
+    saved = read_json(path, ValueError, missing=f"no {path}",
+                      corrupt=f"{path} is not a run's config ({{error}}); start a new run folder", expect=dict)
+    if not isinstance(saved.get("train_config"), dict) or not isinstance(saved.get("data"), dict):
+        raise ValueError(f"{path} is not a run's config (no train_config or data); start a new run folder")
+    return saved
 
 
 def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dualpath import contract, metrics
+from dualpath.files import atomic_path, read_json, write_json
 from train import checkpoint as ckpt_io
 from train import distributed, report
 from train.config import RunOptions, TrainConfig
@@ -111,7 +112,8 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
     if config_path.is_file():
         if not resume:
             raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-        saved = json.loads(config_path.read_text())
+        saved = read_json(config_path, ValueError, missing=f"no {config_path}",
+                          corrupt=f"{config_path} is not a run's config ({{error}}); choose another --out", expect=dict)
         diffs = _differences(saved, json.loads(json.dumps(record)))
         if diffs:
             raise ValueError(
@@ -122,7 +124,7 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
     if resume:
         log.info("--resume: nothing to resume in %s yet, starting a new run", out)
     out.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(record, indent=1))
+    write_json(config_path, record)
     return False
 
 
@@ -245,7 +247,7 @@ def _finish(cfg, out, dataset, data, splits, results, rt) -> dict:
     _copy_atomic(results[selected].best_path, out / "best.pt")
     best = evaluations[selected]
     _save_predictions(out / "predictions.npz", best.test_pred)
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    write_json(out / "metrics.json", summary)
     report.write_run_report(out, cfg, summary, [r.history for r in results], best.test_pred, dataset)
     log.info(
         "held-out test (%d scenes, mean of %d fold model(s)): %s; wrote %s",
@@ -258,16 +260,16 @@ def _finish(cfg, out, dataset, data, splits, results, rt) -> dict:
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _save_predictions(path: Path, pred: Predictions) -> None:
     arrays = {"indices": pred.indices, "probs": pred.probs}
     if pred.recon is not None:
         arrays["recon_uint8"] = contract.recon_to_uint8(pred.recon[:GRID_SCENES])
-    np.savez_compressed(path, **arrays)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
 
 
 def _file_log(path: Path) -> logging.Handler:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from dualpath import contract, metrics
+from dualpath.files import write_text
 from train import plots
 from train.config import TrainConfig
 from train.evaluate import METRIC_KEYS, Predictions
@@ -117,4 +118,4 @@ def write_run_report(out: Path, cfg: TrainConfig, summary: dict, histories, pred
                        ("mlcm", "MLCM (paper fig. 6)"), ("recon", "Reconstructions (paper table IV)")):
         if key in figures:
             lines += [f"### {title}", "", f"![{title}]({figures[key]})", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text(out / "report.md", "\n".join(lines))

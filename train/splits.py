@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
 
+from dualpath.files import write_json
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -72,7 +74,7 @@ def make_splits(
 
 
 def save_splits(splits: Splits, path: Path) -> None:
-    path.write_text(json.dumps(splits.to_dict()))
+    write_json(path, splits.to_dict(), indent=None)
 
 
 def load_splits(path: Path) -> Splits:
