@@ -26,6 +26,7 @@ models (--backend auto picks by file type and what is installed):
 exit codes:
   0  the source ended, --max-frames was reached, q / Esc in the window, or Ctrl-C (a summary is printed)
   1  the model, source or outputs cannot be used (the message says what to do); or no usable frame at all
+     or a video that stops decoding for --max-bad-frames frames in a row
   2  bad command line
   3  a live source stopped delivering frames and did not come back after --retries reopen attempts
 
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--retries", type=int, default=3,
                      help="reopen a live source this many times when it stops delivering (default 3)")
     src.add_argument("--loop", action="store_true", help="start video files and images again at their end")
+    src.add_argument("--max-bad-frames", type=int, default=50, metavar="N",
+                     help="end the run after N undecodable or unusable frames in a row (default 50; fewer are "
+                     "skipped and counted in the summary and the JSON lines)")
     bench = p.add_argument_group("benchmark")
     bench.add_argument("--benchmark", action="store_true",
                        help="headless; print latency p50/p95 per stage, frames/s and memory at the end")
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             jsonl=args.jsonl, save=args.save, max_frames=args.max_frames, threshold=args.threshold, top=args.top,
             smooth=args.smooth, retries=args.retries, loop=args.loop, benchmark=args.benchmark,
             benchmark_json=args.benchmark_json, warmup=args.warmup, threads=args.threads,
+            max_bad_frames=args.max_bad_frames,
         )
     except ValueError as e:
         parser.print_usage(sys.stderr)

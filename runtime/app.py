@@ -32,7 +32,7 @@ log = logging.getLogger("runtime")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 ENGINE_SUFFIXES = (".engine", ".plan")
-MAX_BAD_FRAMES_IN_A_ROW = 50  # then the source is not giving usable frames at all, and we say so
+MAX_BAD_FRAMES_IN_A_ROW = 50  # default --max-bad-frames: then the source is not giving usable frames at all
 
 
 class RunError(RuntimeError):
@@ -58,6 +58,7 @@ class RunConfig:
     benchmark_json: str | None = None  # also write the benchmark report as JSON here
     warmup: int | None = None  # frames run before timing starts; None: 20 with --benchmark, else 0
     threads: int | None = None  # CPU inference threads (ONNX Runtime / OpenVINO); None: the backend's choice
+    max_bad_frames: int = MAX_BAD_FRAMES_IN_A_ROW  # undecodable or unusable frames in a row that end the run
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -76,6 +77,8 @@ class RunConfig:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0 frames, got {self.warmup}")
+        if self.max_bad_frames < 1:
+            raise ValueError(f"--max-bad-frames must be >= 1, got {self.max_bad_frames}")
         if self.max_frames is not None and self.benchmark and self.warmup >= self.max_frames:
             raise ValueError(f"--max-frames ({self.max_frames}) must exceed --warmup ({self.warmup}) to time anything")
         if self.save and Path(self.save).suffix.lower() not in VIDEO_CODECS:
@@ -224,6 +227,15 @@ def open_backend(config: RunConfig):
 # ------------------------------------------------------------------------------------------------ outputs
 
 
+def _check_output(path: str, flag: str) -> None:
+    from dualpath.files import check_writable
+
+    try:
+        check_writable(path, inside=False, flag=flag)
+    except OSError as e:
+        raise RunError(str(e)) from None
+
+
 class JsonlSink:
     def __init__(self, path: str) -> None:
         try:
@@ -263,12 +275,14 @@ class RunSummary:
     exit_code: int
     report: BenchmarkReport
     skipped_files: list[str] = field(default_factory=list)  # images in a folder that did not decode
+    undecodable_frames: int = 0  # video frames that did not decode, skipped
 
     def line(self) -> str:
         r = self.report
         text = f"summary: {self.frames} frames"
-        if self.bad_frames or self.skipped_files:
-            text += f" ({self.bad_frames} unusable frames, {len(self.skipped_files)} unreadable images skipped)"
+        if self.bad_frames or self.skipped_files or self.undecodable_frames:
+            text += (f" ({self.undecodable_frames} undecodable and {self.bad_frames} unusable frames, "
+                     f"{len(self.skipped_files)} unreadable images skipped)")
         text += f", {r.fps:.1f} frames/s"
         if r.latency_ms:
             total, infer = r.latency_ms["total"], r.latency_ms["infer"]
@@ -296,11 +310,13 @@ class _Loop:
         self.draw = window is not None or self.video is not None
         self.fps_ema: float | None = None
 
-    def outputs(self, index: int, frame_name: str, bgr, rgb, out, labels, t: list[float]) -> bool:
-        """Write / show one frame's results; False when the user closed the window."""
+    def outputs(self, index: int, frame_name: str, bgr, rgb, out, labels, t: list[float], skipped: int = 0) -> bool:
+        """Write / show one frame's results; False when the user closed the window. `skipped`: source frames skipped
+        so far (undecodable or unusable), in every JSON line."""
         if self.jsonl:
             self.jsonl.write({
                 "frame": index, "time": round(time.time(), 6), **({"name": frame_name} if frame_name else {}),
+                "skipped": skipped,
                 "labels": [n for n, _ in labels], "scores": [round(s, 6) for _, s in labels],
                 "probs": [round(float(p), 6) for p in np.asarray(out[contract.OUTPUT_PROBS])[0]],
                 "latency_ms": _stage_ms(t),
@@ -332,12 +348,15 @@ def run(
     """Run the loop. What is passed in (backend, source, window) is the caller's to close; what run opens it closes.
     Raises RunError / SourceError / BackendError / DisplayError only before the first frame."""
     owned = []
+    if config.benchmark_json:  # found out before the run, not after it
+        _check_output(config.benchmark_json, "--benchmark-json")
     try:
         if backend is None:
             backend = open_backend(config)
             owned.append(backend)
         if source is None:
-            source = open_source(config.source, loop=config.loop, retries=config.retries, backoff_s=config.backoff_s)
+            source = open_source(config.source, loop=config.loop, retries=config.retries, backoff_s=config.backoff_s,
+                                 max_failures=config.max_bad_frames)
             owned.append(source)
         if window is None and not config.headless and not config.benchmark:
             window = Window(f"dualpath - {Path(config.model).name}")
@@ -373,7 +392,7 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
             frame = source.read()
             if frame is None:
                 end_reason = f"source {source.end_reason}"
-                exit_code = EXIT_SOURCE_LOST if source.lost else EXIT_OK
+                exit_code = EXIT_SOURCE_LOST if source.lost else EXIT_ERROR if source.broken else EXIT_OK
                 break
             t.append(clock())
             try:
@@ -383,7 +402,7 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
                 bad, bad_in_a_row, last_error = bad + 1, bad_in_a_row + 1, str(e)
                 if bad <= 3:
                     log.warning("unusable frame %s: %s", frame.name or frames + bad, e)
-                if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
+                if bad_in_a_row >= config.max_bad_frames:
                     end_reason, exit_code = f"{bad_in_a_row} unusable frames in a row (last: {e})", EXIT_ERROR
                     break
                 continue
@@ -395,7 +414,7 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
             scores = loop.smoother(probs) if loop.smoother else probs
             labels = select_labels(scores, loop.class_names, config.threshold, config.top)
             t.append(clock())
-            keep_going = loop.outputs(frames, frame.name, bgr, rgb, out, labels, t)
+            keep_going = loop.outputs(frames, frame.name, bgr, rgb, out, labels, t, _skipped(source, bad))
             t.append(clock())
             frames += 1
             if frames > config.warmup:
@@ -419,7 +438,12 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
         rss_start_mib=rss_start, rss_end_mib=rss_mib(), peak_rss_mib=peak_rss_mib(),
     )
     skipped = list(getattr(source, "skipped", []))
-    return RunSummary(frames, bad, end_reason, exit_code, report, skipped)
+    return RunSummary(frames, bad, end_reason, exit_code, report, skipped, getattr(source, "undecodable", 0))
+
+
+def _skipped(source: FrameSource, unusable: int) -> int:
+    """Source frames and images skipped so far: undecodable, unreadable or unusable."""
+    return unusable + getattr(source, "undecodable", 0) + len(getattr(source, "skipped", ()))
 
 
 def _update_fps(previous: float | None, frame_seconds: float) -> float | None:

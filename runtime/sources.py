@@ -10,7 +10,9 @@
 
 Every source gives BGR / grey / BGRA frames as OpenCV reads them; runtime.preprocess makes them model inputs.
 Live sources (cameras, streams) that stop delivering are reopened a few times with a growing pause before the
-source reports itself lost; files simply end (or start again with loop=True, for benchmarks).
+source reports itself lost; files simply end (or start again with loop=True, for benchmarks). A video frame that
+does not decode is skipped and counted (`undecodable`); a file ends at its real end, or after `max_failures`
+undecodable frames in a row (`broken`).
 """
 from __future__ import annotations
 
@@ -159,6 +161,8 @@ class FrameSource:
     fps: float | None = None  # nominal frame rate, for writing videos; None when unknown
     end_reason: str = ""
     lost: bool = False  # a live source that stopped delivering (as opposed to a file that ended)
+    broken: bool = False  # a file that ended in a run of undecodable frames before its real end
+    undecodable: int = 0  # frames skipped because they did not decode
 
     def read(self) -> Frame | None:
         raise NotImplementedError
@@ -186,22 +190,47 @@ class CaptureSource(FrameSource):
         retries: int = 3,
         backoff_s: float = 0.25,
         sleep: Callable[[float], None] = time.sleep,
+        max_failures: int = 50,
     ) -> None:
         if retries < 0 or backoff_s < 0:
             raise ValueError(f"retries and backoff must be >= 0, got {retries} and {backoff_s}")
+        if max_failures < 1:
+            raise ValueError(f"max_failures must be >= 1, got {max_failures}")
         self._opener, self.description, self.live, self.loop = opener, description, live, loop
-        self.retries, self.backoff_s, self._sleep = retries, backoff_s, sleep
+        self.retries, self.backoff_s, self._sleep, self.max_failures = retries, backoff_s, sleep, max_failures
         self._cap = opener()
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else None
         self._since_open = 0  # frames read since the capture was (re)opened
+        self._attempts = 0  # reads since the capture was (re)opened, failed ones included: the file position
 
     def _read(self) -> np.ndarray | None:
         ok, image = self._cap.read()
+        self._attempts += 1
         if ok and image is not None and image.size:
             self._since_open += 1
             return image
         return None
+
+    def _read_file(self) -> np.ndarray | None:
+        """The next frame that decodes; None at the real end (by the frame count, where the container has one) or
+        after max_failures undecodable frames in a row."""
+        failures = 0
+        while (image := self._read()) is None:
+            total = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            if total > 0 and self._attempts > total:
+                return None
+            failures += 1
+            if failures >= self.max_failures:
+                if total > 0:  # not at the end yet: the file is damaged from here on
+                    self.undecodable += failures
+                    self.broken = True
+                    self.end_reason = f"ended after {failures} undecodable frames in a row (--max-bad-frames)"
+                return None  # without a frame count, a run of failures is the end of the file
+            if self.undecodable + failures <= 3:
+                log.warning("%s: a frame did not decode; skipped", self.description)
+        self.undecodable += failures
+        return image
 
     def _reopen(self) -> bool:
         self._cap.release()
@@ -210,7 +239,7 @@ class CaptureSource(FrameSource):
         except SourceError as e:
             log.warning("%s: reopening failed: %s", self.description, e)
             return False
-        self._since_open = 0
+        self._since_open = self._attempts = 0
         return True
 
     def _retry_live(self) -> np.ndarray | None:
@@ -224,14 +253,14 @@ class CaptureSource(FrameSource):
         return None
 
     def read(self) -> Frame | None:
-        image = self._read()
+        image = self._read() if self.live else self._read_file()
         if image is None and self.live:
             image = self._retry_live()
             if image is None:
                 self.lost = True
                 self.end_reason = f"stopped delivering frames (no frame after {self.retries} reopen attempts)"
-        elif image is None and self.loop and self._since_open > 0 and self._reopen():
-            image = self._read()
+        elif image is None and self.loop and not self.broken and self._since_open > 0 and self._reopen():
+            image = self._read_file()
         if image is None:
             self.end_reason = self.end_reason or "end of file"
             return None
@@ -330,6 +359,7 @@ def open_source(
     retries: int = 3,
     backoff_s: float = 0.25,
     build_info: str | None = None,
+    max_failures: int = 50,
 ) -> FrameSource:
     """Open what a SourceSpec (or a source string) names. Raises SourceError with what to check."""
     if isinstance(spec, str):
@@ -343,4 +373,5 @@ def open_source(
     if loop and spec.live:
         log.warning("--loop applies to files; ignored for the live source %s", spec.target)
     opener, description = _capture_opener(spec, cv2.getBuildInformation() if build_info is None else build_info)
-    return CaptureSource(opener, description, live=spec.live, loop=loop and not spec.live, retries=retries, backoff_s=backoff_s)
+    return CaptureSource(opener, description, live=spec.live, loop=loop and not spec.live, retries=retries,
+                         backoff_s=backoff_s, max_failures=max_failures)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dualpath import contract
+
 from runtime.backends.metadata import MetadataError, ModelMetadata
 
 
@@ -40,6 +42,20 @@ class Backend:
         except MetadataError as e:
             raise BackendError(str(e)) from None
 
+    def _check_signature(self, inputs: dict[str, tuple], outputs: dict[str, tuple]) -> None:
+        """Refuse a model whose tensors are not the ones its metadata describes (e.g. another model carrying copied
+        dualpath metadata). Shapes as the file declares them: ints, or None / names for dynamic dimensions."""
+        m = self.metadata
+        wanted_in = {m.input_name: (None, 3, m.image_size, m.image_size)}
+        wanted_out = {contract.OUTPUT_PROBS: (None, len(m.class_names)),
+                      contract.OUTPUT_RECON: (None, 3, m.image_size, m.image_size)}
+        problems = _mismatches("input", inputs, wanted_in) + _mismatches("output", outputs, wanted_out)
+        if problems:
+            raise BackendError(
+                f"{self.path} is not the model its dualpath metadata describes ({'; '.join(problems)}): "
+                "run a model written by `python -m export`"
+            )
+
     def _check_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """The one input as a contiguous float32 NCHW array, or a ValueError that says what was expected."""
         name, size = self.metadata.input_name, self.metadata.image_size
@@ -49,3 +65,27 @@ class Backend:
         if x.ndim != 4 or x.shape[1:] != (3, size, size):
             raise ValueError(f"input {name!r} must be float32 (N, 3, {size}, {size}), got {x.shape}")
         return x
+
+
+def _mismatches(kind: str, found: dict[str, tuple], wanted: dict[str, tuple]) -> list[str]:
+    problems = []
+    for name, shape in wanted.items():
+        if name not in found:
+            problems.append(f"no {kind} {name!r} (it has {', '.join(map(repr, found)) or 'none'})")
+        elif not _shape_fits(found[name], shape):
+            problems.append(f"{kind} {name!r} has shape {_shape_text(found[name])}, the metadata needs {_shape_text(shape)}")
+    return problems
+
+
+def _shape_fits(found: tuple, wanted: tuple) -> bool:
+    """Same rank, and equal wherever both dimensions are fixed numbers (dynamic ones fit anything; a shape the file
+    does not declare at all, None, fits too)."""
+    if found is None:
+        return True
+    if len(found) != len(wanted):
+        return False
+    return all(not isinstance(f, int) or w is None or f == w for f, w in zip(found, wanted))
+
+
+def _shape_text(shape: tuple) -> str:
+    return "[" + ", ".join(str(d) if isinstance(d, int) else "N" for d in shape) + "]"

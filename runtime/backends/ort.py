@@ -31,6 +31,8 @@ class OrtBackend(Backend):
         self.metadata = self._read_metadata(dict(self.session.get_modelmeta().custom_metadata_map))
         self.providers = self.session.get_providers()
         self._outputs = [o.name for o in self.session.get_outputs()]
+        self._check_signature({i.name: _shape(i) for i in self.session.get_inputs()},
+                              {o.name: _shape(o) for o in self.session.get_outputs()})
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = self._check_feed(feed)
@@ -56,3 +58,8 @@ def _providers(device: str, installed: Sequence[str]) -> list[str]:
             )
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     raise BackendError(f"unknown device {device!r} for onnxruntime; use 'auto', 'cpu' or 'cuda'")
+
+
+def _shape(arg) -> tuple | None:
+    """A NodeArg's declared shape (ints, names or None per dimension); None where the file declares none."""
+    return None if arg.shape is None else tuple(arg.shape)

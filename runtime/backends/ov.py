@@ -43,6 +43,8 @@ class OpenVinoBackend(Backend):
         self._requests: dict[int | None, tuple] = {}  # batch size (None: as the file says) -> (compiled, request)
         compiled, _ = self._compiled_for(1 if self._static else None)  # compile errors surface at load time
         self._output_names = [o.get_any_name() for o in compiled.outputs]
+        self._check_signature({p.get_any_name(): _dims(p) for p in self._model.inputs},
+                              {p.get_any_name(): _dims(p) for p in self._model.outputs})
 
     def _compiled_for(self, batch: int | None) -> tuple:
         if batch is not None and batch not in self._requests and len(self._requests) >= MAX_STATIC_BATCHES:
@@ -68,6 +70,14 @@ class OpenVinoBackend(Backend):
 
     def close(self) -> None:
         self._requests.clear()
+
+
+def _dims(port) -> tuple:
+    """A port's declared shape: ints, None for dynamic dimensions; None where even the rank is dynamic."""
+    shape = port.get_partial_shape()
+    if shape.rank.is_dynamic:
+        return None
+    return tuple(d.get_length() if d.is_static else None for d in shape)
 
 
 def rt_info_props(model) -> dict[str, str]:
