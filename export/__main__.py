@@ -35,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "scene's min and max, clipping rare large values)")
     p.add_argument("--calib-seed", type=int, help="calibration seed (default calibration.CALIBRATION_SEED)")
     p.add_argument("--qdq-variants", default="u8,s8", help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
+    p.add_argument("--fp16", action="store_true",
+                   help="also write FP16 artifacts (ONNX for ONNX Runtime GPU / TensorRT, OpenVINO IR with FP16 "
+                        "weights; a TensorRT FP16 engine with tensorrt) and their drift reports")
     p.add_argument("--accuracy-control", action="store_true",
                    help="return the most sensitive layers to float until the drift budgets hold")
+    p.add_argument("--min-int8-share", type=float, default=0.5,
+                   help="accuracy control keeps at least this share of convolutions / gemms in INT8 (default 0.5); "
+                        "when the budgets need more in float it keeps its best round and the export exits 1")
     p.add_argument("--control-margin", type=float, default=0.5,
                    help="accuracy control aims at this share of each budget on its validation scenes, so the "
                         "drift gate on other scenes passes with room (default 0.5)")
@@ -46,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
                    help="drift budget, e.g. accuracy=0.003 or macro_map=1%% (default: design.md's)")
     p.add_argument("--budgets-file", type=Path, help="JSON budgets {metric: {abs, rel}}")
+    p.add_argument("--baseline", type=Path,
+                   help="a previous export you accepted (its folder or manifest.json): every drift report also gates "
+                        "against that export's report of the same artifact")
+    p.add_argument("--parity-tol", type=float, default=1e-3,
+                   help="largest |FP32 ONNX - torch| of either output on the parity scenes (default 1e-3); past it "
+                        "the export fails (exit 1)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="time every artifact, each in its own process: size, batch-1 p50/p95/p99 latency, batch-32 "
+                        "throughput and drift deltas in benchmark.md + benchmark.json (python -m export.benchmark "
+                        "does it for an existing export)")
+    p.add_argument("--bench-threads", type=int, default=2, help="inference threads when benchmarking (default 2)")
+    p.add_argument("--bench-iters", type=int, default=200, help="batch-1 calls per artifact (default 200)")
     p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="cache of calibration / drift scenes")
@@ -62,7 +80,9 @@ def config_from_args(args):
 
     optional = {"calib_seed": args.calib_seed} if args.calib_seed is not None else {}
     return ExportConfig(
-        checkpoint=args.checkpoint, out=args.out, int8=args.int8, backends=_names(args.backends),
+        checkpoint=args.checkpoint, out=args.out, int8=args.int8, fp16=args.fp16, backends=_names(args.backends),
+        min_int8_share=args.min_int8_share, parity_tol=args.parity_tol, baseline=args.baseline,
+        benchmark=args.benchmark, bench_threads=args.bench_threads, bench_iters=args.bench_iters,
         calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges,
         qdq_variants=_names(args.qdq_variants),
         accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,
@@ -83,20 +103,38 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise ImportError(missing)
         config = config_from_args(args)
-        from export.pipeline import run_export
-        manifest = run_export(config)
+        from export.pipeline import ExportFailed, run_export
+        try:
+            manifest = run_export(config)
+        except ExportFailed as e:
+            print(f"FAILED: {e}", file=sys.stderr)
+            return EXIT_PAST_BUDGET
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except (ValueError, FileNotFoundError, PermissionError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    return verdict(manifest, args.accuracy_control)
+
+
+def verdict(manifest: dict, accuracy_control: bool) -> int:
+    """Exit 1 when accuracy control could not meet its budgets or an artifact is past its drift budget."""
+    code = EXIT_OK
+    for name, r in manifest.get("accuracy_control", {}).get("artifacts", {}).items():
+        if not r["met"]:
+            graph = manifest["recipes"].get(name, {}).get("graph", {})
+            print(f"BUDGET NOT MET: {name} after accuracy control (best of {len(r['rounds'])} rounds kept: "
+                  f"{len(r['kept_in_float'])} layers in float, {graph.get('conv_gemm_int8')}/{graph.get('conv_gemm_total')} "
+                  f"conv/gemm INT8, at least {manifest['accuracy_control']['min_int8_share']:.0%} required): "
+                  + "; ".join(r["violations"]), file=sys.stderr)
+            code = EXIT_PAST_BUDGET
     failed = [name for name, r in manifest.get("drift", {}).items() if not r["passed"]]
     if failed:
-        hint = "even with --accuracy-control" if args.accuracy_control else "try --accuracy-control"
+        hint = "even with --accuracy-control" if accuracy_control else "try --accuracy-control"
         print(f"PAST BUDGET: {', '.join(failed)} (see their drift reports; {hint})", file=sys.stderr)
-        return EXIT_PAST_BUDGET
-    return EXIT_OK
+        code = EXIT_PAST_BUDGET
+    return code
 
 
 def _missing_packages(backends: tuple[str, ...], int8: bool) -> str:

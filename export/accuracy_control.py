@@ -3,6 +3,7 @@ hold. Layers are ranked once, by the normalised error between FP32 and INT8 acti
 output (Conv / Gemm, or the ReLU fused after it) on calibration batches."""
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -71,21 +72,52 @@ def rank_layers(fp32: Path, int8: Path, batches: list[dict[str, np.ndarray]], sk
     return sorted(errors, key=lambda e: -e[1])
 
 
+def allowed_in_float(int8_layers: int, total_layers: int, min_int8_share: float) -> int:
+    """How many more weighted layers may go back to float while at least `min_int8_share` of all stay INT8."""
+    return max(0, int8_layers - math.ceil(min_int8_share * total_layers - 1e-9))
+
+
+def _steps(rounds: Sequence[int], cap: int) -> list[int]:
+    """The rounds' layer counts below the cap, then the cap itself: [2, 4, 8, 9] for a cap of 9."""
+    steps = [k for k in rounds if k < cap]
+    return steps + [cap] if cap > 0 and cap not in steps else steps
+
+
 def control(ranking: Sequence[tuple[str, float]], build: Callable[[list[str]], Path],
-            violations: Callable[[Path], list[str]], rounds: Sequence[int] = ROUNDS,
-            fallback: Sequence[str] = ()) -> dict:
-    """Rebuild with more of the ranked layers in float until `violations(artifact)` is empty; if the rounds run
-    out, once more with the `fallback` nodes in float as well."""
-    history, kept = [], []
-    for k in rounds:
+            evaluate: Callable[[Path], dict], start: dict, rounds: Sequence[int] = ROUNDS,
+            fallback: Sequence[str] = (), max_float: int | None = None, weighted: set[str] | None = None) -> dict:
+    """Rebuild with more of the ranked layers in float until the budgets hold, never more than `max_float` weighted
+    layers (those in `weighted`; default: the ranked ones); if the rounds run out, once more with the `fallback`
+    nodes in float as well, when that stays within `max_float`.
+
+    evaluate(artifact) -> {"violations": [...], "worst": largest share of any budget used}; `start` is that of
+    the artifact as first built (no layer returned to float). When no round meets the budgets, the best round seen
+    (least `worst`) is rebuilt, so the file on disk is the best there was, and "met" is False."""
+    weighted = set(weighted) if weighted is not None else {name for name, _ in ranking}
+    cap = len(ranking) if max_float is None else max(0, min(max_float, len(ranking)))
+    history = [{"layers_in_float": 0, **start}]
+    candidates: list[list[str]] = [[]]
+    for k in _steps(rounds, cap):
         kept = [name for name, _ in ranking[:k]]
-        found = violations(build(kept))
-        history.append({"layers_in_float": len(kept), "violations": found})
-        if not found or k >= len(ranking):
+        history.append({"layers_in_float": k, **evaluate(build(kept))})
+        candidates.append(kept)
+        if not history[-1]["violations"]:
             break
     if history[-1]["violations"] and fallback:
-        kept = [name for name, _ in ranking[:rounds[0]]] + [n for n in fallback]
-        found = violations(build(kept))
-        history.append({"layers_in_float": len(kept), "fallback": "reconstruction path", "violations": found})
-    return {"met": not history[-1]["violations"], "kept_in_float": kept, "rounds": history,
+        kept = [name for name, _ in ranking[:min(rounds[0], cap)]] + list(fallback)
+        cost = len(set(kept) & weighted)
+        if cost <= cap:
+            history.append({"layers_in_float": cost, "fallback": "reconstruction path", **evaluate(build(kept))})
+            candidates.append(kept)
+        else:
+            history.append({"layers_in_float": cost, "fallback": "reconstruction path", "skipped":
+                            f"would leave fewer INT8 layers than the minimum share ({cost} > {cap} allowed in float)"})
+    tried = [i for i, h in enumerate(history) if "violations" in h]
+    best = next((i for i in tried if not history[i]["violations"]), min(tried, key=lambda i: history[i]["worst"]))
+    last = max(tried)
+    if best != last:  # the file on disk is the last round's: put the best one back
+        build(candidates[tried.index(best)])
+    return {"met": not history[best]["violations"], "kept_in_float": candidates[tried.index(best)],
+            "best_round": best, "violations": history[best]["violations"], "worst_budget_share": history[best]["worst"],
+            "max_layers_in_float": cap, "rounds": history,
             "ranking": [{"layer": n, "nmse": e} for n, e in ranking[:max(rounds)]]}

@@ -23,7 +23,11 @@ class ExportConfig:
     calib_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime); NNCF uses its own statistics
     ov_ranges: str = "minmax"  # NNCF activation ranges: minmax | mean_minmax (see export.openvino_export)
     qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
+    fp16: bool = False  # also write FP16 artifacts: ONNX (ONNX Runtime GPU, TensorRT --fp16 source), OpenVINO IR
     accuracy_control: bool = False
+    # Accuracy control never returns a model with fewer than this share of its convolutions / gemms in INT8: past it,
+    # it keeps the best round it saw and reports the budget not met (export exit 1).
+    min_int8_share: float = 0.5
     # Accuracy control aims at this share of each budget on its own 500 validation scenes: the gate then measures
     # on 1000 other scenes, where a model whose drift just met the budget on the first set can miss it by noise.
     control_margin: float = 0.5
@@ -31,6 +35,9 @@ class ExportConfig:
     severities: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)  # drift under degradation; () skips the sweep
     sweep_n: int = 200
     parity_n: int = 64
+    # FP32 ONNX vs torch, largest |difference| of either output (probabilities, reconstruction in [-1, 1]) on the
+    # parity scenes; past it the export fails (exit 1). Measured: ~1e-7 on the tiny model, ~1e-5 on the demo model.
+    parity_tol: float = 1e-3
     budgets: dict = field(default_factory=dict)  # metric -> runtime.drift.Budget; {} = design.md's defaults
     opset: int = OPSET
     exporter: str = "torchscript"
@@ -38,6 +45,10 @@ class ExportConfig:
     workers: int = 1
     threads: int | None = None
     max_batch: int = 32  # TensorRT optimisation profile
+    baseline: Path | None = None  # a previous export (folder or manifest.json): each drift report also gates against it
+    benchmark: bool = False  # time every artifact (each in its own process): benchmark.md + benchmark.json
+    bench_threads: int = 2
+    bench_iters: int = 200
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.backends) - set(BACKEND_CHOICES))
@@ -58,6 +69,12 @@ class ExportConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.calib_seed < SEED_STREAM_START:
             raise ValueError(f"calib_seed must be >= {SEED_STREAM_START} (training's seeds lie below), got {self.calib_seed}")
+        if not 0.0 <= self.min_int8_share <= 1.0:  # also False for NaN
+            raise ValueError(f"min_int8_share must be in [0, 1], got {self.min_int8_share}")
+        if not 0.0 < self.parity_tol < float("inf"):
+            raise ValueError(f"parity_tol must be a finite number > 0, got {self.parity_tol}")
+        if self.bench_threads < 1 or self.bench_iters < 10:
+            raise ValueError(f"bench_threads must be >= 1 and bench_iters >= 10, got {self.bench_threads}, {self.bench_iters}")
         if not 0.0 < self.control_margin <= 1.0:
             raise ValueError(f"control_margin must be in (0, 1], got {self.control_margin}")
         if self.accuracy_control and not self.int8:

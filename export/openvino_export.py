@@ -27,16 +27,17 @@ def convert(onnx_path: Path):
     return ov.convert_model(str(onnx_path))
 
 
-def save_ir(model, xml_path: Path, props: dict[str, str]) -> None:
+def save_ir(model, xml_path: Path, props: dict[str, str], compress_to_fp16: bool = False) -> None:
     """Write model.xml + model.bin atomically: both go to a temporary folder, .bin is moved first, .xml last
-    (the .xml is what marks the pair complete)."""
+    (the .xml is what marks the pair complete). compress_to_fp16: OpenVINO's own FP16 weight compression (float
+    weights stored as FP16, decompressed by the plugin: FP16 compute where the device has it, e.g. GPUs, ARM)."""
     import openvino as ov
 
     write_rt_info(model, props)
     xml_path = Path(xml_path)
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.stem}.tmp") as tmp:
         tmp_xml = Path(tmp) / xml_path.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
         os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(tmp_xml, xml_path)
 
@@ -77,3 +78,35 @@ def quantize_int8(model, batches: Iterable[dict[str, np.ndarray]], ignored: Iter
         ignored_scope=nncf.IgnoredScope(names=names, validate=False),
         advanced_parameters=nncf.AdvancedQuantizationParameters(activations_range_estimator_params=estimator),
     )
+
+
+WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
+LOW_PRECISION = ("i8", "u8", "i4", "u4")
+_WEIGHT_PATH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze")
+
+
+def ir_summary(model) -> dict:
+    """What an OpenVINO model holds, read from the model itself: weighted ops (convolutions, matmuls with a constant
+    weight) with INT8 weights (NNCF stores them as an i8 constant decompressed by Convert / Multiply) and the float
+    ones by name (the ONNX node name: "<node>/WithoutBiases" is the weighted half of a biased ONNX Conv / Gemm)."""
+    kinds = {op: _weight_kind(op.input(1).get_source_output().get_node())
+             for op in model.get_ops() if op.get_type_name() in WEIGHTED_OPS}
+    weighted = [op for op, kind in kinds.items() if kind]
+    int8 = [op for op, kind in kinds.items() if kind == "int8"]
+    names = lambda ops: {op.get_friendly_name().removesuffix("/WithoutBiases") for op in ops}  # noqa: E731
+    return {"conv_gemm_total": len(weighted), "conv_gemm_int8": len(int8),
+            "float_conv_gemm": sorted(names(weighted) - names(int8)),
+            "fake_quantize_nodes": sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())}
+
+
+def _weight_kind(node, depth: int = 6) -> str | None:
+    """"int8" / "float" for a weight (a constant, through its decompression ops), None for an activation."""
+    kind = node.get_type_name()
+    if kind == "Constant":
+        return "int8" if node.get_output_element_type(0).get_type_name() in LOW_PRECISION else "float"
+    if depth == 0 or kind not in _WEIGHT_PATH + ("FakeQuantize",):
+        return None
+    found = [_weight_kind(i.get_source_output().get_node(), depth - 1) for i in node.inputs()[:1]]
+    if kind == "FakeQuantize" and found[0]:  # quantized in memory, before compression on save
+        return "int8"
+    return found[0]

@@ -1,7 +1,10 @@
-"""The export run: checkpoint -> FP32 ONNX (+ parity) -> QDQ INT8 ONNX -> OpenVINO FP32/INT8 -> TensorRT engine
-(or its build script) -> drift reports -> manifest.json. Each step writes its files atomically."""
+"""The export run: checkpoint -> FP32 ONNX (+ parity, enforced) -> QDQ INT8 ONNX -> OpenVINO FP32/INT8 -> FP16 ONNX
+and OpenVINO IR -> TensorRT engines (or their build script) -> drift reports of every INT8 / FP16 artifact ->
+benchmark table -> manifest.json. Built in a staging folder and published at the end (export.folder): the folder then
+holds exactly what the manifest lists."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -18,6 +21,10 @@ from export.metadata import check_checkpoint_contract, library_versions, model_m
 FP32_ONNX = "model_fp32.onnx"
 FP32_XML = "model_fp32.xml"
 INT8_XML = "model_int8.xml"
+FP16_ONNX = "model_fp16.onnx"
+FP16_XML = "model_fp16.xml"
+INT8_ENGINE = "model_int8.engine"
+FP16_ENGINE = "model_fp16.engine"
 RANGES = "calibration_ranges.json"
 SHARED_RANGES = "calibration_ranges_shared_concat.json"
 
@@ -28,6 +35,10 @@ def ranges_for(variant) -> str:
 
 def int8_onnx_name(variant: str) -> str:
     return f"model_int8_{variant}.onnx"
+
+
+class ExportFailed(Exception):
+    """A verdict on the run (exit 1): the artifacts it built are not what the checkpoint computes."""
 
 
 def load_checked_checkpoint(path: Path):
@@ -89,6 +100,11 @@ def check_parity(model, config: ExportConfig, log) -> dict:
         result = parity(model, be, parity_images(config.parity_n))
     log(f"parity vs torch on {result['n']} scenes: probs max |diff| {result['probs_max_abs_diff']:.2e}, "
         f"recon max |diff| {result['recon_max_abs_diff']:.2e}")
+    worst = max(result["probs_max_abs_diff"], result["recon_max_abs_diff"])
+    result["tolerance"] = config.parity_tol
+    if not worst <= config.parity_tol:  # NaN fails too
+        raise ExportFailed(f"the FP32 ONNX model differs from torch by {worst:.3g} (tolerance {config.parity_tol:g}, "
+                           f"{result['n']} scenes): the export is wrong; try --exporter dynamo or another --opset")
     return result
 
 
@@ -158,45 +174,102 @@ def openvino_int8(config: ExportConfig, batches, float_extra: list[str], log) ->
             "activation_ranges": config.ov_ranges, "kept_in_float": sorted(set(floats))}
 
 
+def fp16_onnx(config: ExportConfig, log) -> dict[str, Any]:
+    """FP16 ONNX with ONNX Runtime's converter (onnxruntime.transformers.float16): FP16 weights and compute, float32
+    input and outputs (keep_io_types), so the runtime feeds it like the others. For ONNX Runtime GPU and as the
+    TensorRT FP16 engine's source."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = convert_float_to_float16(onnx.load(str(config.out / FP32_ONNX)), keep_io_types=True)
+    props = {p.key: p.value for p in proto.metadata_props} | {"precision": json.dumps("fp16")}
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with atomic_path(config.out / FP16_ONNX) as tmp:
+        onnx.save(proto, str(tmp))
+    log(f"ONNX FP16: {config.out / FP16_ONNX}")
+    return {"format": "ONNX FP16", "converter": "onnxruntime.transformers.float16.convert_float_to_float16",
+            "io_types": "float32 (keep_io_types)", "target": "ONNX Runtime GPU; TensorRT FP16 engine source"}
+
+
+def openvino_fp16(config: ExportConfig, log) -> dict[str, Any]:
+    from export import openvino_export as ovx
+    from runtime.backends.ov import onnx_props
+
+    props = onnx_props(config.out / FP32_ONNX) | {"precision": json.dumps("fp16")}
+    ovx.save_ir(ovx.convert(config.out / FP32_ONNX), config.out / FP16_XML, props, compress_to_fp16=True)
+    log(f"OpenVINO FP16: {config.out / FP16_XML}")
+    return {"format": "OpenVINO IR, FP16 weights", "converter": "openvino.save_model(compress_to_fp16=True)",
+            "target": "OpenVINO GPU / ARM CPU (FP16 compute); x86 CPUs decompress to FP32"}
+
+
+def artifact_graph(path: Path) -> dict[str, Any]:
+    """The recipe's graph counts, read back from the file on disk."""
+    if path.suffix == ".xml":
+        import openvino as ov
+
+        from export.openvino_export import ir_summary
+
+        return ir_summary(ov.Core().read_model(str(path)))
+    import onnx
+
+    from export.quantize_onnx import qdq_summary
+
+    return qdq_summary(onnx.load(str(path)))
+
+
+def refresh_recipes(out: Path, recipes: dict[str, Any]) -> None:
+    """Every quantized artifact's graph counts and float layers, recomputed from the written file."""
+    for name, recipe in recipes.items():
+        if name.endswith((".onnx", ".xml")) and (out / name).is_file() and "int8" in name:
+            recipe["graph"] = artifact_graph(out / name)
+
+
 def tensorrt_step(config: ExportConfig, log) -> dict[str, Any]:
-    """Build the engine where TensorRT and a GPU exist; otherwise leave the script and the command to run there."""
+    """Build the engines (INT8 from the s8 QDQ ONNX, FP16 from the FP16 ONNX) where TensorRT runs; otherwise leave
+    the script and the commands to run on the device."""
     from export import tensorrt_build
 
-    onnx_name, engine = int8_onnx_name("s8"), "model_int8.engine"
+    sources = {}
+    if config.int8:
+        sources[INT8_ENGINE] = int8_onnx_name("s8")
+    if config.fp16:
+        sources[FP16_ENGINE] = FP16_ONNX
     script = config.out / "build_tensorrt_engine.py"
     with atomic_path(script) as tmp:
         shutil.copyfile(tensorrt_build.__file__, tmp)
-    cmd = tensorrt_build.command(onnx_name, engine, config.max_batch)
-    trtexec = (f"trtexec --onnx={onnx_name} --saveEngine={engine} --int8 --fp16 --minShapes=image:1x3x64x64 "
-               f"--optShapes=image:1x3x64x64 --maxShapes=image:{config.max_batch}x3x64x64 "
-               "--timingCacheFile=tensorrt.cache   # no sidecar: prefer the script")
+    commands = {engine: tensorrt_build.command(onnx_name, engine, config.max_batch) for engine, onnx_name in sources.items()}
+    trtexec = [f"trtexec --onnx={onnx_name} --saveEngine={engine} {'--int8 ' if 'int8' in engine else ''}--fp16 "
+               f"--minShapes=image:1x3x64x64 --optShapes=image:1x3x64x64 --maxShapes=image:{config.max_batch}x3x64x64 "
+               "--timingCacheFile=tensorrt.cache" for engine, onnx_name in sources.items()]
     write_text(config.out / "build_tensorrt_engine.sh",
-               f"#!/bin/sh\n# Run on the target device (TensorRT 10.x / 11.x): the engine is tied to its GPU and version.\n"
-               f"set -e\ncd \"$(dirname \"$0\")\"\n{cmd}\n# equivalent without the sidecar:\n# {trtexec}\n")
+               "#!/bin/sh\n# Run on the target device (TensorRT 10.x / 11.x): an engine is tied to its GPU and version.\n"
+               "set -e\ncd \"$(dirname \"$0\")\"\n" + "\n".join(commands.values())
+               + "\n# equivalent without the sidecars (prefer the script):\n" + "".join(f"# {c}\n" for c in trtexec))
+    result: dict[str, Any] = {"built": False, "commands": commands, "command": "\n".join(commands.values()),
+                              "script": script.name, "engines": {}}
     try:
         import tensorrt  # noqa: F401
     except ImportError:
         log(f"TensorRT: not installed here; on the device run: sh {config.out / 'build_tensorrt_engine.sh'}")
-        return {"built": False, "reason": "tensorrt is not importable on the export machine", "command": cmd,
-                "script": script.name}
-    sidecar = tensorrt_build.build(config.out / onnx_name, config.out / engine,
-                                   json.loads((config.out / "metadata.json").read_text()), config.max_batch,
-                                   timing_cache=config.out / "tensorrt.cache")
-    log(f"TensorRT engine: {config.out / engine} ({sidecar['gpu']}, TensorRT {sidecar['tensorrt_version']})")
-    return {"built": True, "engine": engine, "command": cmd, **{k: sidecar[k] for k in
-            ("tensorrt_version", "gpu", "compute_capability")}}
-
-
-def manifest_files(out: Path) -> dict[str, dict[str, Any]]:
-    return {str(p.relative_to(out)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"
-            and not any(part.startswith(".") for part in p.relative_to(out).parts)}
+        return result | {"reason": "tensorrt is not importable on the export machine"}
+    metadata = json.loads((config.out / "metadata.json").read_text())
+    for engine, onnx_name in sources.items():
+        sidecar = tensorrt_build.build(config.out / onnx_name, config.out / engine, metadata, config.max_batch,
+                                       timing_cache=config.out / "tensorrt.cache")
+        precision = json.loads(sidecar["metadata"]["precision"])
+        log(f"TensorRT engine: {config.out / engine} ({precision}, {sidecar['gpu']}, TensorRT {sidecar['tensorrt_version']})")
+        result["engines"][engine] = {"onnx": onnx_name, "precision": precision,
+                                     **{k: sidecar[k] for k in ("tensorrt_version", "gpu", "compute_capability")}}
+    return result | {"built": True}
 
 
 def _violations_fn(config: ExportConfig, reference: Path, budgets, images_labels_clean):
-    """artifact -> budget violations against `reference` on the accuracy-control validation scenes."""
+    """artifact -> {violations, worst share of a budget} against `reference` on the accuracy-control scenes."""
     from runtime.backends import load_backend
-    from runtime.drift.budgets import check, scaled
+    from runtime.drift.budgets import check, scaled, worst_usage
     from runtime.drift.compare import head_metrics, run_backend
 
     budgets = scaled(budgets, config.control_margin)
@@ -205,15 +278,17 @@ def _violations_fn(config: ExportConfig, reference: Path, budgets, images_labels
     with load_backend(reference, threads=config.threads) as ref:
         m_ref = head_metrics(labels, clean, run_backend(ref, noisy))
 
-    def violations(artifact: Path) -> list[str]:
+    def evaluate(artifact: Path) -> dict[str, Any]:
         with load_backend(artifact, threads=config.threads) as cand:
-            return check(budgets, m_ref, head_metrics(labels, clean, run_backend(cand, noisy)))
+            m = head_metrics(labels, clean, run_backend(cand, noisy))
+        return {"violations": check(budgets, m_ref, m), "worst": worst_usage(budgets, m_ref, m)}
 
-    return violations
+    return evaluate
 
 
-def accuracy_control(config: ExportConfig, batches, budgets, recipes: dict, log) -> dict[str, Any]:
-    """Return the most sensitive layers to float for each INT8 artifact past its budget (validation scenes)."""
+def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, Any]:
+    """Return the most sensitive layers to float for each INT8 artifact past its budget (validation scenes), never
+    below config.min_int8_share of its convolutions / gemms in INT8."""
     import onnx
 
     from calibration import ACCURACY_CONTROL_SEED
@@ -226,6 +301,7 @@ def accuracy_control(config: ExportConfig, batches, budgets, recipes: dict, log)
     fp32 = config.out / FP32_ONNX
     proto = onnx.load(str(fp32))
     floats = float_nodes(proto)
+    weighted = {n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm")}
     probe = int8_onnx_name(config.qdq_variants[0])
     ranking = ac.rank_layers(fp32, config.out / probe, list(batches)[:4], set(floats))
     recon_path = [n.name for n in proto.graph.node if n.name.startswith(ac.RECON_SCOPES)]
@@ -234,9 +310,13 @@ def accuracy_control(config: ExportConfig, batches, budgets, recipes: dict, log)
     if "openvino" in config.backends:
         targets[INT8_XML] = (config.out / FP32_XML, None)
     for name, (reference, variant) in targets.items():
-        violations = _violations_fn(config, reference, budgets, data)
-        if not violations(config.out / name):
-            results[name] = {"met": True, "kept_in_float": [], "rounds": []}
+        evaluate = _violations_fn(config, reference, budgets, data)
+        start = evaluate(config.out / name)
+        graph = artifact_graph(config.out / name)
+        max_float = ac.allowed_in_float(graph["conv_gemm_int8"], graph["conv_gemm_total"], config.min_int8_share)
+        if not start["violations"]:
+            results[name] = {"met": True, "kept_in_float": [], "rounds": [{"layers_in_float": 0, **start}],
+                             "max_layers_in_float": max_float}
             continue
 
         def build(kept: list[str], name=name, variant=variant) -> Path:
@@ -248,34 +328,72 @@ def accuracy_control(config: ExportConfig, batches, budgets, recipes: dict, log)
                 openvino_int8(config, batches, kept, lambda _: None)
             return config.out / name
 
-        results[name] = ac.control(ranking, build, violations, fallback=recon_path)
-        recipes.get(name, {})["kept_in_float"] = sorted(set(floats + results[name]["kept_in_float"]))
-        log(f"accuracy control {name}: {len(results[name]['kept_in_float'])} layers back in float, "
-            f"{config.control_margin:g} x budgets {'met' if results[name]['met'] else 'NOT met'} on {len(val)} "
-            "validation scenes")
+        results[name] = ac.control(ranking, build, evaluate, start, fallback=recon_path, max_float=max_float,
+                                   weighted=weighted)
+        r = results[name]
+        log(f"accuracy control {name}: {len(r['kept_in_float'])} layers back in float (at most {max_float}, keeping "
+            f">= {config.min_int8_share:.0%} of {graph['conv_gemm_total']} conv/gemm INT8), {config.control_margin:g} x "
+            f"budgets {'met' if r['met'] else 'NOT met: ' + '; '.join(r['violations'])} on {len(val)} validation scenes")
     return {"validation": {"seed": ACCURACY_CONTROL_SEED, "n": len(val)}, "budget_share": config.control_margin,
-            "artifacts": results}
+            "min_int8_share": config.min_int8_share, "artifacts": results}
 
 
-def drift_reports(config: ExportConfig, budgets, log) -> dict[str, Any]:
+def apply_control(recipes: dict[str, Any], control: dict[str, Any]) -> None:
+    for name, r in control["artifacts"].items():
+        if name in recipes:
+            recipes[name]["kept_in_float"] = sorted(set(recipes[name]["kept_in_float"]) | set(r["kept_in_float"]))
+
+
+def drift_pairs(config: ExportConfig, engines: dict[str, Any]) -> dict[str, str]:
+    """Every INT8 / FP16 artifact this export wrote -> its FP32 reference."""
+    pairs = {}
+    if config.int8:
+        pairs |= {int8_onnx_name(v): FP32_ONNX for v in config.qdq_variants}
+        if "openvino" in config.backends:
+            pairs[INT8_XML] = FP32_XML
+    if config.fp16:
+        pairs[FP16_ONNX] = FP32_ONNX
+        if "openvino" in config.backends:
+            pairs[FP16_XML] = FP32_XML
+    return pairs | {engine: FP32_ONNX for engine in engines}
+
+
+def read_baseline(path: Path, names: list[str] | None = None) -> dict[str, dict]:
+    """A previous export (its folder or manifest.json) -> {artifact: its drift.json}, read before anything is
+    replaced (the baseline may be the folder being exported into)."""
+    from dualpath.files import read_json
+
+    manifest_path = path / "manifest.json" if path.is_dir() else path
+    manifest = read_json(manifest_path, ValueError, missing=f"no export manifest at {manifest_path}; --baseline takes "
+                         "the folder (or manifest.json) of an export you accepted",
+                         corrupt=f"{manifest_path} is not valid JSON ({{error}})")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("drift"), dict) or not manifest["drift"]:
+        raise ValueError(f"{manifest_path} holds no drift reports; --baseline needs an export made with --int8 or --fp16")
+    return {name: read_json(manifest_path.parent / r["report"] / "drift.json", ValueError,
+                            missing=f"the baseline's drift report {r['report']}/drift.json is missing; export it again",
+                            corrupt=f"the baseline's {r['report']}/drift.json is corrupt ({{error}})")
+            for name, r in manifest["drift"].items()}
+
+
+def drift_reports(config: ExportConfig, budgets, pairs: dict[str, str], baseline: dict[str, dict] | None,
+                  log) -> dict[str, Any]:
     from runtime.backends import load_backend
     from runtime.drift.report import DriftConfig, drift_report
 
-    pairs = {int8_onnx_name(v): FP32_ONNX for v in config.qdq_variants}
-    if "openvino" in config.backends:
-        pairs[INT8_XML] = FP32_XML
     drift_cfg = DriftConfig(n=config.drift_n, severities=config.severities, sweep_n=config.sweep_n,
                             data_root=config.data_root, workers=config.workers)
     results = {}
     for cand_name, ref_name in pairs.items():
-        folder = config.out / "drift" / Path(cand_name).stem
+        folder = config.out / "drift" / cand_name.replace(".", "_")  # model_fp16.onnx and .xml: two reports
+        against = (baseline or {}).get(cand_name)
         with load_backend(config.out / ref_name, threads=config.threads) as ref, \
-                load_backend(config.out / cand_name, threads=config.threads) as cand:
-            r = drift_report(ref, cand, folder, drift_cfg, budgets, names={"reference": ref_name, "candidate": cand_name})
+                load_backend(config.out / cand_name, **({} if cand_name.endswith(".engine") else {"threads": config.threads})) as cand:
+            r = drift_report(ref, cand, folder, drift_cfg, budgets, baseline=against,
+                             names={"reference": ref_name, "candidate": cand_name})
         results[cand_name] = {"reference": ref_name, "report": str(folder.relative_to(config.out)), "passed": r["passed"],
                               "violations": r["violations"], "delta": r["delta"], "candidate": r["candidate"],
-                              "reference_metrics": r["reference"], "outputs": {k: v for k, v in r["outputs"].items()
-                                                                              if k != "label_flips_per_class"}}
+                              "reference_metrics": r["reference"], "baseline": "baseline" in r,
+                              "outputs": {k: v for k, v in r["outputs"].items() if k != "label_flips_per_class"}}
     return results
 
 
@@ -291,16 +409,31 @@ def summary_table(drift: dict[str, Any]) -> str:
 
 
 def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The whole export; returns the manifest (also written to out/manifest.json)."""
-    from runtime.drift.budgets import DEFAULT_BUDGETS
+    """The whole export; returns the manifest (also written to out/manifest.json). Built in a staging folder inside
+    config.out and published when complete; the previous export's files (and only those) are replaced."""
+    from export.folder import previous_files, publish, staging
 
     ensure_writable_folder(config.out)
+    previous = previous_files(config.out)
+    baseline = read_baseline(config.baseline) if config.baseline else None
     model, ckpt = load_checked_checkpoint(config.checkpoint)
     check_seeds(ckpt, config)
+    with staging(config.out) as stage:
+        staged_log = lambda line: log(line.replace(str(stage), str(config.out)))  # noqa: E731
+        manifest = build_all(dataclasses.replace(config, out=stage), model, ckpt, baseline, staged_log)
+        publish(stage, config.out, previous, manifest)
+    log(f"manifest: {config.out / 'manifest.json'}")
+    return manifest
+
+
+def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, log) -> dict[str, Any]:
+    from export.folder import MANIFEST_FORMAT
+    from runtime.drift.budgets import DEFAULT_BUDGETS
+
     sha = file_sha256(config.checkpoint)
     budgets = config.budgets or dict(DEFAULT_BUDGETS)
     manifest: dict[str, Any] = {
-        "format": "dualpath-export/1",
+        "format": MANIFEST_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "checkpoint": {"path": str(config.checkpoint), "sha256": sha, "epoch": ckpt.get("epoch"),
                        "model_config": ckpt.get("model_config")},
@@ -317,13 +450,26 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict
         if "openvino" in config.backends:
             manifest["recipes"][INT8_XML] = openvino_int8(config, batches, [], log)
         if config.accuracy_control:
-            manifest["accuracy_control"] = accuracy_control(config, batches, budgets, manifest["recipes"], log)
-        if "tensorrt" in config.backends:
-            manifest["tensorrt"] = tensorrt_step(config, log)
+            manifest["accuracy_control"] = accuracy_control(config, batches, budgets, log)
+            apply_control(manifest["recipes"], manifest["accuracy_control"])
+        refresh_recipes(config.out, manifest["recipes"])
+    if config.fp16:
+        manifest["recipes"][FP16_ONNX] = fp16_onnx(config, log)
+        if "openvino" in config.backends:
+            manifest["recipes"][FP16_XML] = openvino_fp16(config, log)
+    engines: dict[str, Any] = {}
+    if "tensorrt" in config.backends and (config.int8 or config.fp16):
+        manifest["tensorrt"] = tensorrt_step(config, log)
+        engines = manifest["tensorrt"]["engines"]
+        manifest["recipes"] |= {e: {"format": "TensorRT engine", **info} for e, info in engines.items()}
+    pairs = drift_pairs(config, engines)
+    if pairs:
         manifest["budgets"] = {m: b.to_dict() for m, b in budgets.items()}
-        manifest["drift"] = drift_reports(config, budgets, log)
+        manifest["drift"] = drift_reports(config, budgets, pairs, baseline, log)
         log(summary_table(manifest["drift"]))
-    manifest["files"] = manifest_files(config.out)
-    write_json(config.out / "manifest.json", manifest)
-    log(f"manifest: {config.out / 'manifest.json'}")
+    if config.benchmark:
+        from export.benchmark import run_benchmark
+
+        manifest["benchmark"] = run_benchmark(config.out, manifest, threads=config.bench_threads,
+                                              iters=config.bench_iters, log=log)
     return manifest

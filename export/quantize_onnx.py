@@ -17,7 +17,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -208,15 +208,17 @@ def copy_metadata(src_proto, path: Path, **updates: str) -> None:
         onnx.save(proto, str(tmp))
 
 
-def qdq_summary(proto) -> dict[str, int]:
-    """Counts that describe a QDQ graph: quantized convs / gemms (int8 weights), Q and DQ nodes, float nodes."""
+def qdq_summary(proto) -> dict[str, Any]:
+    """What a QDQ graph holds: quantized convs / gemms (int8 weights) and the float ones by name, Q and DQ nodes."""
     initial = {i.name: i for i in proto.graph.initializer}
     dq_of_int_weight = {n.output[0] for n in proto.graph.node
                         if n.op_type == "DequantizeLinear" and n.input[0] in initial and initial[n.input[0]].data_type in (2, 3)}
-    quantized = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1 and n.input[1] in dq_of_int_weight]
+    weighted = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")]
+    quantized = [n for n in weighted if len(n.input) > 1 and n.input[1] in dq_of_int_weight]
     return {
-        "conv_gemm_total": sum(n.op_type in ("Conv", "Gemm") for n in proto.graph.node),
+        "conv_gemm_total": len(weighted),
         "conv_gemm_int8": len(quantized),
+        "float_conv_gemm": sorted({n.name for n in weighted} - {n.name for n in quantized}),
         "quantize_nodes": sum(n.op_type == "QuantizeLinear" for n in proto.graph.node),
         "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in proto.graph.node),
     }

@@ -1,9 +1,11 @@
-"""Build a TensorRT engine from the QDQ INT8 ONNX (explicit quantization), with a timing cache and a sidecar.
+"""Build a TensorRT engine from the QDQ INT8 ONNX (explicit quantization) or the FP16 ONNX, with a timing cache and
+a sidecar whose metadata names the engine's real precision.
 
 Runs on the target device (a Jetson with JetPack 6 / TensorRT 10, or any TensorRT 10/11 GPU machine); needs only
 tensorrt (and onnx, or the export's metadata.json). The exporter copies this file beside its artifacts:
 
     python3 build_tensorrt_engine.py model_int8_s8.onnx --metadata metadata.json --out model_int8.engine
+    python3 build_tensorrt_engine.py model_fp16.onnx --metadata metadata.json --out model_fp16.engine
 
 TensorRT 10 builds the QDQ graph with the INT8 flag (FP16 allowed for the float parts); TensorRT 11 has only
 strongly typed networks, where the Q/DQ nodes alone fix the precisions. Implicit INT8 calibrators are not used
@@ -65,12 +67,16 @@ def build(onnx_path: Path, out: Path, metadata: dict[str, str], max_batch: int =
     if not parser.parse_from_file(str(onnx_path)):
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT cannot parse {onnx_path}:\n{errors}")
+    qdq, half = network_precisions(trt, network)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if major < 11:
-        config.set_flag(trt.BuilderFlag.INT8)  # honour the graph's Q/DQ nodes
+        if qdq:
+            config.set_flag(trt.BuilderFlag.INT8)  # honour the graph's Q/DQ nodes
         if fp16:
             config.set_flag(trt.BuilderFlag.FP16)
+    # The engine's own precision, not the FP32 metadata.json's it was given.
+    metadata = dict(metadata) | {"precision": json.dumps(engine_precision(qdq, half or (fp16 and major < 11)))}
     size = int(json.loads(metadata["image_size"]))
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT, (1, 3, size, size), (1, 3, size, size), (max_batch, 3, size, size))
@@ -90,6 +96,25 @@ def build(onnx_path: Path, out: Path, metadata: dict[str, str], max_batch: int =
     return sidecar
 
 
+def network_precisions(trt, network) -> tuple[bool, bool]:
+    """(Q/DQ layers present: an explicitly quantized INT8 network; FP16 tensors present: an FP16 ONNX)."""
+    qdq_types = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    qdq = half = False
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        qdq = qdq or layer.type in qdq_types
+        half = half or any(layer.get_output(j).dtype == trt.DataType.HALF for j in range(layer.num_outputs))
+    return qdq, half
+
+
+def engine_precision(qdq: bool, fp16: bool) -> str:
+    """The precision an engine runs in, as the model metadata names it: "int8-qdq" (+fp16 where TensorRT may run the
+    unquantized layers in FP16), "fp16" or "fp32"."""
+    if qdq:
+        return "int8-qdq+fp16" if fp16 else "int8-qdq"
+    return "fp16" if fp16 else "fp32"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -105,7 +130,7 @@ def command(onnx_name: str, engine_name: str, max_batch: int = 32) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Build a TensorRT engine from a QDQ INT8 ONNX on this device.")
+    p = argparse.ArgumentParser(description="Build a TensorRT engine from a QDQ INT8 (or FP16) ONNX on this device.")
     p.add_argument("onnx", type=Path)
     p.add_argument("--out", type=Path, required=True, help="engine file (.engine)")
     p.add_argument("--metadata", type=Path, help="metadata.json from the export (else read from the ONNX)")

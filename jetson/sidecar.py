@@ -85,6 +85,24 @@ def check(engine: Path, onnx: Path, trtexec: str) -> int:
     return 0
 
 
+def engine_precision_of(onnx: Path, tensorrt_version: str | None) -> str:
+    """The engine's precision (metadata.json beside the ONNX is the FP32 model's): INT8 when the ONNX is the QDQ
+    model (its own metadata says so, or its name where no ONNX reader is installed), FP16 kernels allowed where
+    build_engine.sh passes --fp16 (TensorRT < 11)."""
+    from export.tensorrt_build import engine_precision
+
+    own = ""
+    try:
+        import onnx as onnx_lib
+
+        props = {p.key: p.value for p in onnx_lib.load(str(onnx), load_external_data=False).metadata_props}
+        own = json.loads(props.get("precision", '""'))
+    except ImportError:
+        own = "int8" if "int8" in onnx.name else ("fp16" if "fp16" in onnx.name else "fp32")
+    major = int(tensorrt_version.split(".")[0]) if tensorrt_version else 10
+    return engine_precision(own.startswith("int8"), own == "fp16" or major < 11)
+
+
 def write(engine: Path, onnx: Path, log: Path) -> int:
     built = parse_trtexec_log(log.read_text(errors="replace"))
     # The TensorRT backend compares the sidecar with tensorrt.__version__: take that spelling where Python has it.
@@ -95,7 +113,7 @@ def write(engine: Path, onnx: Path, log: Path) -> int:
     sidecar = {
         **built,
         "gpu": built["gpu_name"],  # the key export/tensorrt_build.py writes
-        "metadata": onnx_metadata(onnx),
+        "metadata": onnx_metadata(onnx) | {"precision": json.dumps(engine_precision_of(onnx, built["tensorrt_version"]))},
         "onnx": onnx.name,
         "onnx_sha256": sha256(onnx),
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

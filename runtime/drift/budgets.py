@@ -50,6 +50,16 @@ class Budget:
             return None
         return f"{self.metric}: {reference:.4f} ({against}) -> {candidate:.4f}, " + " and ".join(limits)
 
+    def usage(self, reference: float, candidate: float) -> float:
+        """How much of the budget the drop uses: 1.0 at the limit, > 1 past it, <= 0 for an improvement."""
+        drop = self.drop(reference, candidate)
+        shares = []
+        if self.abs is not None:
+            shares.append(_share(drop, self.abs))
+        if self.rel is not None and reference != 0:
+            shares.append(_share(drop / abs(reference), self.rel))
+        return max(shares, default=0.0)
+
     def to_dict(self) -> dict[str, float]:
         return {k: v for k, v in (("abs", self.abs), ("rel", self.rel)) if v is not None}
 
@@ -100,6 +110,17 @@ def scaled(budgets: Mapping[str, Budget], factor: float) -> dict[str, Budget]:
     """The same budgets with every limit times `factor` (< 1: a safety margin)."""
     return {m: Budget(m, None if b.abs is None else b.abs * factor, None if b.rel is None else b.rel * factor)
             for m, b in budgets.items()}
+
+
+def _share(drop: float, limit: float) -> float:
+    if limit > 0:
+        return drop / limit
+    return float("inf") if drop > 1e-12 else 0.0
+
+
+def worst_usage(budgets: Mapping[str, Budget], reference: Mapping[str, float], candidate: Mapping[str, float]) -> float:
+    """The largest share of any budget the candidate uses (<= 1: every budget holds)."""
+    return max((b.usage(reference[m], candidate[m]) for m, b in budgets.items()), default=0.0)
 
 
 def check(budgets: Mapping[str, Budget], reference: Mapping[str, float], candidate: Mapping[str, float],

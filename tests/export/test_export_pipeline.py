@@ -18,34 +18,9 @@ from dualpath import contract  # noqa: E402
 from export.__main__ import EXIT_ERROR, main  # noqa: E402
 from export.config import ExportConfig  # noqa: E402
 from export.pipeline import run_export  # noqa: E402
+from export_helpers import make_checkpoint as _checkpoint  # noqa: E402  (same folder)
 from runtime.backends import load_backend  # noqa: E402
 
-
-
-def _checkpoint(path, arch="dualpath", **extra):
-    from dualpath.model import ModelConfig, build_model
-    from train.checkpoint import make_checkpoint, save_checkpoint
-
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(arch=arch, backbone="densenet_tiny", hidden=16)).eval()
-    ckpt = make_checkpoint(model, train_config={"data_seed": 0}, epoch=3, phase=2,
-                           metrics={"macro_map": 0.25, "accuracy": 0.9, "per_class": []})
-    ckpt.update(extra)
-    save_checkpoint(ckpt, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    pytest.importorskip("openvino")
-    pytest.importorskip("nncf")
-    root = tmp_path_factory.mktemp("export")
-    config = ExportConfig(checkpoint=_checkpoint(root / "best.pt"), out=root / "out", int8=True,
-                          backends=("onnx", "openvino", "tensorrt"), calib_n=16, drift_n=20, severities=(),
-                          parity_n=8, data_root=root / "data", threads=1)
-    logs: list[str] = []
-    manifest = run_export(config, log=logs.append)
-    return config, manifest, logs
 
 
 def test_writes_every_artifact_and_no_temporaries(exported):
@@ -144,7 +119,8 @@ def test_manifest_records_files_calibration_and_drift(exported):
     for name, info in on_disk["files"].items():
         assert file_sha256(config.out / name) == info["sha256"], name
     assert on_disk["calibration"]["seed"] == 1_000_003 and on_disk["calibration"]["n"] == 16
-    assert set(on_disk["drift"]) == {"model_int8_u8.onnx", "model_int8_s8.onnx", "model_int8.xml"}
+    assert set(on_disk["drift"]) == {"model_int8_u8.onnx", "model_int8_s8.onnx", "model_int8.xml", "model_fp16.onnx",
+                                     "model_fp16.xml"}
     for r in on_disk["drift"].values():
         assert (config.out / r["report"] / "drift.json").is_file()
         assert set(r["delta"]) >= {"accuracy", "macro_map", "ssim"}
@@ -167,7 +143,8 @@ def test_layer_ranking_and_control_loop(exported):
     assert ranking[0][1] < 0.5, ranking[:3]
     built = []
     result = ac.control(ranking, lambda kept: built.append(list(kept)) or config.out / "x",
-                        lambda _: [] if len(built[-1]) >= 4 else ["macro_map: too far"])
+                        lambda _: {"violations": [] if len(built[-1]) >= 4 else ["macro_map: too far"], "worst": 1.5},
+                        start={"violations": ["macro_map: too far"], "worst": 2.0})
     assert result["met"] and len(result["kept_in_float"]) == 4 and [len(b) for b in built] == [2, 4]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINTS = ["export.__main__", "runtime.__main__", "runtime.drift.__main__",
+ENTRY_POINTS = ["export.__main__", "export.benchmark", "runtime.__main__", "runtime.drift.__main__",
                 "benchmarks/inference.py", "benchmarks/openvino_profile.py"]
 
 PROBE = """

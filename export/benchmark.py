@@ -1,0 +1,211 @@
+"""One table per export: for every model file the export wrote, its size, batch-1 latency p50 / p95 / p99, batch-32
+throughput and drift deltas against its FP32 reference, in benchmark.md + benchmark.json beside the manifest.
+
+    python -m export.benchmark --export runs/x/export [--threads 2] [--iters 200]
+    python -m export ... --benchmark                    (the same, at the end of an export)
+
+Each artifact is timed in its own fresh process (as benchmarks/inference.py does), so no other runtime's thread pool
+spins beside it. The machine is named in both files: figures without it mean nothing. numpy + the runtime's
+backends only (no torch). Run standalone, the two files are added to the export's manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dualpath.telemetry import telemetry_off
+
+telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+MODEL_SUFFIXES = (".onnx", ".xml", ".engine")
+DELTAS = ("accuracy", "macro_map", "ssim")
+BATCH = 32
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def artifacts(manifest: dict[str, Any]) -> list[str]:
+    """The model files the manifest lists, FP32 first."""
+    names = [n for n in manifest.get("files", {}) if Path(n).suffix in MODEL_SUFFIXES and "/" not in n]
+    return sorted(names, key=lambda n: ("fp32" not in n, "fp16" not in n, n))
+
+
+def artifact_bytes(path: Path) -> int:
+    return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
+
+
+def time_one(path: Path, threads: int, iters: int, warmup: int = 10) -> dict[str, float]:
+    """Batch-1 latency percentiles over `iters` calls and batch-32 throughput (median of its calls)."""
+    from runtime.backends import load_backend
+
+    options = {} if path.suffix == ".engine" else {"threads": threads}
+    rng = np.random.default_rng(0)
+    with load_backend(path, **options) as be:
+        size = be.metadata.image_size
+        x1 = rng.normal(size=(1, 3, size, size)).astype(np.float32)
+        xb = rng.normal(size=(BATCH, 3, size, size)).astype(np.float32)
+        lat = _times(lambda: be.infer({be.metadata.input_name: x1}), warmup, iters) * 1000.0
+        thr = _times(lambda: be.infer({be.metadata.input_name: xb}), 2, max(3, iters // 20))
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
+            f"batch{BATCH}_images_per_s": float(BATCH / np.median(thr)), "iters": iters}
+
+
+def _times(fn: Callable[[], Any], warmup: int, n: int) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def time_in_subprocess(path: Path, threads: int, iters: int) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "export.benchmark", "--export", str(path.parent), "--only", path.name,
+           "--threads", str(threads), "--iters", str(iters)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing {path.name} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict[str, Any]:
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu)
+        flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
+    except OSError:
+        pass
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count() or 0, "isa": " ".join(f for f in ISA_FLAGS if f in flags) or "unknown",
+            "system": platform.platform(), "python": platform.python_version()}
+
+
+def run_benchmark(folder: Path, manifest: dict[str, Any], threads: int = 2, iters: int = 200,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time every model file of the export in `folder`; write benchmark.md and benchmark.json there; return a summary
+    for the manifest. Files the runtime here cannot load (a TensorRT engine without TensorRT) are listed, not timed."""
+    from runtime.backends import BackendError, available, resolve
+
+    if not manifest.get("files"):  # during an export, the manifest's file list is written when it is published
+        manifest = manifest | {"files": {p.name: {} for p in folder.iterdir() if p.is_file()}}
+    rows = []
+    for name in artifacts(manifest):
+        path = folder / name
+        row: dict[str, Any] = {"artifact": name, "bytes": artifact_bytes(path),
+                               "precision": _precision(manifest, name), "drift": _deltas(manifest, name)}
+        try:
+            backend = resolve(path)
+            row["backend"] = backend
+            if not available(backend):
+                raise BackendError(f"{backend} not installed")
+            log(f"benchmark: {name} ({backend}, its own process)")
+            row |= time_in_subprocess(path, threads, iters)
+        except (BackendError, RuntimeError) as e:
+            row["skipped"] = str(e)
+        rows.append(row)
+    info = machine() | {"threads": threads}
+    result = {"machine": info, "checkpoint": manifest.get("checkpoint", {}).get("sha256"), "rows": rows,
+              "batch": BATCH, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    from export.atomic import write_json, write_text
+
+    write_json(folder / "benchmark.json", result)
+    write_text(folder / "benchmark.md", markdown(result))
+    log(markdown(result))
+    return {"table": "benchmark.md", "json": "benchmark.json", "machine": headline(info)}
+
+
+def _precision(manifest: dict[str, Any], name: str) -> str:
+    recipe = manifest.get("recipes", {}).get(name, {})
+    if "precision" in recipe:  # TensorRT engines: what the builder made of it
+        return recipe["precision"]
+    for word in ("int8", "fp16", "fp32"):
+        if word in name:
+            return word
+    return "?"
+
+
+def _deltas(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
+    r = manifest.get("drift", {}).get(name)
+    if r is None:
+        return None
+    return {"reference": r["reference"], "passed": r["passed"], **{m: r["delta"][m] for m in DELTAS}}
+
+
+def headline(info: dict[str, Any]) -> str:
+    return f"{info['cores']}-core {info['cpu']}, {info['isa']}, {info['threads']} threads ({info['system']})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ["# Benchmark: every artifact of this export", "",
+             f"Machine: {headline(result['machine'])}. Batch-1 latency over repeated calls on random input, batch "
+             f"{result['batch']} throughput; each artifact timed in its own process. Drift: candidate minus FP32 "
+             "reference on the export's held-out drift scenes.", "",
+             f"| artifact | precision | MiB | p50 ms | p95 ms | p99 ms | b{result['batch']} img/s | d accuracy | "
+             "d macro mAP | d SSIM | drift gate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    throughput = f"batch{result['batch']}_images_per_s"
+    for r in result["rows"]:
+        timing = (["skipped: " + r["skipped"], "", "", ""] if "skipped" in r else
+                  [f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r[throughput]:.0f}"])
+        d = r["drift"]
+        drift = (["(reference)"] * 3 + [""]) if d is None else \
+            [f"{d[m]:+.4f}" for m in DELTAS] + [f"{'ok' if d['passed'] else 'PAST BUDGET'} vs {d['reference']}"]
+        lines.append(f"| {r['artifact']} | {r['precision']} | {r['bytes'] / 2**20:.2f} | " + " | ".join(timing + drift) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def register(folder: Path, names: tuple[str, ...] = ("benchmark.md", "benchmark.json")) -> None:
+    """Add the benchmark files to the export's manifest (its file list is what the folder holds)."""
+    from dualpath.files import file_sha256, read_json
+    from export.atomic import write_json
+
+    manifest = read_json(folder / "manifest.json", ValueError, missing="", corrupt="manifest.json is corrupt ({error})")
+    for name in names:
+        manifest["files"][name] = {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
+    write_json(folder / "manifest.json", manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--export", type=Path, required=True, help="folder written by python -m export")
+    p.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
+    p.add_argument("--iters", type=int, default=200, help="batch-1 calls per artifact (default 200)")
+    p.add_argument("--only", help=argparse.SUPPRESS)  # time one file in this process; its figures as a JSON line
+    args = p.parse_args(argv)
+    if args.threads < 1 or args.iters < 10:
+        print("error: --threads must be >= 1 and --iters >= 10", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        if args.only:
+            print(json.dumps(time_one(args.export / args.only, args.threads, args.iters)))
+            return EXIT_OK
+        from dualpath.files import read_json
+
+        manifest = read_json(args.export / "manifest.json", ValueError,
+                             missing=f"no manifest.json in {args.export}: export a checkpoint first (python -m export)",
+                             corrupt=f"{args.export / 'manifest.json'} is not valid JSON ({{error}}); export again")
+        run_benchmark(args.export, manifest, args.threads, args.iters)
+        register(args.export)
+    except (ValueError, OSError, RuntimeError) as e:  # BackendError is a RuntimeError
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"saved {args.export / 'benchmark.md'} and benchmark.json")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
