@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from train.config import ARCHS, LOSSES, PRESETS, RunOptions, TrainConfig, preset
+from train.config import ARCHS, AUGMENTS, LOSSES, PRESETS, RunOptions, TrainConfig, preset
 
 log = logging.getLogger("train")
 
@@ -85,6 +85,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--warmup-epochs", type=float, help="linear warm-up at the start of each phase (cosine only)")
     model.add_argument("--batch-size", type=int, help="global batch size")
+    model.add_argument("--stem", help="DenseNet stem: imagenet (7x7/2 conv + pool, the paper's) or 3x3 (stride 1 + "
+                                      "pool: the first dense block at 32x32 for 64x64 input)")
+    model.add_argument("--augment", choices=AUGMENTS, help="label-preserving flips / dihedral transforms of each batch")
+    model.add_argument("--extra-scenes", type=int,
+                       help="generated training scenes added on another seed (never validation or test scenes)")
+    model.add_argument("--extra-seed", type=int, help="seed of the extra training scenes (default 1)")
     model.add_argument("--seed", type=int, help="splits, initialisation and shuffling")
     model.add_argument("--select-metric", help="validation metric that picks the best checkpoint (metrics.json key)")
 
@@ -96,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return compare_main(argv[1:])
     args = build_parser().parse_args(argv)
-    return run_cli(args, lambda cfg, dataset, opts, resume: _train(cfg, args.out, dataset, opts, resume))
+    return run_cli(args, lambda cfg, dataset, opts, resume, extra: _train(cfg, args.out, dataset, opts, resume, extra))
 
 
 def run_cli(args: argparse.Namespace, action) -> int:
@@ -111,7 +117,7 @@ def run_cli(args: argparse.Namespace, action) -> int:
         cfg = resolve_config(args)
         dataset = resolve_dataset(args, cfg)
         cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
-        return action(cfg, dataset, run_options(args), args.resume)
+        return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
     except (ValueError, DatasetError, OSError) as err:  # OSError: missing inputs, full or read-only disk
         log.error("error: %s", err)
         return 2
@@ -123,10 +129,10 @@ def run_cli(args: argparse.Namespace, action) -> int:
         return 2 if type(err).__name__ == "PretrainedWeightsUnavailable" else 1
 
 
-def _train(cfg: TrainConfig, out: Path, dataset, opts: RunOptions, resume: bool) -> int:
+def _train(cfg: TrainConfig, out: Path, dataset, opts: RunOptions, resume: bool, extra=None) -> int:
     from train.experiment import run_experiment
 
-    run_experiment(cfg, out, dataset, opts, resume=resume)
+    run_experiment(cfg, out, dataset, opts, resume=resume, extra=extra)
     return 0
 
 
@@ -178,6 +184,9 @@ def config_overrides(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "select_metric": args.select_metric,
         "n_scenes": args.n_scenes,
+        "augment": args.augment,
+        "extra_scenes": args.extra_scenes,
+        "extra_seed": args.extra_seed,
     }
 
 
@@ -198,7 +207,11 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
                 )
     else:
         base = preset(args.preset or "cpu")
-    return _with_flags(base, args)
+    cfg = _with_flags(base, args)
+    from train.loop import model_config  # torch: validated here, before any data is generated
+
+    model_config(cfg)  # ValueError naming the field (e.g. an unknown --stem)
+    return cfg
 
 
 def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -212,6 +225,8 @@ def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
         if args.select_metric not in METRIC_KEYS:
             raise ValueError(f"--select-metric must be a metrics.json key: {', '.join(METRIC_KEYS)}")
         overrides["select_mode"] = "min" if args.select_metric == "hamming_loss" else "max"
+    if args.stem is not None:
+        overrides["model_options"] = {**base.model_options, "stem": args.stem}
     return base.with_overrides(**overrides)
 
 
@@ -256,3 +271,20 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
         progress=not args.quiet, threads=args.threads,
     )
+
+
+def resolve_extra(args: argparse.Namespace, cfg: TrainConfig, dataset):
+    """The config's extra training scenes: the data set's own scene config on cfg.extra_seed, cached in --data-root."""
+    if not cfg.extra_scenes:
+        return None
+    from dualpath.scenes import SceneConfig, cache_tag, generate_dataset
+
+    on_disk = bool(getattr(dataset, "manifest", None))  # a SceneDataset; tests may pass bare arrays
+    config, base_seed = (dataset.config, dataset.seed) if on_disk else (SceneConfig(), cfg.data_seed)
+    if cfg.extra_seed == base_seed:
+        raise ValueError(f"the extra training scenes' seed ({cfg.extra_seed}) is the data set's own seed: they would "
+                         "repeat its validation and test scenes; pass another --extra-seed")
+    out = args.data_root / f"extra-n{cfg.extra_scenes}-seed{cfg.extra_seed}-{cache_tag(config)}"
+    log.info("extra training scenes: %s (generated once, reused afterwards)", out)
+    return generate_dataset(config, seed=cfg.extra_seed, n=cfg.extra_scenes, out=out, workers=args.workers,
+                            progress=not args.quiet and sys.stderr.isatty())

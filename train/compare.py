@@ -73,12 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rows = tuple(r for r in ROWS if args.rows is None or r.name in args.rows)
-    return run_cli(args, lambda cfg, dataset, opts, resume: run_compare(cfg, args.out, dataset, opts, resume, rows))
+    return run_cli(
+        args, lambda cfg, dataset, opts, resume, extra: run_compare(cfg, args.out, dataset, opts, resume, rows, extra)
+    )
 
 
 def run_compare(
     cfg: TrainConfig, out: Path, dataset, opts: RunOptions = RunOptions(), resume: bool = False,
-    rows: Sequence[Row] = ROWS,
+    rows: Sequence[Row] = ROWS, extra=None,
 ) -> int:
     from train.experiment import run_experiment
 
@@ -87,7 +89,7 @@ def run_compare(
     results = {}
     for row in rows:
         row_cfg = cfg.with_overrides(arch=row.arch, loss=row.loss)
-        results[row.name] = run_experiment(row_cfg, out / row.name, dataset, opts, resume=resume)
+        results[row.name] = run_experiment(row_cfg, out / row.name, dataset, opts, resume=resume, extra=extra)
     if results and all(v is not None for v in results.values()):  # None: not the main DDP process
         _check_same_splits(out, rows)
         write_comparison(out, cfg, rows, results, dataset)

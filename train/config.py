@@ -16,6 +16,10 @@ LOSSES = ("asl", "bce")
 SELECT_MODES = ("max", "min")
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
+AUGMENTS = ("none", "flips", "dihedral")  # train.data.augment_pairs
+# Training data seeds lie below this; calibration, accuracy-control and drift sets start at it
+# (calibration.SEED_STREAM_START; a test keeps the two equal), so extra training scenes never reach those sets.
+TRAINING_SEEDS_END = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,24 @@ class TrainConfig:
     folds: int = 5  # K-fold CV on the development part; 1 = a single stratified validation split of val_fraction
     val_fraction: float = 0.2  # used only with folds=1 (1/5 of the development part, as one fold of 5 would be)
     seed: int = 0  # splits, initialisation, shuffling, dropout
+    # Label-preserving geometric augmentation of each training batch (input and target alike): "flips" (left-right,
+    # up-down) or "dihedral" (also transposes: all 8 orientations). A utensil's class does not depend on its angle.
+    augment: str = "none"
+    # More training scenes than the split's: `extra_scenes` generated on `extra_seed` (another seed of the same
+    # generator, so none of them is a validation or test scene) are added to every fold's training part.
+    extra_scenes: int = 0
+    extra_seed: int = 1
 
     def __post_init__(self) -> None:
         _choice("arch", self.arch, ARCHS)
+        _choice("augment", self.augment, AUGMENTS)
+        if isinstance(self.extra_scenes, bool) or not isinstance(self.extra_scenes, int) or self.extra_scenes < 0:
+            raise ValueError(f"extra_scenes must be an integer >= 0, got {self.extra_scenes!r}")
+        if self.extra_scenes and (self.extra_seed == self.data_seed or not 0 <= self.extra_seed < TRAINING_SEEDS_END):
+            raise ValueError(
+                f"extra_seed must differ from data_seed ({self.data_seed}) and lie in [0, {TRAINING_SEEDS_END}) (the "
+                f"training seeds; calibration and drift sets use the seeds above), got {self.extra_seed!r}"
+            )
         _choice("loss", self.loss, LOSSES)
         _choice("select_mode", self.select_mode, SELECT_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dualpath import contract
+from train.config import AUGMENTS
 
 
 class SceneArrays(Protocol):
@@ -103,9 +104,6 @@ def eval_batches(indices: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, 
     return torch.split(indices, batch_size)
 
 
-AUGMENTS = ("none", "flips", "dihedral")
-
-
 def augment_pairs(noisy: torch.Tensor, clean: torch.Tensor, mode: str, generator: torch.Generator | None = None):
     """Label-preserving geometric augmentation of uint8 NHWC batches, the same transform for input and target.
 
@@ -115,7 +113,7 @@ def augment_pairs(noisy: torch.Tensor, clean: torch.Tensor, mode: str, generator
     """
     if mode == "none":
         return noisy, clean
-    if mode not in AUGMENTS:
+    if mode not in AUGMENTS:  # train.config's list
         raise ValueError(f"augment must be one of {', '.join(map(repr, AUGMENTS))}; got {mode!r}")
     n = noisy.shape[0]
     draws = torch.rand(3, n, generator=generator).to(noisy.device) < 0.5  # (flip W, flip H, transpose) per scene

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from train.data import DeviceData, Normalizer, SceneArrays, to_device
 from train.evaluate import METRIC_KEYS, Predictions, compute_metrics, is_better, predict
 from train.losses import MultitaskLoss
 from train.loop import FoldResult, Hook, Runtime, train_fold
-from train.splits import Splits, load_splits, make_splits, save_splits
+from train.splits import Fold, Splits, load_splits, make_splits, save_splits
 
 log = logging.getLogger("train")
 GRID_SCENES = 8  # reconstructions kept in predictions.npz for the report / comparison grids
@@ -65,8 +65,12 @@ def run_experiment(
     *,
     resume: bool = False,
     hooks: tuple[Hook, ...] = (),
+    extra: SceneArrays | None = None,
 ) -> dict | None:
-    """Train and evaluate; returns the metrics.json dict on the main process (None on the others)."""
+    """Train and evaluate; returns the metrics.json dict on the main process (None on the others).
+
+    `extra`: scenes added to every fold's training part only (cfg.extra_scenes of them, from another seed); the
+    splits, validation and held-out test come from `dataset` alone, so they stay those of the data set."""
     out = Path(out)
     env = distributed.env_from_environ()
     rt = resolve_runtime(opts, env)
@@ -80,6 +84,8 @@ def run_experiment(
             resume = _prepare_run_folder(out, cfg, dataset, resume)
         resume = distributed.broadcast_flag(resume, env, rt.device)  # the other processes follow process 0
         splits = _splits(out, cfg, dataset.labels, env)
+        if cfg.extra_scenes:
+            dataset, splits = with_extra_training_scenes(dataset, splits, extra, cfg.extra_scenes)
         log.info(
             "%s + %s on %s (amp %s, channels_last %s, %d process(es)); %d scenes: %d test, folds of %d train / %d val",
             cfg.arch, cfg.loss, rt.device, rt.amp, rt.channels_last, env.world_size, len(dataset.labels),
@@ -162,6 +168,30 @@ def _splits(out: Path, cfg: TrainConfig, labels: np.ndarray, env) -> Splits:
     if env.is_main:
         save_splits(splits, path)
     return splits
+
+
+@dataclass(frozen=True)
+class _Combined:
+    """The data set's arrays followed by the extra training scenes' (a SceneArrays)."""
+
+    noisy: np.ndarray
+    clean: np.ndarray
+    labels: np.ndarray
+
+
+def with_extra_training_scenes(
+    dataset: SceneArrays, splits: Splits, extra: SceneArrays | None, n: int
+) -> tuple[SceneArrays, Splits]:
+    """Append `n` extra scenes to the arrays and their indices to every fold's training part (never val / test)."""
+    if extra is None or len(extra.labels) < n:
+        have = 0 if extra is None else len(extra.labels)
+        raise ValueError(f"the config asks for {n} extra training scenes but {have} were given")
+    base = len(dataset.labels)
+    combined = _Combined(*(np.concatenate([getattr(dataset, k), getattr(extra, k)[:n]])
+                           for k in ("noisy", "clean", "labels")))
+    added = np.arange(base, base + n, dtype=np.int64)
+    folds = tuple(Fold(np.concatenate([f.train, added]), f.val) for f in splits.folds)
+    return combined, replace(splits, folds=folds)
 
 
 def evaluate_fold(

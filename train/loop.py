@@ -22,7 +22,7 @@ from torch import nn
 from dualpath.model import ModelConfig, build_model
 from train import checkpoint as ckpt_io
 from train.config import TrainConfig
-from train.data import DeviceData, Normalizer, SceneArrays, epoch_batches
+from train.data import DeviceData, Normalizer, SceneArrays, augment_pairs, epoch_batches
 from train.distributed import DistEnv, all_reduce_sum
 from train.evaluate import LOSS_PARTS, METRIC_KEYS, autocast, compute_metrics, is_better, loss_parts, predict
 from train.losses import MultitaskLoss
@@ -242,7 +242,9 @@ class _FoldLoop:
             lr = lr_at(self.cfg, phase, epoch, step, len(batches))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            sums[:-1] += train_step(step_model, self.criterion, optimizer, data, idx, norm, rt.amp) * idx.shape[0]
+            sums[:-1] += train_step(
+                step_model, self.criterion, optimizer, data, idx, norm, rt.amp, augment=self.cfg.augment
+            ) * idx.shape[0]
             sums[-1] += idx.shape[0]
             bar.update()
         all_reduce_sum(sums, rt.dist)
@@ -301,10 +303,14 @@ def train_step(
     idx: torch.Tensor,
     normalizer: Normalizer,
     amp: bool,
+    augment: str = "none",
 ) -> torch.Tensor:
-    """One optimisation step on the scenes `idx` (on the device); returns the loss parts, still on the device."""
-    x = normalizer.inputs(data.noisy[idx])
-    target = normalizer.targets(data.clean[idx])
+    """One optimisation step on the scenes `idx` (on the device); returns the loss parts, still on the device.
+
+    The augmentation draws from torch's global CPU generator, whose state every checkpoint saves (resume-exact)."""
+    noisy, clean = augment_pairs(data.noisy[idx], data.clean[idx], augment)
+    x = normalizer.inputs(noisy)
+    target = normalizer.targets(clean)
     with autocast(x.device, amp):
         out = model(x)
         total, parts = criterion(out, target, data.labels[idx].float())

@@ -30,6 +30,10 @@ def test_presets_follow_the_paper_and_the_brief():
         ({"phase2_lr": 0.0}, "phase2_lr must be > 0"),
         ({"test_fraction": 1.0}, "test_fraction must be in"),
         ({"batch_size": True}, "batch_size must be a positive integer"),
+        ({"augment": "rotate"}, "augment must be one of"),
+        ({"extra_scenes": -1}, "extra_scenes must be an integer >= 0"),
+        ({"extra_scenes": 10, "extra_seed": 0}, "extra_seed must differ from data_seed"),
+        ({"extra_scenes": 10, "extra_seed": 1_000_003}, r"extra_seed must .* lie in \[0, 1000000\)"),
     ],
 )
 def test_bad_config_says_what_to_do(change, message):
@@ -63,6 +67,23 @@ def test_cli_flags_override_the_preset():
     assert _resolve().backbone == CPU.backbone  # default preset: cpu
     assert _resolve("--preset", "paper", "--weights", "w.pth").pretrained == "w.pth"
     assert _resolve("--select-metric", "hamming_loss").select_mode == "min"
+
+
+def test_recipe_flags_reach_the_config_and_bad_model_options_fail_before_any_data():
+    cfg = _resolve("--preset", "tiny", "--stem", "3x3", "--augment", "dihedral", "--extra-scenes", "50",
+                   "--extra-seed", "7")
+    assert (cfg.model_options["stem"], cfg.augment, cfg.extra_scenes, cfg.extra_seed) == ("3x3", "dihedral", 50, 7)
+    with pytest.raises(ValueError, match="stem must be one of"):
+        _resolve("--stem", "9x9")
+
+
+def test_training_seed_range_ends_where_calibration_and_drift_seeds_begin():
+    from calibration.sets import ACCURACY_CONTROL_SEED, CALIBRATION_SEED, SEED_STREAM_START
+    from runtime.drift.sets import DRIFT_SEED
+    from train.config import TRAINING_SEEDS_END
+
+    assert TRAINING_SEEDS_END == SEED_STREAM_START
+    assert min(CALIBRATION_SEED, ACCURACY_CONTROL_SEED, DRIFT_SEED) >= TRAINING_SEEDS_END
 
 
 def test_cli_refuses_contradictions():

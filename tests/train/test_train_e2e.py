@@ -93,3 +93,46 @@ def test_local_weights_run_phase_1_frozen_then_phase_2(scenes, tiny_cfg, opts, t
 
 def test_a_second_run_in_the_same_folder_is_refused(tiny_run, cli_args):
     assert main(cli_args(tiny_run)) == 2
+
+
+def test_extra_scenes_join_only_the_training_part(scenes, tiny_cfg, opts, tmp_path, train_log):
+    import dataclasses
+
+    from dualpath.scenes import SceneConfig, generate_dataset
+    extra = generate_dataset(SceneConfig(), seed=5, n=20, out=tmp_path / "extra", workers=1, progress=False)
+    cfg = dataclasses.replace(tiny_cfg, extra_scenes=16, extra_seed=5, epochs=1, phase1_epochs=0, augment="flips")
+    seen = []
+    hook = lambda end: seen.append(end.record["epoch"])  # noqa: E731
+    metrics = run_experiment(cfg, tmp_path / "run", scenes, opts, hooks=(hook,), extra=extra)
+    saved = load_splits(tmp_path / "run" / "splits.json")  # the data set's own split, on its 60 scenes
+    assert seen == [1] and metrics["n_test"] == len(saved.test)
+    assert max(saved.test.max(), saved.folds[0].val.max(), saved.folds[0].train.max()) < len(scenes)
+    n_train, n_val = len(saved.folds[0].train) + 16, len(saved.folds[0].val)  # the 16 extra join training only
+    assert f"76 scenes: {len(saved.test)} test, folds of {n_train} train / {n_val} val" in train_log.text
+    with pytest.raises(ValueError, match="16 extra training scenes but 0 were given"):
+        run_experiment(cfg, tmp_path / "run2", scenes, opts)
+
+
+def test_with_extra_training_scenes_appends_to_every_fold_and_nothing_else():
+    import numpy as np
+
+    from train.experiment import with_extra_training_scenes
+    from train.splits import make_splits
+
+    rng = np.random.default_rng(0)
+
+    class Arrays:
+        def __init__(self, n, fill):
+            self.noisy = np.full((n, 64, 64, 3), fill, np.uint8)
+            self.clean = self.noisy.copy()
+            self.labels = (rng.random((n, 20)) < 0.15).astype(np.uint8)
+            self.labels[:, 0] = 1
+
+    base, extra = Arrays(60, 1), Arrays(30, 2)
+    splits = make_splits(base.labels, folds=3, seed=0)
+    combined, out = with_extra_training_scenes(base, splits, extra, 25)
+    assert combined.noisy.shape[0] == 85 and (combined.noisy[60:] == 2).all() and (combined.noisy[:60] == 1).all()
+    assert np.array_equal(out.test, splits.test)
+    for before, after in zip(splits.folds, out.folds):
+        assert np.array_equal(after.val, before.val)
+        assert np.array_equal(after.train, np.concatenate([before.train, np.arange(60, 85)]))
