@@ -86,21 +86,21 @@ def check(engine: Path, onnx: Path, trtexec: str) -> int:
 
 
 def engine_precision_of(onnx: Path, tensorrt_version: str | None) -> str:
-    """The engine's precision (metadata.json beside the ONNX is the FP32 model's): INT8 when the ONNX is the QDQ
-    model (its own metadata says so, or its name where no ONNX reader is installed), FP16 kernels allowed where
-    build_engine.sh passes --fp16 (TensorRT < 11)."""
+    """The engine's precision, from the ONNX it is built from (metadata.json beside it describes the FP32 model):
+    INT8 when the graph holds Q/DQ nodes, FP16 when its weights are FP16 or build_engine.sh passes --fp16 (TensorRT
+    < 11). Without an ONNX reader installed, the export's file names say it (model_int8_s8.onnx, model_fp16.onnx)."""
     from export.tensorrt_build import engine_precision
 
-    own = ""
     try:
         import onnx as onnx_lib
 
-        props = {p.key: p.value for p in onnx_lib.load(str(onnx), load_external_data=False).metadata_props}
-        own = json.loads(props.get("precision", '""'))
+        graph = onnx_lib.load(str(onnx), load_external_data=False).graph
+        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
+        half = any(i.data_type == onnx_lib.TensorProto.FLOAT16 for i in graph.initializer)
     except ImportError:
-        own = "int8" if "int8" in onnx.name else ("fp16" if "fp16" in onnx.name else "fp32")
+        qdq, half = "int8" in onnx.name, "fp16" in onnx.name
     major = int(tensorrt_version.split(".")[0]) if tensorrt_version else 10
-    return engine_precision(own.startswith("int8"), own == "fp16" or major < 11)
+    return engine_precision(qdq, half or major < 11)
 
 
 def write(engine: Path, onnx: Path, log: Path) -> int:

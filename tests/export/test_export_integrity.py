@@ -290,3 +290,20 @@ def test_export_builds_both_engines_and_gates_them(exported, tmp_path, monkeypat
     assert pairs["model_int8.engine"] == pairs["model_fp16.engine"] == "model_fp32.onnx"
     script = (copy / "build_tensorrt_engine.sh").read_text()
     assert "model_int8_s8.onnx" in script and "model_fp16.onnx --metadata" in script
+
+
+@pytest.mark.parametrize("source, version, expected", [("model_int8_s8.onnx", "10.3.0", "int8-qdq+fp16"),
+                                                       ("model_int8_s8.onnx", "11.4.1", "int8-qdq"),
+                                                       ("model_fp16.onnx", "11.4.1", "fp16"),
+                                                       ("model_fp32.onnx", "11.4.1", "fp32")])
+def test_jetson_sidecar_names_the_engines_precision(exported, source, version, expected):
+    """jetson/build_engine.sh's sidecar: the precision comes from the ONNX's graph, not metadata.json (FP32's)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "jetson" / "sidecar.py"
+    spec = importlib.util.spec_from_file_location("jetson_sidecar", path)
+    sidecar = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sidecar)
+    config, _, _ = exported
+    assert sidecar.engine_precision_of(config.out / source, version) == expected

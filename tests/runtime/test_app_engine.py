@@ -126,7 +126,9 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     sidecar = json.loads((tmp_path / "model_int8_s8.engine.json").read_text())
     assert sidecar | {"built_at": None} == sidecar | {
         "tensorrt_version": "10.3.0", "gpu_name": "Orin", "gpu": "Orin", "compute_capability": "8.7", "built_at": None,
-        "metadata": {"class_names": '["ladle", "whisk"]', "image_size": "64"}, "onnx": "model_int8_s8.onnx",
+        # precision: the engine's own (no Q/DQ nodes in this graph; --fp16 on TensorRT 10), not the ONNX's metadata
+        "metadata": {"class_names": '["ladle", "whisk"]', "image_size": "64", "precision": '"fp16"'},
+        "onnx": "model_int8_s8.onnx",
     }
     calls = (tmp_path / "calls.txt").read_text()
     assert "--int8 --fp16" in calls and "--maxShapes=image:1x3x64x64" in calls  # TensorRT 10: weakly typed flags
