@@ -24,15 +24,16 @@ setup: $(VENV)/.installed
 RUN    ?= runs/demo
 EXPORT := $(RUN)/export
 
-# The whole pipeline, CPU-sized: scenes -> training (the `cpu` preset) -> ONNX / OpenVINO FP32 + INT8 with drift
-# reports -> the light runtime on a generated video. The INT8 drift gate's verdict is printed, not fatal, here.
+# The whole pipeline, CPU-sized: scenes -> training (the `cpu` preset) -> ONNX / OpenVINO FP32, FP16 and INT8 with
+# drift reports and the per-artifact benchmark table (export/benchmark.md) -> the light runtime on a generated video.
+# The drift gate's verdict (and accuracy control's) is printed, not fatal, here.
 demo: setup
 	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
 	$(PY) -m dualpath.scenes preview --data $(DATA) --out $(DATA)/preview.png
 	$(PY) -m train --preset cpu --model dualpath --loss asl --data $(DATA) --out $(RUN) --resume --threads $(WORKERS)
-	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(EXPORT) --int8 --backends onnx,openvino,tensorrt \
-		--accuracy-control --workers $(WORKERS); rc=$$?; \
-		if [ $$rc -eq 1 ]; then echo "demo: an INT8 artifact is past its drift budget: see $(EXPORT)/drift/*/drift.md"; \
+	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(EXPORT) --int8 --fp16 --backends onnx,openvino,tensorrt \
+		--accuracy-control --benchmark --bench-threads $(WORKERS) --workers $(WORKERS); rc=$$?; \
+		if [ $$rc -eq 1 ]; then echo "demo: an artifact is past its drift budget: see $(EXPORT)/drift/*/drift.md"; \
 		elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	$(PY) -m runtime.demo_video --out $(RUN)/demo.mp4 --n 120
 	$(PY) -m runtime --model $(EXPORT)/model_int8.xml --source $(RUN)/demo.mp4 --headless --loop --max-frames 2000 \
