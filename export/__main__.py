@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "does it for an existing export)")
     p.add_argument("--bench-threads", type=int, default=2, help="inference threads when benchmarking (default 2)")
     p.add_argument("--bench-iters", type=int, default=200, help="batch-1 calls per artifact (default 200)")
+    p.add_argument("--bench-rounds", type=int, default=3,
+                   help="benchmark rounds, each artifact in a fresh process every round (default 3)")
     p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="cache of calibration / drift scenes")
@@ -83,6 +85,7 @@ def config_from_args(args):
         checkpoint=args.checkpoint, out=args.out, int8=args.int8, fp16=args.fp16, backends=_names(args.backends),
         min_int8_share=args.min_int8_share, parity_tol=args.parity_tol, baseline=args.baseline,
         benchmark=args.benchmark, bench_threads=args.bench_threads, bench_iters=args.bench_iters,
+        bench_rounds=args.bench_rounds,
         calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges,
         qdq_variants=_names(args.qdq_variants),
         accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,

@@ -49,6 +49,7 @@ class ExportConfig:
     benchmark: bool = False  # time every artifact (each in its own process): benchmark.md + benchmark.json
     bench_threads: int = 2
     bench_iters: int = 200
+    bench_rounds: int = 3
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.backends) - set(BACKEND_CHOICES))
@@ -73,8 +74,9 @@ class ExportConfig:
             raise ValueError(f"min_int8_share must be in [0, 1], got {self.min_int8_share}")
         if not 0.0 < self.parity_tol < float("inf"):
             raise ValueError(f"parity_tol must be a finite number > 0, got {self.parity_tol}")
-        if self.bench_threads < 1 or self.bench_iters < 10:
-            raise ValueError(f"bench_threads must be >= 1 and bench_iters >= 10, got {self.bench_threads}, {self.bench_iters}")
+        if self.bench_threads < 1 or self.bench_iters < 10 or self.bench_rounds < 1:
+            raise ValueError(f"bench_threads and bench_rounds must be >= 1, bench_iters >= 10, got {self.bench_threads}, "
+                             f"{self.bench_rounds}, {self.bench_iters}")
         if not 0.0 < self.control_margin <= 1.0:
             raise ValueError(f"control_margin must be in (0, 1], got {self.control_margin}")
         if self.accuracy_control and not self.int8:

@@ -316,7 +316,9 @@ def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, A
         max_float = ac.allowed_in_float(graph["conv_gemm_int8"], graph["conv_gemm_total"], config.min_int8_share)
         if not start["violations"]:
             results[name] = {"met": True, "kept_in_float": [], "rounds": [{"layers_in_float": 0, **start}],
-                             "max_layers_in_float": max_float}
+                             "max_layers_in_float": max_float, "best_round": 0, "violations": []}
+            log(f"accuracy control {name}: {config.control_margin:g} x budgets met as built ({start['worst']:.0%} of "
+                f"the tightest used) on {len(val)} validation scenes")
             continue
 
         def build(kept: list[str], name=name, variant=variant) -> Path:
@@ -471,5 +473,5 @@ def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, lo
         from export.benchmark import run_benchmark
 
         manifest["benchmark"] = run_benchmark(config.out, manifest, threads=config.bench_threads,
-                                              iters=config.bench_iters, log=log)
+                                              iters=config.bench_iters, rounds=config.bench_rounds, log=log)
     return manifest

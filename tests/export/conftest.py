@@ -18,7 +18,7 @@ def exported(tmp_path_factory):
     config = ExportConfig(checkpoint=make_checkpoint(root / "best.pt"), out=root / "out", int8=True, fp16=True,
                           backends=("onnx", "openvino", "tensorrt"), calib_n=16, drift_n=20, severities=(),
                           parity_n=8, data_root=root / "data", threads=1, benchmark=True, bench_threads=1,
-                          bench_iters=20)
+                          bench_iters=20, bench_rounds=2)
     logs: list[str] = []
     manifest = run_export(config, log=logs.append)
     return config, manifest, logs
