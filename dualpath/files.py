@@ -88,15 +88,17 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
-def check_writable(path: str | Path, *, inside: bool, flag: str = "--out") -> Path:
+def check_writable(path: str | Path, kind: str, flag: str = "--out") -> Path:
     """Raise OutputError (one line naming the path and `flag`) unless `path` can be written, before any work starts.
 
-    inside=True: a folder that files are written into (created if missing). inside=False: a file or folder that is
+    kind "into": a folder that files are written into (created if missing); "folder" / "file": a folder / file that is
     created or replaced as a whole by a rename in its parent (so it cannot be a mount point). Creates nothing."""
+    if kind not in ("into", "folder", "file"):
+        raise ValueError(f"kind must be 'into', 'folder' or 'file', got {kind!r}")
     path = Path(path)
     if path.exists():
-        _check_kind(path, inside, flag)
-    probe_in = path if inside and path.is_dir() else _deepest_existing(path.parent)
+        _check_kind(path, kind, flag)
+    probe_in = path if kind == "into" and path.is_dir() else _deepest_existing(path.parent)
     if not probe_in.is_dir():
         raise OutputError(f"cannot write {path}: {probe_in} is a file, not a folder; choose another {flag}")
     try:
@@ -109,10 +111,12 @@ def check_writable(path: str | Path, *, inside: bool, flag: str = "--out") -> Pa
     return path
 
 
-def _check_kind(path: Path, inside: bool, flag: str) -> None:
-    if inside and not path.is_dir():
+def _check_kind(path: Path, kind: str, flag: str) -> None:
+    if kind == "file" and path.is_dir():
+        raise OutputError(f"{path} is a folder, and a file is to be written there; choose another {flag}")
+    if kind != "file" and not path.is_dir():
         raise OutputError(f"{path} exists and is not a folder; choose another {flag}")
-    if not inside and os.path.ismount(path):
+    if kind != "into" and os.path.ismount(path):
         raise OutputError(f"{path} is a mount point, which cannot be replaced; write into a folder inside it "
                           f"(e.g. {flag} {path / 'out'})")
 

@@ -231,7 +231,7 @@ def _check_output(path: str, flag: str) -> None:
     from dualpath.files import check_writable
 
     try:
-        check_writable(path, inside=False, flag=flag)
+        check_writable(path, "file", flag)
     except OSError as e:
         raise RunError(str(e)) from None
 

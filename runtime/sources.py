@@ -219,6 +219,7 @@ class CaptureSource(FrameSource):
         while (image := self._read()) is None:
             total = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
             if total > 0 and self._attempts > total:
+                self.undecodable += failures  # the last frames did not decode
                 return None
             failures += 1
             if failures >= self.max_failures:

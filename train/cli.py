@@ -113,7 +113,7 @@ def run_cli(args: argparse.Namespace, action) -> int:
 
     setup_logging(args.quiet)
     try:
-        check_writable(args.out, inside=True)  # before the data is generated and the model trained
+        check_writable(args.out, "into")  # before the data is generated and the model trained
         cfg = resolve_config(args)
         dataset = resolve_dataset(args, cfg)
         cfg = cfg.with_overrides(n_scenes=len(dataset.labels))

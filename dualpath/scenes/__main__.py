@@ -113,7 +113,7 @@ def _preview(args: argparse.Namespace) -> int:
     from dualpath.files import check_writable
     from dualpath.scenes.preview import preview_grid
 
-    check_writable(args.out, inside=False)
+    check_writable(args.out, "file")
 
     if args.data:
         from dualpath.scenes.dataset import load_dataset
@@ -138,9 +138,7 @@ def _import_objects(args: argparse.Namespace) -> int:
     from dualpath.files import check_writable
     from dualpath.scenes.importer import import_objects, save_object_bank
 
-    if Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give the object bank's file name, e.g. {Path(args.out) / 'objects.npz'}")
-    check_writable(args.out, inside=False)
+    check_writable(args.out, "file")
     sprites, report = import_objects(args.folder)
     total = sum(report.imported.values())
     if total == 0:

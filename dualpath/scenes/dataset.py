@@ -238,7 +238,7 @@ def generate_dataset(
         if not overwrite:
             return _reuse(out, wanted)
         _check_ours(out)
-    check_writable(out, inside=False)
+    check_writable(out, "folder")
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         return _generate(config, seed, n, out, wanted, workers, progress)
@@ -342,7 +342,7 @@ def load_dataset(path: str | Path, verify: bool = True, mmap: bool = False) -> S
         info = _file_entry(path, manifest, name)
         try:
             a = np.load(path / info["file"], mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise DatasetError(f"{path}/{info['file']} cannot be read ({e}); generate the data set again") from None
         if list(a.shape) != info["shape"] or str(a.dtype) != info["dtype"]:
             raise DatasetError(

@@ -1,0 +1,404 @@
+"""python -m runtime against broken models, sources, frames and outputs. Its exit codes (python -m runtime --help):
+0 the source ended (or Ctrl-C), 1 the model / source / outputs cannot be used or no usable frame, 2 a bad command
+line, 3 a live source lost. Every failure is one line; JSON lines are whole lines; nothing runs before the checks."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from dualpath import contract
+from fault_checks import ROOT, error_line, run_module
+from runtime.__main__ import main
+
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+FRAMES = 60
+
+
+def run(model, source, *extra) -> int:
+    return main(["--model", str(model), "--source", str(source), "--headless", *map(str, extra)])
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A 60-frame MJPG AVI of generated scenes (128x128), and the byte span of every frame's JPEG in it."""
+    from dualpath.scenes import SceneConfig
+    from dualpath.scenes.dataset import render_range
+
+    scenes = render_range(SceneConfig(variants_per_class=1, backgrounds_per_kind=1), 0, 0, 6)["noisy"]
+    path = tmp_path_factory.mktemp("video") / "scenes.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (128, 128))
+    for i in range(FRAMES):
+        writer.write(cv2.resize(scenes[i % len(scenes)], (128, 128))[:, :, ::-1])
+    writer.release()
+    data = path.read_bytes()
+    movi = data.find(b"movi")
+    starts = [i for i in range(movi, len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    spans = [(s, data.find(b"\xff\xd9", s) + 2) for s in starts]
+    assert len(spans) == FRAMES
+    return path, spans
+
+
+def _damaged(video, tmp_path, frames) -> str:
+    """A copy of the video with these frames' JPEG data zeroed (they no longer decode; the others do)."""
+    path, spans = video
+    data = bytearray(path.read_bytes())
+    for k in frames:
+        start, end = spans[k]
+        data[start:end] = bytes(end - start)
+    out = tmp_path / "damaged.avi"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _summary(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("summary: "))
+
+
+# ------------------------------------------------------------------------------------------------ corrupt frames
+
+
+@pytest.mark.parametrize("bad", [[0], [7], [59], list(range(10, 30)), [3, 5, 8, 13, 21, 34, 55]])
+def test_undecodable_frames_are_skipped_and_counted(video, tmp_path, capsys, bad):
+    source, jsonl = _damaged(video, tmp_path, bad), tmp_path / "out.jsonl"
+    assert run(onnx_model_path(), source, "--jsonl", jsonl) == 0
+    out = capsys.readouterr().out
+    line = _summary(out)
+    assert line.startswith(f"summary: {FRAMES - len(bad)} frames ({len(bad)} undecodable")
+    assert line.endswith("source end of file")
+    records = _jsonl(jsonl)
+    assert len(records) == FRAMES - len(bad)
+    last_good = max(set(range(FRAMES)) - set(bad))
+    assert records[-1]["skipped"] == len([k for k in bad if k < last_good])  # skipped before the last frame run
+
+
+@pytest.mark.parametrize("limit, code", [(5, 1), (21, 0), (20, 1)])
+def test_a_run_of_undecodable_frames_ends_the_video_at_the_limit(video, tmp_path, capsys, limit, code):
+    source, jsonl = _damaged(video, tmp_path, range(10, 30)), tmp_path / "out.jsonl"
+    assert run(onnx_model_path(), source, "--jsonl", jsonl, "--max-bad-frames", limit) == code
+    line = _summary(capsys.readouterr().out)
+    if code == 1:
+        assert line.startswith("summary: 10 frames") and f"after {limit} undecodable frames in a row" in line
+        assert len(_jsonl(jsonl)) == 10
+    else:
+        assert line.startswith("summary: 40 frames (20 undecodable") and _jsonl(jsonl)[-1]["skipped"] == 20
+
+
+def test_random_damage_all_through_the_file(video, tmp_path, capsys):
+    """The reported case: 300 random 20-byte overwrites (numpy seed 0) after the headers. The runtime reads every
+    frame plain cv2.VideoCapture decodes, where it used to stop at the first bad one."""
+    path, spans = video
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        at = int(rng.integers(spans[0][0], len(data) - 20))
+        data[at : at + 20] = rng.integers(0, 256, 20, dtype=np.uint8).tobytes()
+    source = tmp_path / "random.avi"
+    source.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(source))
+    decodable = sum(bool(cap.read()[0]) for _ in range(FRAMES + 5))
+    cap.release()
+    assert 5 < decodable < FRAMES
+    assert run(onnx_model_path(), source) == 0
+    line = _summary(capsys.readouterr().out)
+    assert line.startswith(f"summary: {decodable} frames") and "undecodable" in line
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+@pytest.fixture(scope="module")
+def model_dir(onnx_model, tmp_path_factory):
+    global _ONNX
+    _ONNX = onnx_model
+    return tmp_path_factory.mktemp("models")
+
+
+_ONNX = None
+
+
+def onnx_model_path():
+    assert _ONNX is not None
+    return _ONNX
+
+
+@pytest.fixture(autouse=True)
+def _model_known(model_dir):
+    """Every test here runs with the session's exported model resolved (see onnx_model_path)."""
+
+
+def _foreign(path, props, probs=20, recon=64, inp=64, input_name="image", outputs=("probs", "recon")):
+    """Another model (not ours) carrying our metadata: input [N,3,inp,inp] -> probs [N,probs], recon [N,3,recon,recon]."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("GlobalAveragePool", [input_name], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "w"], ["logits"]), helper.make_node("Sigmoid", ["logits"], [outputs[0]])]
+    pool = inp // recon
+    nodes.append(helper.make_node("AveragePool", [input_name], ["pooled"], kernel_shape=[pool, pool], strides=[pool, pool])
+                 if pool > 1 else helper.make_node("Identity", [input_name], ["pooled"]))
+    nodes.append(helper.make_node("Tanh", ["pooled"], ["recon_out"]))
+    graph_outputs = [helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["N", probs])]
+    if len(outputs) > 1:
+        nodes[-1] = helper.make_node("Tanh", ["pooled"], [outputs[1]])
+        graph_outputs.append(helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["N", 3, recon, recon]))
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3, probs], np.ones(3 * probs, np.float32).tolist())
+    graph = helper.make_graph(nodes, "foreign", [helper.make_tensor_value_info(input_name, TensorProto.FLOAT,
+                                                                               ["N", 3, inp, inp])],
+                              graph_outputs, initializer=[weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def _props(onnx_model):
+    return {p.key: p.value for p in onnx.load(str(onnx_model)).metadata_props}
+
+
+@pytest.mark.parametrize("kind, shapes", [
+    (dict(probs=10), "output 'probs' has shape [N, 10], the metadata needs [N, 20]"),
+    (dict(probs=1000), "[N, 1000]"),
+    (dict(recon=32), "output 'recon' has shape [N, 3, 32, 32], the metadata needs [N, 3, 64, 64]"),
+    (dict(probs=10, recon=16), "[N, 10]"),
+    (dict(outputs=("probs",)), "no output 'recon'"),
+    (dict(outputs=("scores", "recon")), "no output 'probs'"),
+    (dict(inp=32, recon=32), "input 'image' has shape [N, 3, 32, 32]"),
+    (dict(input_name="data"), "no input 'image'"),
+])
+def test_a_foreign_model_with_copied_metadata_is_refused_naming_the_shapes(model_dir, tmp_path, capsys, kind, shapes):
+    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model_path()), **kind)
+    jsonl = tmp_path / "out.jsonl"
+    assert run(model, _image(tmp_path, np.zeros((64, 64, 3), np.uint8)), "--jsonl", jsonl) == 1
+    line = error_line(capsys.readouterr().err)
+    assert "is not the model its dualpath metadata describes" in line and shapes in line
+    assert not jsonl.exists()
+
+
+def test_a_foreign_model_with_matching_shapes_runs(model_dir, tmp_path, capsys):
+    """The check refuses what cannot work, not what merely is not ours: the shapes fit, it runs."""
+    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model_path()))
+    assert run(model, _image(tmp_path, np.zeros((64, 64, 3), np.uint8))) == 0
+    assert _summary(capsys.readouterr().out).startswith("summary: 1 frames")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "no model file at"),
+    ("empty", "onnxruntime cannot load"),
+    ("random", "onnxruntime cannot load"),
+    ("truncated", "onnxruntime cannot load"),
+    ("folder", "no model file at"),
+    ("suffix", "unknown model file type '.pt'"),
+    ("no-metadata", "carries no dualpath metadata"),
+    ("metadata-not-json", "corrupt metadata"),
+    ("metadata-other-format", "metadata format"),
+    ("no-classes", "class_names is empty"),
+])
+def test_broken_models(model_dir, tmp_path, capsys, damage, message):
+    good = onnx_model_path()
+    model = tmp_path / ("model.pt" if damage == "suffix" else "model.onnx")
+    if damage == "empty":
+        model.write_bytes(b"")
+    elif damage == "random":
+        model.write_bytes(os.urandom(4096))
+    elif damage == "truncated":
+        model.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif damage == "folder":
+        model.mkdir()
+    elif damage == "suffix":
+        model.write_bytes(good.read_bytes())
+    elif damage != "missing":
+        proto = onnx.load(str(good))
+        props = {p.key: p.value for p in proto.metadata_props}
+        del proto.metadata_props[:]
+        if damage == "metadata-not-json":
+            props["mean"] = "[0.1, 0.2"
+        elif damage == "metadata-other-format":
+            props["format"] = "dualpath-model/99"
+        elif damage == "no-classes":
+            props["class_names"] = "[]"
+        for key, value in (props.items() if damage != "no-metadata" else ()):
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(model))
+    assert run(model, _image(tmp_path, np.zeros((8, 8, 3), np.uint8))) == 1
+    assert message in error_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+def _image(tmp_path, array, name="frame.png"):
+    path = tmp_path / name
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+@pytest.mark.parametrize("source, message", [
+    ("{tmp}/nothing.mp4", "no such file or folder"),
+    ("{tmp}/empty", "no images in folder"),
+    ("{tmp}/broken", "no usable frame from the source"),
+    ("{tmp}/zeros.mp4", "cannot open video"),
+    ("{tmp}/truncated.avi", "cannot open video"),
+    ("{tmp}/bad.png", "cannot decode image"),
+    ("{tmp}/empty.png", "cannot decode image"),
+    ("foo://bar", "unknown source scheme"),
+    ("csi://0", "GStreamer"),
+    ("csi://x", "needs a sensor number"),
+    ("/dev/video63", "cannot open camera /dev/video63"),
+    ("rtsp://127.0.0.1:9/stream", "cannot open stream rtsp://127.0.0.1:9/stream"),
+    ("http://127.0.0.1:9/video.mjpg", "cannot open stream"),
+    ("", "empty source"),
+])
+def test_sources_that_cannot_be_used(model_dir, video, tmp_path, capsys, source, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "broken" / name).write_bytes(b"\x89PNG not an image")
+    (tmp_path / "zeros.mp4").write_bytes(bytes(4096))
+    (tmp_path / "truncated.avi").write_bytes(video[0].read_bytes()[:2000])
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    (tmp_path / "empty.png").write_bytes(b"")
+    jsonl = tmp_path / "out.jsonl"
+    t0 = time.perf_counter()
+    code = run(onnx_model_path(), source.format(tmp=tmp_path), "--jsonl", jsonl, "--retries", "0")
+    assert code == 1
+    err = capsys.readouterr()
+    text = err.err if err.err.strip() else err.out
+    if "no usable frame" in message:
+        assert message in _summary(err.out) and "Traceback" not in err.err
+    else:
+        assert message in error_line(err.err)
+    assert time.perf_counter() - t0 < 30
+    assert not jsonl.exists() or jsonl.read_text() == ""
+    del text
+
+
+@pytest.mark.parametrize("name, array", [
+    ("grey.png", np.full((48, 64), 128, np.uint8)),
+    ("bgra.png", np.full((48, 64, 4), 200, np.uint8)),
+    ("one-pixel.png", np.full((1, 1, 3), 90, np.uint8)),
+    ("one-by-wide.png", np.full((1, 500, 3), 90, np.uint8)),
+    ("huge.jpg", np.full((3000, 4000, 3), 120, np.uint8)),
+    ("sixteen-bit.png", np.full((48, 64, 3), 40000, np.uint16)),
+    ("sixteen-bit-grey.png", np.full((48, 64), 1000, np.uint16)),
+    ("sixteen-bit-bgra.png", np.full((48, 64, 4), 65535, np.uint16)),
+])
+def test_unusual_frames_run(model_dir, tmp_path, capsys, name, array):
+    jsonl = tmp_path / "out.jsonl"
+    assert run(onnx_model_path(), _image(tmp_path, array, name), "--jsonl", jsonl) == 0
+    assert _summary(capsys.readouterr().out).startswith("summary: 1 frames")
+    (record,) = _jsonl(jsonl)
+    assert len(record["probs"]) == contract.NUM_CLASSES and all(0 <= p <= 1 for p in record["probs"])
+
+
+def test_a_frame_of_an_unsupported_kind_is_named(model_dir, tmp_path, capsys):
+    source = _image(tmp_path, np.full((48, 64, 3), 0.5, np.float32), "float.tiff")
+    assert run(onnx_model_path(), source) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "no usable frame" in _summary(captured.out) and "got dtype float32" in _summary(captured.out)
+
+
+def test_a_folder_with_some_broken_images_runs_the_others(model_dir, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    _image(folder, np.zeros((32, 32, 3), np.uint8), "1.png")
+    (folder / "2.png").write_bytes(b"broken")
+    _image(folder, np.full((32, 32), 255, np.uint8), "3.png")
+    jsonl = tmp_path / "out.jsonl"
+    assert run(onnx_model_path(), folder, "--jsonl", jsonl) == 0
+    line = _summary(capsys.readouterr().out)
+    assert line.startswith("summary: 2 frames") and "1 unreadable images skipped" in line
+    assert [r["name"] for r in _jsonl(jsonl)] == ["1.png", "3.png"] and _jsonl(jsonl)[-1]["skipped"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+@pytest.mark.parametrize("flag, where", [
+    ("--jsonl", "under-a-file"), ("--jsonl", "read-only"), ("--jsonl", "a-folder"),
+    ("--save", "under-a-file"), ("--save", "read-only"),
+    ("--benchmark-json", "under-a-file"), ("--benchmark-json", "read-only"), ("--benchmark-json", "a-folder"),
+])
+def test_unwritable_outputs_fail_before_the_run(request, model_dir, video, tmp_path, afile, capsys, flag, where):
+    name = {"--jsonl": "out.jsonl", "--save": "out.avi", "--benchmark-json": "bench.json"}[flag]
+    if where == "under-a-file":
+        target = afile / name
+    elif where == "read-only":
+        target = request.getfixturevalue("readonly_dir") / name
+    else:
+        target = tmp_path / "folder"
+        target.mkdir()
+    t0 = time.perf_counter()
+    code = run(onnx_model_path(), video[0], flag, target, "--loop", "--max-frames", "100000")
+    assert code == 1
+    captured = capsys.readouterr()
+    error_line(captured.err)
+    assert "summary:" not in captured.out  # refused before the first frame, not after 100000
+    assert time.perf_counter() - t0 < 10
+    assert not (target.is_file())
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threshold", "2"], "--threshold"),
+    (["--max-frames", "0"], "--max-frames"),
+    (["--max-bad-frames", "0"], "--max-bad-frames"),
+    (["--smooth", "0"], "--smooth"),
+    (["--save", "out.txt"], "--save needs a video file name"),
+    (["--top", "0"], "--top"),
+    (["--retries", "-1"], "--retries"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--threads", "0"], "--threads"),
+    (["--benchmark", "--max-frames", "5", "--warmup", "5"], "must exceed --warmup"),
+])
+def test_bad_options_exit_2(model_dir, video, tmp_path, capsys, extra, message):
+    assert run(onnx_model_path(), video[0], *extra) == 2
+    assert message in error_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------------------------------ signals
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_run_with_a_summary_and_whole_lines(model_dir, video, tmp_path, sig):
+    jsonl, saved = tmp_path / "live.jsonl", tmp_path / "overlay.avi"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--model", str(onnx_model_path()), "--source",
+                             str(video[0]), "--headless", "--loop", "--jsonl", str(jsonl), "--save", str(saved)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (jsonl.exists() and jsonl.stat().st_size > 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert _summary(out).endswith("interrupted")
+    frames = len(_jsonl(jsonl))  # every line whole
+    cap = cv2.VideoCapture(str(saved))
+    assert frames >= 1 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames  # the video is closed, every frame in it
+
+
+def test_the_real_command_prints_one_line_for_a_foreign_model(model_dir, tmp_path):
+    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model_path()), probs=10)
+    done = run_module("runtime", "--model", model, "--source", _image(tmp_path, np.zeros((9, 9, 3), np.uint8)),
+                      "--headless")
+    assert done.returncode == 1 and "[N, 10]" in error_line(done.stderr) and done.stdout == ""
