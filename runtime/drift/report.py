@@ -85,6 +85,9 @@ def drift_report(reference, candidate, out: str | Path, config: DriftConfig = Dr
     result["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     result["data"] = {"path": str(ds.path), "seed": ds.seed, "sha256_noisy": ds.manifest["files"]["noisy"]["sha256"]}
     result["artifacts"] = dict(names or {"reference": str(reference.path), "candidate": str(candidate.path)})
+    # what each ran on: the backend, and OpenVINO's inference precision (bf16 / f16 are device defaults it may pick)
+    result["runtimes"] = {role: {"backend": be.name, "inference_precision": getattr(be, "inference_precision", None)}
+                          for role, be in (("reference", reference), ("candidate", candidate))}
     result["budgets"] = {m: b.to_dict() for m, b in budgets.items()}
     result["violations"] = check(budgets, result["reference"], result["candidate"])
     if baseline is not None:
