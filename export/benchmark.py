@@ -29,7 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 MODEL_SUFFIXES = (".onnx", ".xml", ".engine")
 DELTAS = ("accuracy", "macro_map", "ssim")
 BATCH = 32
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def artifacts(manifest: dict[str, Any]) -> list[str]:
@@ -54,9 +54,10 @@ def time_one(path: Path, threads: int, iters: int, warmup: int = 10) -> dict[str
         xb = rng.normal(size=(BATCH, 3, size, size)).astype(np.float32)
         lat = _times(lambda: be.infer({be.metadata.input_name: x1}), warmup, iters) * 1000.0
         thr = _times(lambda: be.infer({be.metadata.input_name: xb}), 2, max(3, iters // 20))
+        compute = getattr(be, "inference_precision", None)  # OpenVINO: f32 / bf16 / f16 as the plugin compiled it
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
-            f"batch{BATCH}_images_per_s": float(BATCH / np.median(thr)), "iters": iters}
+            f"batch{BATCH}_images_per_s": float(BATCH / np.median(thr)), "iters": iters, "compute": compute}
 
 
 def _times(fn: Callable[[], Any], warmup: int, n: int) -> np.ndarray:
@@ -99,7 +100,8 @@ def combine(rounds: list[dict[str, float]]) -> dict[str, Any]:
     key = f"batch{BATCH}_images_per_s"
     return {"p50_ms": min(r["p50_ms"] for r in rounds), "p95_ms": float(np.median([r["p95_ms"] for r in rounds])),
             "p99_ms": float(np.median([r["p99_ms"] for r in rounds])), key: max(r[key] for r in rounds),
-            "iters": rounds[0]["iters"], "rounds_p50_ms": [round(r["p50_ms"], 3) for r in rounds]}
+            "iters": rounds[0]["iters"], "compute": rounds[0].get("compute"),
+            "rounds_p50_ms": [round(r["p50_ms"], 3) for r in rounds]}
 
 
 def run_benchmark(folder: Path, manifest: dict[str, Any], threads: int = 2, iters: int = 200, rounds: int = 3,
@@ -169,7 +171,8 @@ def markdown(result: dict[str, Any]) -> str:
              f"Machine: {headline(result['machine'])}. Batch-1 latency over repeated calls on random input, batch "
              f"{result['batch']} throughput; {result['machine']['rounds']} round(s), each artifact in a fresh process "
              "every round: p50 is the lowest round's, p95 / p99 the median round's, throughput the best. Drift: "
-             "candidate minus FP32 reference on the export's held-out drift scenes.", "",
+             "candidate minus FP32 reference on the export's held-out drift scenes. OpenVINO rows name the precision "
+             "its plugin computes in (FP16 weights run in bf16 or f32 on CPUs).", "",
              f"| artifact | precision | MiB | p50 ms | p95 ms | p99 ms | b{result['batch']} img/s | d accuracy | "
              "d macro mAP | d SSIM | drift gate |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -180,7 +183,8 @@ def markdown(result: dict[str, Any]) -> str:
         d = r["drift"]
         drift = (["(reference)"] * 3 + [""]) if d is None else \
             [f"{d[m]:+.4f}" for m in DELTAS] + [f"{'ok' if d['passed'] else 'PAST BUDGET'} vs {d['reference']}"]
-        lines.append(f"| {r['artifact']} | {r['precision']} | {r['bytes'] / 2**20:.2f} | " + " | ".join(timing + drift) + " |")
+        precision = r["precision"] + (f" ({r['compute']} compute)" if r.get("compute") else "")
+        lines.append(f"| {r['artifact']} | {precision} | {r['bytes'] / 2**20:.2f} | " + " | ".join(timing + drift) + " |")
     return "\n".join(lines) + "\n"
 
 
