@@ -26,7 +26,10 @@ def fake_tensorrt(version: str = "10.3.0") -> types.ModuleType:
     "engine" is a few bytes naming the flags it was built with."""
     import onnx
 
+    import importlib.machinery
+
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)  # importlib.util.find_spec asks for it
     trt.__version__ = version
     trt.LayerType = types.SimpleNamespace(QUANTIZE="QUANTIZE", DEQUANTIZE="DEQUANTIZE", OTHER="OTHER")
     trt.DataType = types.SimpleNamespace(HALF="HALF", FLOAT="FLOAT")
@@ -111,3 +114,24 @@ def fake_tensorrt(version: str = "10.3.0") -> types.ModuleType:
 
     trt.Logger, trt.OnnxParser, trt.Builder = Logger, OnnxParser, Builder
     return trt
+
+
+def fake_engine_backend():
+    """A stand-in for runtime.backends.trt.TensorRTBackend: reads the engine's sidecar like the real one and runs
+    the ONNX the engine was built from with ONNX Runtime."""
+    import json
+    from pathlib import Path
+
+    from runtime.backends.ort import OrtBackend
+
+    class FakeEngineBackend(OrtBackend):
+        name = "tensorrt"
+
+        def __init__(self, path, **options):
+            path = Path(path)
+            sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+            super().__init__(path.with_name(sidecar["onnx"]), threads=1)
+            self.path = path
+            self.metadata = self._read_metadata(sidecar["metadata"])
+
+    return FakeEngineBackend

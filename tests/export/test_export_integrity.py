@@ -274,8 +274,8 @@ def test_engine_metadata_names_its_real_precision(exported, tmp_path, monkeypatc
     assert on_disk["metadata"]["precision"] == sidecar["metadata"]["precision"]
 
 
-def test_export_builds_both_engines_and_gates_them(exported, tmp_path, monkeypatch):
-    """With TensorRT present, the export builds the INT8 and the FP16 engine, and both get drift reports."""
+def test_tensorrt_step_builds_both_engines_and_their_script(exported, tmp_path, monkeypatch):
+    """With TensorRT present, the TensorRT step builds the INT8 and the FP16 engine; both are drift pairs."""
     import dataclasses
 
     from export import pipeline
@@ -308,3 +308,30 @@ def test_jetson_sidecar_names_the_engines_precision(exported, source, version, e
     spec.loader.exec_module(sidecar)
     config, _, _ = exported
     assert sidecar.engine_precision_of(config.out / source, version) == expected
+
+
+def test_export_with_tensorrt_gates_both_engines_and_lists_them(tmp_path, monkeypatch):
+    """TensorRT present (faked; the engine backend runs the ONNX each engine was built from): the export builds the
+    INT8 and FP16 engines, writes a drift report for each, and lists them with sidecars naming their precision."""
+    import runtime.backends as backends
+    from export.config import ExportConfig
+    from export.pipeline import run_export
+    from export_helpers import fake_engine_backend
+
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
+    monkeypatch.setitem(sys.modules, "fake_engine_module", type(sys)("fake_engine_module"))
+    sys.modules["fake_engine_module"].FakeEngineBackend = fake_engine_backend()
+    monkeypatch.setitem(backends.BACKENDS, "tensorrt", ("fake_engine_module", "FakeEngineBackend", "tensorrt", ""))
+    config = ExportConfig(checkpoint=make_checkpoint(tmp_path / "a.pt"), out=tmp_path / "out", int8=True, fp16=True,
+                          backends=("onnx", "tensorrt"), qdq_variants=("s8",), calib_n=16, drift_n=20, severities=(),
+                          parity_n=8, data_root=tmp_path / "data", threads=1)
+    manifest = run_export(config, log=lambda _: None)
+    assert {"model_int8.engine", "model_fp16.engine"} <= set(manifest["drift"])
+    for engine, precision in (("model_int8.engine", "int8-qdq+fp16"), ("model_fp16.engine", "fp16")):
+        r = manifest["drift"][engine]
+        assert r["reference"] == "model_fp32.onnx" and (config.out / r["report"] / "drift.json").is_file()
+        assert manifest["recipes"][engine]["precision"] == precision
+        assert {engine, engine + ".json"} <= set(manifest["files"])
+        with load_backend(config.out / engine) as be:  # the sidecar: real precision, this checkpoint
+            assert be.metadata.extra["precision"] == precision
+            assert be.metadata.extra["checkpoint_sha256"] == manifest["checkpoint"]["sha256"]
