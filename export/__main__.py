@@ -15,12 +15,16 @@ EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a dualpath checkpoint to ONNX FP32 (with metadata and a parity check against torch), "
-        "and with --int8 to QDQ INT8 ONNX (u8: ONNX Runtime CPU, s8: TensorRT), OpenVINO IR FP32/INT8 (NNCF) and "
-        "a TensorRT engine (built where TensorRT runs, else a script for the device), calibrated on generated "
-        "scenes; then drift reports of every INT8 artifact and manifest.json. Exit 1 when an INT8 artifact "
-        "is past its drift budget, 2 on errors.",
-        epilog="example: python -m export --checkpoint runs/x/best.pt --out runs/x/export --int8 --accuracy-control",
+        description="Export a dualpath checkpoint to ONNX FP32 (with metadata and a parity check against torch, "
+        "enforced), and with --int8 to QDQ INT8 ONNX (u8: ONNX Runtime CPU, s8: TensorRT) and OpenVINO IR INT8 (NNCF), "
+        "with --fp16 to FP16 ONNX and OpenVINO IR, TensorRT engines where TensorRT runs (else a build script for the "
+        "device), calibrated on generated scenes; then drift reports of every INT8 / FP16 artifact, an optional "
+        "benchmark table and manifest.json, which lists exactly the files this export wrote (a previous export's are "
+        "replaced, other files left alone). Exit 1 when the FP32 model does not match torch, accuracy control cannot "
+        "meet its budgets or an artifact is past its drift budget; 2 on errors. OpenVINO / NNCF telemetry is off "
+        "(DUALPATH_TELEMETRY=1 opts in).",
+        epilog="example: python -m export --checkpoint runs/x/best.pt --out runs/x/export --int8 --fp16 "
+        "--accuracy-control --benchmark",
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (runs/x/best.pt)")
     p.add_argument("--out", type=Path, required=True, help="folder for the artifacts")
