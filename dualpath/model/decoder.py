@@ -35,15 +35,15 @@ class DecoderBlock(nn.Module):
         return self.conv(x)
 
 
-def decoder_widths(skip_widths: Sequence[int], final_blocks: int = 1) -> tuple[int, ...]:
+def decoder_widths(skip_widths: Sequence[int]) -> tuple[int, ...]:
     """Block widths, deepest first, scaled from the backbone's own skips.
 
     A quarter of each skip's width, rounded up to a multiple of 8 (friendly to channels_last and INT8
-    kernels); the `final_blocks` skip-less blocks up to the input size repeat the shallowest width.
-    densenet121 -> (256, 128, 64, 16, 16), close to segmentation_models_pytorch's U-Net default (256, 128, 64, 32, 16).
+    kernels); the final 64x64 block repeats the 32x32 width. densenet121 -> (256, 128, 64, 16, 16), close
+    to segmentation_models_pytorch's U-Net default (256, 128, 64, 32, 16).
     """
     widths = tuple(_round_up(max(w // 4, 1), 8) for w in reversed(skip_widths))
-    return widths + widths[-1:] * final_blocks
+    return widths + widths[-1:]
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -51,20 +51,19 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 class UNetDecoder(nn.Module):
-    """f5 + skips (shallowest first) -> feature map F at the input resolution: one block per skip, then
-    `final_blocks` without a skip (1 for the ImageNet stem, whose shallowest skip is at half the input size)."""
+    """f5 + skips (shallowest first) -> feature map F at the input resolution (one block per skip + one)."""
 
-    def __init__(self, bottleneck_width: int, skip_widths: Sequence[int], final_blocks: int = 1) -> None:
+    def __init__(self, bottleneck_width: int, skip_widths: Sequence[int]) -> None:
         super().__init__()
-        widths = decoder_widths(skip_widths, final_blocks)
-        skips = tuple(reversed(skip_widths)) + (0,) * final_blocks  # the last blocks upsample without a skip
+        widths = decoder_widths(skip_widths)
+        skips = tuple(reversed(skip_widths)) + (0,)  # the last block upsamples to full size without a skip
         ins = (bottleneck_width,) + widths[:-1]
         self.blocks = nn.ModuleList(DecoderBlock(i, s, o) for i, s, o in zip(ins, skips, widths))
         self.out_width = widths[-1]
 
     def forward(self, f5: Tensor, skips: Sequence[Tensor]) -> Tensor:
         x = f5
-        for block, skip in zip(self.blocks, [*reversed(skips)] + [None] * (len(self.blocks) - len(skips))):
+        for block, skip in zip(self.blocks, [*reversed(skips), None]):
             x = block(x, skip)
         return x
 
