@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
 from dualpath.scenes.config import SceneConfig
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fault_checks import train_argv
+
 N_SCENES = 60
 
 
@@ -81,11 +83,6 @@ def dataset(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("faults-data") / "scenes"
     return generate_dataset(SceneConfig(), seed=0, n=N_SCENES, out=out, workers=1, progress=False)
-
-
-def train_argv(data, out, *extra) -> list[str]:
-    return ["--preset", "tiny", "--data", str(data), "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet",
-            *map(str, extra)]
 
 
 @pytest.fixture(scope="session")

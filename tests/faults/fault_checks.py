@@ -30,3 +30,9 @@ def run_module(module: str, *args: str, timeout: float = 120, **kwargs) -> subpr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout, **kwargs)
+
+
+def train_argv(data, out, *extra) -> list[str]:
+    """`python -m train` arguments for the tiny preset on a given data set, on one CPU thread, quiet."""
+    return ["--preset", "tiny", "--data", str(data), "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet",
+            *map(str, extra)]

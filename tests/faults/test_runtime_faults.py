@@ -71,9 +71,9 @@ def _summary(out: str) -> str:
 
 
 @pytest.mark.parametrize("bad", [[0], [7], [59], list(range(10, 30)), [3, 5, 8, 13, 21, 34, 55]])
-def test_undecodable_frames_are_skipped_and_counted(video, tmp_path, capsys, bad):
+def test_undecodable_frames_are_skipped_and_counted(onnx_model, video, tmp_path, capsys, bad):
     source, jsonl = _damaged(video, tmp_path, bad), tmp_path / "out.jsonl"
-    assert run(onnx_model_path(), source, "--jsonl", jsonl) == 0
+    assert run(onnx_model, source, "--jsonl", jsonl) == 0
     out = capsys.readouterr().out
     line = _summary(out)
     assert line.startswith(f"summary: {FRAMES - len(bad)} frames ({len(bad)} undecodable")
@@ -85,9 +85,9 @@ def test_undecodable_frames_are_skipped_and_counted(video, tmp_path, capsys, bad
 
 
 @pytest.mark.parametrize("limit, code", [(5, 1), (21, 0), (20, 1)])
-def test_a_run_of_undecodable_frames_ends_the_video_at_the_limit(video, tmp_path, capsys, limit, code):
+def test_a_run_of_undecodable_frames_ends_the_video_at_the_limit(onnx_model, video, tmp_path, capsys, limit, code):
     source, jsonl = _damaged(video, tmp_path, range(10, 30)), tmp_path / "out.jsonl"
-    assert run(onnx_model_path(), source, "--jsonl", jsonl, "--max-bad-frames", limit) == code
+    assert run(onnx_model, source, "--jsonl", jsonl, "--max-bad-frames", limit) == code
     line = _summary(capsys.readouterr().out)
     if code == 1:
         assert line.startswith("summary: 10 frames") and f"after {limit} undecodable frames in a row" in line
@@ -96,7 +96,7 @@ def test_a_run_of_undecodable_frames_ends_the_video_at_the_limit(video, tmp_path
         assert line.startswith("summary: 40 frames (20 undecodable") and _jsonl(jsonl)[-1]["skipped"] == 20
 
 
-def test_random_damage_all_through_the_file(video, tmp_path, capsys):
+def test_random_damage_all_through_the_file(onnx_model, video, tmp_path, capsys):
     """The reported case: 300 random 20-byte overwrites (numpy seed 0) after the headers. The runtime reads every
     frame plain cv2.VideoCapture decodes, where it used to stop at the first bad one."""
     path, spans = video
@@ -111,32 +111,12 @@ def test_random_damage_all_through_the_file(video, tmp_path, capsys):
     decodable = sum(bool(cap.read()[0]) for _ in range(FRAMES + 5))
     cap.release()
     assert 5 < decodable < FRAMES
-    assert run(onnx_model_path(), source) == 0
+    assert run(onnx_model, source) == 0
     line = _summary(capsys.readouterr().out)
     assert line.startswith(f"summary: {decodable} frames") and "undecodable" in line
 
 
 # ------------------------------------------------------------------------------------------------ models
-
-
-@pytest.fixture(scope="module")
-def model_dir(onnx_model, tmp_path_factory):
-    global _ONNX
-    _ONNX = onnx_model
-    return tmp_path_factory.mktemp("models")
-
-
-_ONNX = None
-
-
-def onnx_model_path():
-    assert _ONNX is not None
-    return _ONNX
-
-
-@pytest.fixture(autouse=True)
-def _model_known(model_dir):
-    """Every test here runs with the session's exported model resolved (see onnx_model_path)."""
 
 
 def _foreign(path, props, probs=20, recon=64, inp=64, input_name="image", outputs=("probs", "recon")):
@@ -178,8 +158,8 @@ def _props(onnx_model):
     (dict(inp=32, recon=32), "input 'image' has shape [N, 3, 32, 32]"),
     (dict(input_name="data"), "no input 'image'"),
 ])
-def test_a_foreign_model_with_copied_metadata_is_refused_naming_the_shapes(model_dir, tmp_path, capsys, kind, shapes):
-    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model_path()), **kind)
+def test_a_foreign_model_with_copied_metadata_is_refused_naming_the_shapes(onnx_model, tmp_path, capsys, kind, shapes):
+    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model), **kind)
     jsonl = tmp_path / "out.jsonl"
     assert run(model, _image(tmp_path, np.zeros((64, 64, 3), np.uint8)), "--jsonl", jsonl) == 1
     line = error_line(capsys.readouterr().err)
@@ -187,9 +167,9 @@ def test_a_foreign_model_with_copied_metadata_is_refused_naming_the_shapes(model
     assert not jsonl.exists()
 
 
-def test_a_foreign_model_with_matching_shapes_runs(model_dir, tmp_path, capsys):
+def test_a_foreign_model_with_matching_shapes_runs(onnx_model, tmp_path, capsys):
     """The check refuses what cannot work, not what merely is not ours: the shapes fit, it runs."""
-    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model_path()))
+    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model))
     assert run(model, _image(tmp_path, np.zeros((64, 64, 3), np.uint8))) == 0
     assert _summary(capsys.readouterr().out).startswith("summary: 1 frames")
 
@@ -206,8 +186,8 @@ def test_a_foreign_model_with_matching_shapes_runs(model_dir, tmp_path, capsys):
     ("metadata-other-format", "metadata format"),
     ("no-classes", "class_names is empty"),
 ])
-def test_broken_models(model_dir, tmp_path, capsys, damage, message):
-    good = onnx_model_path()
+def test_broken_models(onnx_model, tmp_path, capsys, damage, message):
+    good = onnx_model
     model = tmp_path / ("model.pt" if damage == "suffix" else "model.onnx")
     if damage == "empty":
         model.write_bytes(b"")
@@ -261,7 +241,7 @@ def _image(tmp_path, array, name="frame.png"):
     ("http://127.0.0.1:9/video.mjpg", "cannot open stream"),
     ("", "empty source"),
 ])
-def test_sources_that_cannot_be_used(model_dir, video, tmp_path, capsys, source, message):
+def test_sources_that_cannot_be_used(onnx_model, video, tmp_path, capsys, source, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken").mkdir()
     for name in ("a.png", "b.jpg"):
@@ -272,17 +252,15 @@ def test_sources_that_cannot_be_used(model_dir, video, tmp_path, capsys, source,
     (tmp_path / "empty.png").write_bytes(b"")
     jsonl = tmp_path / "out.jsonl"
     t0 = time.perf_counter()
-    code = run(onnx_model_path(), source.format(tmp=tmp_path), "--jsonl", jsonl, "--retries", "0")
+    code = run(onnx_model, source.format(tmp=tmp_path), "--jsonl", jsonl, "--retries", "0")
     assert code == 1
     err = capsys.readouterr()
-    text = err.err if err.err.strip() else err.out
     if "no usable frame" in message:
         assert message in _summary(err.out) and "Traceback" not in err.err
     else:
         assert message in error_line(err.err)
     assert time.perf_counter() - t0 < 30
     assert not jsonl.exists() or jsonl.read_text() == ""
-    del text
 
 
 @pytest.mark.parametrize("name, array", [
@@ -295,30 +273,30 @@ def test_sources_that_cannot_be_used(model_dir, video, tmp_path, capsys, source,
     ("sixteen-bit-grey.png", np.full((48, 64), 1000, np.uint16)),
     ("sixteen-bit-bgra.png", np.full((48, 64, 4), 65535, np.uint16)),
 ])
-def test_unusual_frames_run(model_dir, tmp_path, capsys, name, array):
+def test_unusual_frames_run(onnx_model, tmp_path, capsys, name, array):
     jsonl = tmp_path / "out.jsonl"
-    assert run(onnx_model_path(), _image(tmp_path, array, name), "--jsonl", jsonl) == 0
+    assert run(onnx_model, _image(tmp_path, array, name), "--jsonl", jsonl) == 0
     assert _summary(capsys.readouterr().out).startswith("summary: 1 frames")
     (record,) = _jsonl(jsonl)
     assert len(record["probs"]) == contract.NUM_CLASSES and all(0 <= p <= 1 for p in record["probs"])
 
 
-def test_a_frame_of_an_unsupported_kind_is_named(model_dir, tmp_path, capsys):
+def test_a_frame_of_an_unsupported_kind_is_named(onnx_model, tmp_path, capsys):
     source = _image(tmp_path, np.full((48, 64, 3), 0.5, np.float32), "float.tiff")
-    assert run(onnx_model_path(), source) == 1
+    assert run(onnx_model, source) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert "no usable frame" in _summary(captured.out) and "got dtype float32" in _summary(captured.out)
 
 
-def test_a_folder_with_some_broken_images_runs_the_others(model_dir, tmp_path, capsys):
+def test_a_folder_with_some_broken_images_runs_the_others(onnx_model, tmp_path, capsys):
     folder = tmp_path / "frames"
     folder.mkdir()
     _image(folder, np.zeros((32, 32, 3), np.uint8), "1.png")
     (folder / "2.png").write_bytes(b"broken")
     _image(folder, np.full((32, 32), 255, np.uint8), "3.png")
     jsonl = tmp_path / "out.jsonl"
-    assert run(onnx_model_path(), folder, "--jsonl", jsonl) == 0
+    assert run(onnx_model, folder, "--jsonl", jsonl) == 0
     line = _summary(capsys.readouterr().out)
     assert line.startswith("summary: 2 frames") and "1 unreadable images skipped" in line
     assert [r["name"] for r in _jsonl(jsonl)] == ["1.png", "3.png"] and _jsonl(jsonl)[-1]["skipped"] == 1
@@ -332,7 +310,7 @@ def test_a_folder_with_some_broken_images_runs_the_others(model_dir, tmp_path, c
     ("--save", "under-a-file"), ("--save", "read-only"),
     ("--benchmark-json", "under-a-file"), ("--benchmark-json", "read-only"), ("--benchmark-json", "a-folder"),
 ])
-def test_unwritable_outputs_fail_before_the_run(request, model_dir, video, tmp_path, afile, capsys, flag, where):
+def test_unwritable_outputs_fail_before_the_run(onnx_model, request, video, tmp_path, afile, capsys, flag, where):
     name = {"--jsonl": "out.jsonl", "--save": "out.avi", "--benchmark-json": "bench.json"}[flag]
     if where == "under-a-file":
         target = afile / name
@@ -342,7 +320,7 @@ def test_unwritable_outputs_fail_before_the_run(request, model_dir, video, tmp_p
         target = tmp_path / "folder"
         target.mkdir()
     t0 = time.perf_counter()
-    code = run(onnx_model_path(), video[0], flag, target, "--loop", "--max-frames", "2000")
+    code = run(onnx_model, video[0], flag, target, "--loop", "--max-frames", "2000")
     assert code == 1
     captured = capsys.readouterr()
     error_line(captured.err)
@@ -366,8 +344,8 @@ def test_unwritable_outputs_fail_before_the_run(request, model_dir, video, tmp_p
     (["--threads", "0"], "--threads"),
     (["--benchmark", "--max-frames", "5", "--warmup", "5"], "must exceed --warmup"),
 ])
-def test_bad_options_exit_2(model_dir, video, tmp_path, capsys, extra, message):
-    assert run(onnx_model_path(), video[0], *extra) == 2
+def test_bad_options_exit_2(onnx_model, video, tmp_path, capsys, extra, message):
+    assert run(onnx_model, video[0], *extra) == 2
     assert message in error_line(capsys.readouterr().err)
 
 
@@ -375,10 +353,10 @@ def test_bad_options_exit_2(model_dir, video, tmp_path, capsys, extra, message):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_ends_the_run_with_a_summary_and_whole_lines(model_dir, video, tmp_path, sig):
+def test_a_signal_ends_the_run_with_a_summary_and_whole_lines(onnx_model, video, tmp_path, sig):
     jsonl, saved = tmp_path / "live.jsonl", tmp_path / "overlay.avi"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--model", str(onnx_model_path()), "--source",
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "--model", str(onnx_model), "--source",
                              str(video[0]), "--headless", "--loop", "--jsonl", str(jsonl), "--save", str(saved)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -397,8 +375,8 @@ def test_a_signal_ends_the_run_with_a_summary_and_whole_lines(model_dir, video, 
     assert frames >= 1 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames  # the video is closed, every frame in it
 
 
-def test_the_real_command_prints_one_line_for_a_foreign_model(model_dir, tmp_path):
-    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model_path()), probs=10)
+def test_the_real_command_prints_one_line_for_a_foreign_model(onnx_model, tmp_path):
+    model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model), probs=10)
     done = run_module("runtime", "--model", model, "--source", _image(tmp_path, np.zeros((9, 9, 3), np.uint8)),
                       "--headless")
     assert done.returncode == 1 and "[N, 10]" in error_line(done.stderr) and done.stdout == ""

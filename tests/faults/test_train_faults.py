@@ -15,12 +15,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import train.experiment  # noqa: E402
-from conftest import train_argv  # noqa: E402
-from fault_checks import ROOT, error_line, temporaries  # noqa: E402
+from fault_checks import ROOT, error_line, temporaries, train_argv  # noqa: E402
 from train.cli import main  # noqa: E402
-
-RUN_FILES = ("config.json", "splits.json", "metrics.json", "best.pt", "report.md", "predictions.npz")
-
 
 def finished_files(out):
     """Files that say "this run finished"; none may exist after a failure."""
