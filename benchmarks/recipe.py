@@ -58,8 +58,10 @@ VARIANTS: dict[str, Variant] = {
     "densenet": replace(BASE, description="DenseNet-alone baseline (BCE), as landed", arch="densenet", loss="bce",
                         recon_weight=0.0, cls_weight=1.0),
     "dualpath": BASE,
-    "dualpath_stem3": replace(BASE, description="+ 3x3 stride-1 stem (first dense block at 32x32)",
+    "dualpath_stem3": replace(BASE, description="+ 3x3 stride-2 stem, no max-pool (first dense block at 32x32)",
                               model_options={"stem": "3x3"}),
+    "densenet_stem3": replace(BASE, description="DenseNet-alone baseline (BCE) + 3x3 stem", arch="densenet",
+                              loss="bce", recon_weight=0.0, cls_weight=1.0, model_options={"stem": "3x3"}),
     "dualpath_fnorm": replace(BASE, description="+ BatchNorm on the fused vector", model_options={"fusion_norm": True}),
     "dualpath_b64": replace(BASE, description="+ batch 64", batch_size=64),
     "dualpath_cls2": replace(BASE, description="+ loss 1.5 MSE + 2.0 ASL (classification weighted up)",
@@ -70,12 +72,21 @@ VARIANTS: dict[str, Variant] = {
     "dualpath_wd": replace(BASE, description="+ AdamW, weight decay 0.05", optimizer="adamw", weight_decay=0.05),
     "dualpath_lr4": replace(BASE, description="+ lr 4e-3", lr=4e-3),
 }
+# Combinations of the changes that helped alone (or are expected to pay only in longer runs: more data, augmentation).
+COMBO = replace(BASE, description="batch 64 + 1.5 MSE + 2.0 ASL + dihedral augmentation + 30000 extra scenes",
+                batch_size=64, cls_weight=2.0, augment="dihedral", extra_scenes=30000)
+VARIANTS.update({
+    "combo": COMBO,
+    "combo_stem3": replace(COMBO, description=COMBO.description + " + 3x3 stem", model_options={"stem": "3x3"}),
+})
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", nargs="+", default=["plain_cnn", "densenet", "dualpath"], help="variants (see --list)")
     p.add_argument("--budget", type=float, default=240.0, help="training wall-clock seconds per row (default 240)")
+    p.add_argument("--epochs", type=float, help="train each row for this many epochs instead of --budget seconds "
+                   "(the learning rate then follows the fraction of steps done): learning per epoch, not per second")
     p.add_argument("--threads", type=int, default=1, help="torch threads per row (default 1)")
     p.add_argument("--data", type=Path, default=Path("data/scenes"), help="the n6000-seed0 scenes (make demo's)")
     p.add_argument("--extra-data", type=Path, help="scenes of another training seed for rows with extra_scenes")
@@ -101,12 +112,13 @@ def run_table(args) -> int:
     done = _load(args.out)
     rows = done.get("rows", {})
     for name in args.rows:
-        key = f"{name}@{args.budget:g}s/{args.threads}t"
+        key = f"{name}@{args.epochs:g}ep/{args.threads}t" if args.epochs else f"{name}@{args.budget:g}s/{args.threads}t"
         if key in rows:
             print(f"recipe: {key} already in {args.out}, kept")
             continue
         cmd = [sys.executable, __file__, "--row", name, "--budget", str(args.budget), "--threads", str(args.threads),
-               "--data", str(args.data)] + (["--extra-data", str(args.extra_data)] if args.extra_data else [])
+               "--data", str(args.data)] + (["--extra-data", str(args.extra_data)] if args.extra_data else []) + (
+               ["--epochs", str(args.epochs)] if args.epochs else [])
         print(f"recipe: training {key} ...", flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -160,16 +172,20 @@ def train_row(name: str, v: Variant, args) -> dict:
     norm = Normalizer(device, channels_last=True)
     gen = torch.Generator().manual_seed(0)
     idx_all = torch.as_tensor(train_idx)
+    total_steps = int(args.epochs * (len(idx_all) // v.batch_size)) if args.epochs else None
+
+    def progress() -> float:  # fraction of the row's budget (wall time, or steps with --epochs) used so far
+        return steps / total_steps if total_steps else (time.perf_counter() - start) / args.budget
+
     seen, steps, start = 0, 0, time.perf_counter()
     model.train()
-    while (elapsed := time.perf_counter() - start) < args.budget:
+    while progress() < 1.0:
         perm = idx_all[torch.randperm(len(idx_all), generator=gen)]
         for batch in perm[: len(perm) // v.batch_size * v.batch_size].view(-1, v.batch_size):
-            elapsed = time.perf_counter() - start
-            if elapsed >= args.budget:
+            if (frac := progress()) >= 1.0:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(v.lr, elapsed / args.budget)
+                group["lr"] = lr_at(v.lr, frac)
             noisy, clean = augment_pairs(data.noisy[batch], data.clean[batch], v.augment, gen)
             out = model(norm.inputs(noisy))
             total, _ = criterion(out, norm.targets(clean), data.labels[batch].float())
@@ -180,7 +196,8 @@ def train_row(name: str, v: Variant, args) -> dict:
     train_s = time.perf_counter() - start
     pred = predict(model, criterion, data, splits.test, normalizer=norm, batch_size=256)
     m = compute_metrics(pred, arrays["labels"], arrays["clean"])
-    return {"row": name, "description": v.description, "variant": asdict(v), "budget_s": args.budget,
+    return {"row": name, "description": v.description, "variant": asdict(v),
+            "budget_s": None if args.epochs else args.budget, "budget_epochs": args.epochs,
             "threads": args.threads, "train_s": round(train_s, 1), "images_per_s": round(seen / train_s, 1),
             "epochs": round(seen / len(train_idx), 2), "steps": steps, "n_train": int(len(train_idx)),
             "n_test": int(len(splits.test)), **{k: m.get(k) for k in ("accuracy", "macro_map", "macro_auc", "ssim")},
@@ -230,7 +247,8 @@ def format_table(rows: dict) -> str:
     lines = [head]
     for key, r in rows.items():
         ssim = "-" if r["ssim"] is None else f"{r['ssim']:.3f}"
-        lines.append(f"| {r['row']} | {r['budget_s']:g} s x {r['threads']}t | {r['images_per_s']:.0f} | "
+        budget = f"{r['budget_s']:g} s" if r.get("budget_s") else f"{r['budget_epochs']:g} epochs"
+        lines.append(f"| {r['row']} | {budget} x {r['threads']}t | {r['images_per_s']:.0f} | "
                      f"{r['epochs']:.1f} | {r['accuracy']:.3f} | {r['macro_map']:.3f} | {r['macro_auc']:.3f} | "
                      f"{ssim} | {r['description']} |")
     return "\n".join(lines)

@@ -11,10 +11,10 @@ from dualpath.contract import NUM_CLASSES
 
 ARCHS = ("dualpath", "cae", "densenet")
 FUSIONS = ("multiply", "concat", "none")
-# DenseNet stems and the stride of their conv. "imagenet": torchvision's 7x7 stride-2 conv (+ 3x3 stride-2
-# max-pool), the paper's; "3x3": a 3x3 stride-1 conv (+ the same max-pool), so a 64x64 input reaches the first
-# dense block at 32x32 instead of 16x16 (README, interpretations: measured in benchmarks/recipe.py).
-STEM_STRIDES = {"imagenet": 2, "3x3": 1}
+# DenseNet stems. "imagenet": torchvision's 7x7 stride-2 conv + 3x3 stride-2 max-pool, the paper's: a 64x64 input
+# reaches the first dense block at 16x16 and most dense layers work at 4x4 and 2x2. "3x3": a 3x3 stride-2 conv and no
+# max-pool, so the first dense block works at 32x32 and the bottleneck is 4x4 (measured in benchmarks/recipe.py).
+STEMS = ("imagenet", "3x3")
 # Named weight sources; any other string is a path to a local torchvision state dict.
 PRETRAINED_KEYWORDS = ("imagenet", "none")
 
@@ -48,7 +48,7 @@ class ModelConfig:
     cbam: bool = True  # ablation: CBAM after the last decoder block
     stop_gradient: bool = True  # ablation: the classifier sees recon.detach(), so L_cls never reaches the decoder
     fusion: str = "multiply"  # ablation: z * z_c (paper Eq. 7) | concat [z; z_c] | "none" (z_c only)
-    stem: str = "imagenet"  # a key of STEM_STRIDES, for every DenseNet of the model
+    stem: str = "imagenet"  # one of STEMS, for every DenseNet of the model
     fusion_norm: bool = False  # BatchNorm1d on the fused vector before the head (fixes the scale of z * z_c)
     hidden: int = 512  # width of the classifier's hidden FC layer
     dropout: float = 0.3  # dropout after the hidden FC layer
@@ -60,7 +60,7 @@ class ModelConfig:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("backbone", self.backbone, tuple(BACKBONES))
         _check_choice("fusion", self.fusion, FUSIONS)
-        _check_choice("stem", self.stem, tuple(STEM_STRIDES))
+        _check_choice("stem", self.stem, STEMS)
         if self.stem != "imagenet" and self.pretrained == "imagenet":
             raise ValueError(f"ImageNet weights need the 'imagenet' stem, not {self.stem!r}")
         if not isinstance(self.pretrained, str) or not self.pretrained:

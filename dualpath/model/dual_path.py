@@ -18,10 +18,7 @@ class DualPathAutoencoder(Model):
         super().__init__(config)
         spec = config.backbone_spec
         self.encoder = DenseNetBackbone(spec, config.stem)
-        # One block per skip, plus the blocks that bring the stem skip's resolution up to the input's.
-        self.decoder = UNetDecoder(
-            self.encoder.out_width, self.encoder.skip_widths, final_blocks=self.encoder.stem_stride.bit_length() - 1
-        )
+        self.decoder = UNetDecoder(self.encoder.out_width, self.encoder.skip_widths)
         self.reconstruction = ReconstructionHead(self.decoder.out_width, cbam=config.cbam)
         self.normalize = ImageNetNormalize()
         self.classifier_backbone = DenseNetBackbone(spec, config.stem)  # same architecture, independent weights

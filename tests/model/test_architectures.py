@@ -77,23 +77,24 @@ def test_smaller_backbones_size_the_decoder_from_their_own_widths(name):
 
 
 @pytest.mark.parametrize("name", ["densenet_small", "densenet_tiny"])
-def test_3x3_stem_doubles_every_level_and_the_decoder_drops_its_skipless_block(name):
+def test_3x3_stem_puts_the_dense_blocks_at_twice_the_resolution(name):
     spec = BACKBONES[name]
     ref, encoder = DenseNetBackbone(spec).eval(), DenseNetBackbone(spec, stem="3x3").eval()
     with torch.no_grad():
         ref_skips, _ = ref(torch.randn(2, 3, 64, 64))
         skips, f5 = encoder(torch.randn(2, 3, 64, 64))
-        decoder = UNetDecoder(encoder.out_width, encoder.skip_widths, final_blocks=0).eval()
+        decoder = UNetDecoder(encoder.out_width, encoder.skip_widths).eval()
         features = decoder(f5, skips)
     conv0 = encoder.features.conv0
-    assert (conv0.kernel_size, conv0.stride) == ((3, 3), (1, 1)) and encoder.stem_stride == 1
-    assert [s.shape[-1] for s in skips] == [64, 32, 16, 8] and f5.shape[-1] == 4
-    assert [s.shape[1] for s in skips] == [s.shape[1] for s in ref_skips]  # same widths, twice the resolution
+    assert (conv0.kernel_size, conv0.stride) == ((3, 3), (2, 2))
+    assert isinstance(encoder.features.pool0, torch.nn.Identity)
+    # block1..3 at 32, 16, 8 (the ImageNet stem: 16, 8, 4) and no separate stem skip: it would have block1's size
+    assert [s.shape[-1] for s in skips] == [32, 16, 8] and f5.shape[-1] == 4
+    assert [s.shape[1] for s in skips] == [s.shape[1] for s in ref_skips[1:]] == list(encoder.skip_widths)
     assert len(decoder.blocks) == 4 and features.shape == (2, decoder.out_width, 64, 64)
-    # The dual path builds the same: one decoder block per skip, no skip-less one.
     model = build_model(ModelConfig(backbone=name, stem="3x3"))
     assert len(model.decoder.blocks) == 4 and len(build_model(ModelConfig(backbone=name)).decoder.blocks) == 5
-    assert model.classifier_backbone.features.conv0.kernel_size == (3, 3)
+    assert model.classifier_backbone.features.conv0.stride == (2, 2)
 
 
 def test_unknown_stem_and_imagenet_weights_with_another_stem_are_refused():
