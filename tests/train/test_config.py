@@ -137,7 +137,7 @@ def test_resume_with_a_preset_continues_only_that_presets_run(tmp_path):
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"train_config": preset("tiny").to_dict()}))
+    (run / "config.json").write_text(json.dumps({"train_config": preset("tiny").to_dict(), "data": {}}))
     parse = lambda *a: build_parser().parse_args(["--out", str(run), "--resume", *a])  # noqa: E731
     assert resolve_config(parse("--preset", "tiny")) == preset("tiny")
     assert resolve_config(parse()) == preset("tiny")  # no preset: the saved config as it was
