@@ -392,7 +392,8 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
             frame = source.read()
             if frame is None:
                 end_reason = f"source {source.end_reason}"
-                exit_code = EXIT_SOURCE_LOST if source.lost else EXIT_ERROR if source.broken else EXIT_OK
+                broken = getattr(source, "broken", False)  # a file that stopped decoding before its end
+                exit_code = EXIT_SOURCE_LOST if source.lost else EXIT_ERROR if broken else EXIT_OK
                 break
             t.append(clock())
             try:
