@@ -284,7 +284,8 @@ def resolve_extra(args: argparse.Namespace, cfg: TrainConfig, dataset):
     if cfg.extra_seed == base_seed:
         raise ValueError(f"the extra training scenes' seed ({cfg.extra_seed}) is the data set's own seed: they would "
                          "repeat its validation and test scenes; pass another --extra-seed")
-    out = args.data_root / f"extra-n{cfg.extra_scenes}-seed{cfg.extra_seed}-{cache_tag(config)}"
+    root = args.data_root.parent if (args.data_root / "manifest.json").is_file() else args.data_root  # not inside a set
+    out = root / f"extra-n{cfg.extra_scenes}-seed{cfg.extra_seed}-{cache_tag(config)}"
     log.info("extra training scenes: %s (generated once, reused afterwards)", out)
     return generate_dataset(config, seed=cfg.extra_seed, n=cfg.extra_scenes, out=out, workers=args.workers,
                             progress=not args.quiet and sys.stderr.isatty())

@@ -129,6 +129,25 @@ def test_default_data_set_is_generated_once_under_the_data_root_and_reused(tmp_p
     assert resolve_dataset(args, cfg).path == tmp_path / "root"
 
 
+def test_extra_training_scenes_are_generated_beside_the_data_set_on_their_own_seed(tmp_path):
+    import numpy as np
+
+    from dualpath.scenes import SceneConfig, cache_tag, generate_dataset
+    from train.cli import resolve_extra
+
+    base = generate_dataset(SceneConfig(), seed=0, n=12, out=tmp_path / "scenes", workers=1, progress=False)
+    argv = ["--out", str(tmp_path / "run"), "--preset", "tiny", "--data", str(base.path), "--quiet"]
+    args = build_parser().parse_args(argv + ["--data-root", str(base.path), "--extra-scenes", "6"])
+    extra = resolve_extra(args, resolve_config(args), base)
+    assert extra.path == tmp_path / f"extra-n6-seed1-{cache_tag(SceneConfig())}"  # beside the set, not inside it
+    assert extra.seed == 1 and len(extra) == 6 and not np.array_equal(extra.noisy, base.noisy[:6])
+    assert resolve_extra(build_parser().parse_args(argv), resolve_config(build_parser().parse_args(argv)), base) is None
+    args = build_parser().parse_args(argv + ["--extra-scenes", "6", "--extra-seed", "5"])
+    same_seed = generate_dataset(SceneConfig(), seed=5, n=12, out=tmp_path / "seed5", workers=1, progress=False)
+    with pytest.raises(ValueError, match="the data set's own seed"):
+        resolve_extra(args, resolve_config(args), same_seed)
+
+
 def test_resume_with_a_preset_continues_only_that_presets_run(tmp_path):
     """`make demo` passes --preset cpu --resume: a rerun continues its own run and refuses another config's."""
     import json
