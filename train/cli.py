@@ -57,7 +57,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
-    run.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA and for CPUs with native bf16: AVX512_BF16 / AMX)")
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                      help="NHWC memory layout (default: on; faster on GPUs and on CPUs with oneDNN)")
     run.add_argument("--threads", type=int,

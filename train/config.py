@@ -131,7 +131,7 @@ class RunOptions:
     """How a run executes on this machine; not part of what is trained, so --resume may change it."""
 
     device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
-    amp: bool | None = None  # bf16 autocast; None = on for CUDA, off on the CPU (CPU bf16 is slower on most chips)
+    amp: bool | None = None  # bf16 autocast; None = on for CUDA and CPUs with native bf16 (AVX512_BF16 / AMX), else off
     channels_last: bool = True  # NHWC activations: tensor cores on CUDA; also 1.5x faster on a 2-core CPU (oneDNN)
     compile: bool = False  # torch.compile the model (first epoch pays the compile time)
     progress: bool = True  # tqdm bars (also off when stderr is not a terminal)
