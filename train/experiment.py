@@ -282,11 +282,12 @@ def _plain_rows(rows: list[dict]) -> list[dict]:
 def _finish(cfg, out, dataset, data, splits, results, rt) -> dict:
     evaluations = [evaluate_fold(cfg, r, splits, dataset, data, rt) for r in results]
     summary, selected = summarize(cfg, evaluations, dataset.labels)
-    _copy_atomic(results[selected].best_path, out / "best.pt")
     best = evaluations[selected]
     _save_predictions(out / "predictions.npz", best.test_pred)
-    write_json(out / "metrics.json", summary)
     report.write_run_report(out, cfg, summary, [r.history for r in results], best.test_pred, dataset)
+    # Last, in this order: a run folder with best.pt and metrics.json at the top is a finished run.
+    _copy_atomic(results[selected].best_path, out / "best.pt")
+    write_json(out / "metrics.json", summary)
     log.info(
         "held-out test (%d scenes, mean of %d fold model(s)): %s; wrote %s",
         summary["n_test"], len(results),

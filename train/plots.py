@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from dualpath import metrics  # noqa: E402
+from dualpath.files import atomic_path  # noqa: E402
 
 
 def roc_figure(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> None:
@@ -103,5 +104,9 @@ def curves_figure(histories: list[list[dict]], path: Path, title: str) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=100, bbox_inches="tight")  # "tight" also keeps outside legends and long labels in
-    plt.close(fig)
+    """Atomically (a full disk names the figure: OutputError), and the figure is closed either way."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")  # "tight" also keeps outside legends and long labels in
+    finally:
+        plt.close(fig)

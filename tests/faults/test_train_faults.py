@@ -20,7 +20,7 @@ from train.cli import main  # noqa: E402
 
 def finished_files(out):
     """Files that say "this run finished"; none may exist after a failure."""
-    return [name for name in ("metrics.json", "best.pt", "report.md") if (out / name).exists()]
+    return [name for name in ("metrics.json", "best.pt") if (out / name).exists()]
 
 
 # ------------------------------------------------------------------------------------------------ unwritable --out
@@ -65,6 +65,19 @@ def test_disk_full_while_saving_a_checkpoint(full_disk, dataset, capsys):
     assert finished_files(out) == [] and not temporaries(disk)
     for ckpt in out.rglob("*.pt"):  # what is there is whole: it loads
         assert torch.load(ckpt, weights_only=True)["epoch"] >= 1
+
+
+def test_disk_full_at_the_end_leaves_no_finished_look(trained, full_disk, dataset, capsys):
+    """Room for training (three checkpoints at once while one is replaced) and half the report: the run fails at
+    the end, and the folder has neither metrics.json nor the top-level best.pt, the marks of a finished run."""
+    ckpt = (trained / "fold0" / "last.pt").stat().st_size
+    report = sum(p.stat().st_size for p in trained.iterdir() if p.suffix in (".png", ".npz", ".md"))
+    disk = full_disk(f"{(3 * ckpt + report // 2 + 96 * 1024) // 1024}k")
+    out = disk / "run"
+    assert main(train_argv(dataset.path, out)) == 2
+    assert error_line(capsys.readouterr().err).startswith(f"error: no space left on {out}")
+    assert finished_files(out) == [] and not temporaries(disk)
+    assert torch.load(out / "fold0" / "best.pt", weights_only=True)["epoch"] >= 1  # training itself finished
 
 
 def test_disk_full_from_the_start(full_disk, dataset, capsys):
