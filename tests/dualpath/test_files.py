@@ -13,3 +13,49 @@ def test_read_json_names_what_is_wrong(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ValueError, match=r"^broken\.json is corrupt \(Expecting property name.*\); redo it$"):
         read_json(broken, ValueError, missing="nope", corrupt="broken.json is corrupt ({error}); redo it")
+
+
+def test_read_json_can_insist_on_an_object(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2, 3]")
+    assert read_json(path, ValueError, missing="nope", corrupt="bad") == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"^list\.json: a JSON array where a JSON object belongs; redo it$"):
+        read_json(path, ValueError, missing="nope", corrupt="list.json: {error}; redo it", expect=dict)
+
+
+@pytest.mark.parametrize("kind, make, message", [
+    ("into", "file", "exists and is not a folder"),
+    ("folder", "file", "exists and is not a folder"),
+    ("file", "folder", "is a folder, and a file is to be written there"),
+    ("file", "under-a-file", "is a file, not a folder"),
+    ("into", "under-a-file", "is a file, not a folder"),
+])
+def test_check_writable_refuses_the_wrong_kind_of_path_and_creates_nothing(tmp_path, kind, make, message):
+    from dualpath.files import OutputError, check_writable
+
+    blocker = tmp_path / "x"
+    if make == "folder":
+        blocker.mkdir()
+    else:
+        blocker.write_text("")
+    target = blocker / "out" if make == "under-a-file" else blocker
+    with pytest.raises(OutputError, match=message):
+        check_writable(target, kind)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]
+    assert check_writable(tmp_path / "new" / "deeper", kind) == tmp_path / "new" / "deeper"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x"]  # checked, not created
+
+
+def test_a_full_disk_inside_atomic_path_names_the_target(tmp_path):
+    import errno
+
+    from dualpath.files import OutputError, atomic_path
+
+    with pytest.raises(OutputError, match=r"^no space left on .*model\.bin: free some space or choose another --out$"):
+        with atomic_path(tmp_path / "model.bin") as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):  # other errors pass through as they are
+        with atomic_path(tmp_path / "model.bin"):
+            raise FileNotFoundError(2, "input gone")

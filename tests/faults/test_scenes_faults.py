@@ -355,7 +355,7 @@ def test_calibration_failures(request, tmp_path, afile, capsys, case):
 
 def test_generate_killed_midway_leaves_no_data_set_and_the_next_run_cleans_up(tmp_path, config_file):
     out = tmp_path / "ds"
-    proc = subprocess.Popen([sys.executable, "-m", "dualpath.scenes", "generate", "--n", "100000", "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "dualpath.scenes", "generate", "--n", "5000", "--out", str(out),
                              "--workers", "1", "--quiet", "--config", str(config_file)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -371,7 +371,7 @@ def test_generate_killed_midway_leaves_no_data_set_and_the_next_run_cleans_up(tm
 
 def test_generate_interrupted_says_so_and_leaves_nothing(tmp_path, config_file):
     out = tmp_path / "ds"
-    proc = subprocess.Popen([sys.executable, "-m", "dualpath.scenes", "generate", "--n", "100000", "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "dualpath.scenes", "generate", "--n", "5000", "--out", str(out),
                              "--workers", "1", "--quiet", "--config", str(config_file)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
