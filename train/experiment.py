@@ -210,7 +210,7 @@ def evaluate_fold(
         model.to(memory_format=torch.channels_last)
     criterion = MultitaskLoss(cls_loss=cfg.loss, recon_weight=cfg.recon_weight, cls_weight=cfg.cls_weight)
     norm = Normalizer(rt.device, rt.channels_last)
-    kw = dict(normalizer=norm, batch_size=cfg.eval_batch_size, amp=rt.amp)
+    kw = dict(normalizer=norm, batch_size=cfg.eval_batch_size, amp=False)  # fp32 metrics, as the FP32 export's
     val_pred = predict(model, criterion, data, splits.folds[result.fold].val, keep_recon=True, **kw)
     test_pred = predict(model, criterion, data, splits.test, keep_recon=True, **kw)
     return FoldEvaluation(

@@ -261,7 +261,7 @@ class _FoldLoop:
         if self.rt.dist.is_main:
             pred = predict(
                 self.model, self.criterion, self.data, self.fold.val, normalizer=self.normalizer,
-                batch_size=cfg.eval_batch_size, amp=self.rt.amp,
+                batch_size=cfg.eval_batch_size, amp=False,  # metrics in fp32, as the exported FP32 model computes
             )
             val = compute_metrics(pred, self.arrays.labels, self.arrays.clean)
             record.update({f"val_{k}": v for k, v in pred.losses.items()})
