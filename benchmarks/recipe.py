@@ -47,6 +47,7 @@ class Variant:
     optimizer: str = "adam"  # adam (the trainer's) | adamw
     augment: str = "none"  # train.data.AUGMENTS
     extra_scenes: int = 0  # training scenes added from --extra-data (another seed; never test scenes)
+    amp: bool = False  # bf16 autocast (on a CPU with native bf16, AVX512_BF16 / AMX, it is faster)
 
 
 BASE = Variant("dual-path model as landed: ImageNet stem, z * z_c, 1.5 MSE + 0.5 ASL, Adam 2e-3, batch 32")
@@ -78,7 +79,24 @@ COMBO = replace(BASE, description="batch 64 + 1.5 MSE + 2.0 ASL + dihedral augme
 VARIANTS.update({
     "combo": COMBO,
     "combo_stem3": replace(COMBO, description=COMBO.description + " + 3x3 stem", model_options={"stem": "3x3"}),
+    "dualpath_bf16": replace(BASE, description="+ bf16 autocast (the CPU has AVX512_BF16)", amp=True),
+    "combo_bf16": replace(COMBO, description=COMBO.description + " + bf16 autocast", amp=True),
+    "combo_stem3_bf16": replace(COMBO, description=COMBO.description + " + 3x3 stem + bf16 autocast", amp=True,
+                                model_options={"stem": "3x3"}),
 })
+
+
+def preset_variant(name: str = "cpu") -> Variant:
+    """The row of a train preset as `python -m train --preset NAME` trains it (phase 2 lr; bf16 where the CPU has it)."""
+    from train.config import preset
+    from train.experiment import cpu_has_native_bf16
+
+    cfg = preset(name)
+    return Variant(f"the `{name}` preset as make demo trains it", arch=cfg.arch, backbone=cfg.backbone,
+                   model_options=dict(cfg.model_options), loss=cfg.loss, recon_weight=cfg.recon_weight,
+                   cls_weight=cfg.cls_weight, lr=cfg.phase2_lr, batch_size=cfg.batch_size,
+                   weight_decay=cfg.weight_decay, augment=cfg.augment, extra_scenes=cfg.extra_scenes,
+                   amp=cpu_has_native_bf16())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                    "(the learning rate then follows the fraction of steps done): learning per epoch, not per second")
     p.add_argument("--threads", type=int, default=1, help="torch threads per row (default 1)")
     p.add_argument("--data", type=Path, default=Path("data/scenes"), help="the n6000-seed0 scenes (make demo's)")
-    p.add_argument("--extra-data", type=Path, help="scenes of another training seed for rows with extra_scenes")
+    p.add_argument("--extra-data", type=Path, help="scenes of another training seed for rows with extra_scenes "
+                   "(default: generated beside --data on seed 1, as python -m train does)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe.json"))
     p.add_argument("--list", action="store_true", help="print the variants and exit")
     p.add_argument("--row", help=argparse.SUPPRESS)  # internal: train one row in this process
     args = p.parse_args(argv)
+    VARIANTS["cpu_preset"] = preset_variant("cpu")
     if args.list:
         for name, v in VARIANTS.items():
             print(f"{name:18s} {v.description}")
@@ -139,7 +159,7 @@ def train_row(name: str, v: Variant, args) -> dict:
 
     from dualpath.scenes import load_dataset
     from train.data import Normalizer, augment_pairs, to_device
-    from train.evaluate import compute_metrics, predict
+    from train.evaluate import autocast, compute_metrics, predict
     from train.losses import MultitaskLoss
     from train.splits import make_splits
 
@@ -152,9 +172,7 @@ def train_row(name: str, v: Variant, args) -> dict:
     arrays = {k: getattr(base, k) for k in ("noisy", "clean", "labels")}
     train_idx = splits.folds[0].train
     if v.extra_scenes:
-        if args.extra_data is None:
-            raise SystemExit(f"recipe: row {name} needs --extra-data (scenes of another seed)")
-        extra = load_dataset(args.extra_data)
+        extra = load_dataset(args.extra_data) if args.extra_data else _extra_scenes(args.data, v.extra_scenes)
         if len(extra.labels) < v.extra_scenes:
             raise SystemExit(f"recipe: {args.extra_data} holds {len(extra.labels)} scenes, row {name} needs {v.extra_scenes}")
         arrays = {k: np.concatenate([arrays[k], getattr(extra, k)[: v.extra_scenes]]) for k in arrays}
@@ -187,14 +205,15 @@ def train_row(name: str, v: Variant, args) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(v.lr, frac)
             noisy, clean = augment_pairs(data.noisy[batch], data.clean[batch], v.augment, gen)
-            out = model(norm.inputs(noisy))
-            total, _ = criterion(out, norm.targets(clean), data.labels[batch].float())
+            with autocast(device, v.amp):
+                out = model(norm.inputs(noisy))
+                total, _ = criterion(out, norm.targets(clean), data.labels[batch].float())
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
             seen, steps = seen + len(batch), steps + 1
     train_s = time.perf_counter() - start
-    pred = predict(model, criterion, data, splits.test, normalizer=norm, batch_size=256)
+    pred = predict(model, criterion, data, splits.test, normalizer=norm, batch_size=256, amp=v.amp)
     m = compute_metrics(pred, arrays["labels"], arrays["clean"])
     return {"row": name, "description": v.description, "variant": asdict(v),
             "budget_s": None if args.epochs else args.budget, "budget_epochs": args.epochs,
@@ -202,6 +221,14 @@ def train_row(name: str, v: Variant, args) -> dict:
             "epochs": round(seen / len(train_idx), 2), "steps": steps, "n_train": int(len(train_idx)),
             "n_test": int(len(splits.test)), **{k: m.get(k) for k in ("accuracy", "macro_map", "macro_auc", "ssim")},
             "test_cls_loss": pred.losses["cls"]}
+
+
+def _extra_scenes(data: Path, n: int):
+    """The trainer's own extra training scenes (seed 1, cached beside the data set, as `python -m train` makes them)."""
+    from dualpath.scenes import SceneConfig, cache_tag, generate_dataset
+
+    return generate_dataset(SceneConfig(), seed=1, n=n, out=data.parent / f"extra-n{n}-seed1-{cache_tag(SceneConfig())}",
+                            workers=2, progress=False)
 
 
 def lr_at(peak: float, frac: float, warmup: float = 0.03) -> float:
