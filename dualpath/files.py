@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,12 +62,48 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     a full or read-only disk raises OutputError("no space left on <path>" ...)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    _remove_stale_temporaries(path)
     try:
         with writing(path):
             yield tmp
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.tmp(?P<pid>\d+)(?P<suffix>\.[^.]*)?$")  # atomic_path's names
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporaries of `path` left by writers that were killed (kill -9, power loss): their process is gone."""
+    for tmp in path.parent.glob(f".{glob.escape(path.stem)}.tmp*{glob.escape(path.suffix)}"):
+        _remove_if_stale(tmp, path.stem, path.suffix)
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Every atomic_path temporary under `folder` whose writer is gone (e.g. before a run folder is resumed)."""
+    for tmp in Path(folder).rglob(".*.tmp*"):
+        _remove_if_stale(tmp)
+
+
+def _remove_if_stale(tmp: Path, stem: str | None = None, suffix: str | None = None) -> None:
+    match = _TEMPORARY.match(tmp.name)
+    if match is None or not tmp.is_file() or (stem is not None and match["stem"] != stem):
+        return
+    if (suffix is not None and (match["suffix"] or "") != suffix) or process_alive(int(match["pid"])):
+        return
+    tmp.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dualpath import contract, metrics
-from dualpath.files import atomic_path, read_json, write_json
+from dualpath.files import atomic_path, read_json, remove_stale_temporaries, write_json
 from train import checkpoint as ckpt_io
 from train import distributed, report
 from train.config import RunOptions, TrainConfig
@@ -126,6 +126,7 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
     if config_path.is_file():
         if not resume:
             raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        remove_stale_temporaries(out)  # what a killed run was writing
         saved = read_json(config_path, ValueError, missing=f"no {config_path}",
                           corrupt=f"{config_path} is not a run's config ({{error}}); choose another --out", expect=dict)
         diffs = _differences(saved, json.loads(json.dumps(record)))

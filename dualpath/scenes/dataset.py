@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.files import check_writable, file_sha256, read_json, writing
+from dualpath.files import check_writable, file_sha256, process_alive, read_json, writing
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
@@ -198,18 +198,8 @@ def _statistics(labels: np.ndarray) -> dict[str, Any]:
 def _remove_stale_temporaries(out: Path) -> None:
     for tmp in out.parent.glob(f".{out.name}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def generate_dataset(

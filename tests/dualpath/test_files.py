@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from dualpath.files import read_json
@@ -59,3 +61,38 @@ def test_a_full_disk_inside_atomic_path_names_the_target(tmp_path):
     with pytest.raises(FileNotFoundError):  # other errors pass through as they are
         with atomic_path(tmp_path / "model.bin"):
             raise FileNotFoundError(2, "input gone")
+
+
+def test_atomic_path_clears_what_killed_writers_left(tmp_path):
+    import subprocess
+    import sys
+
+    from dualpath.files import atomic_path
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".best.tmp{int(dead.stdout)}.pt"
+    stale.write_bytes(b"torn")
+    live = tmp_path / f".best.tmp{os.getppid()}.pt"  # a writer still running: left alone
+    live.write_bytes(b"busy")
+    other = tmp_path / f".last.tmp{int(dead.stdout)}.pt"  # another file's temporary: its own writer clears it
+    other.write_bytes(b"torn")
+    with atomic_path(tmp_path / "best.pt") as tmp:
+        tmp.write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["best.pt", live.name, other.name])
+
+
+def test_remove_stale_temporaries_clears_a_folder_of_dead_writers_only(tmp_path):
+    import subprocess
+    import sys
+
+    from dualpath.files import remove_stale_temporaries
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    (tmp_path / "fold0").mkdir()
+    for name in (f"fold0/.best.tmp{dead}.pt", f".metrics.tmp{dead}.json", f".notes.tmp{os.getppid()}.txt",
+                 ".tmp-keep", "best.pt", f".data.tmp-{dead}"):
+        (tmp_path / name).write_text("x")
+    remove_stale_temporaries(tmp_path)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted([".tmp-keep", "best.pt", f".data.tmp-{dead}", f".notes.tmp{os.getppid()}.txt"])

@@ -220,10 +220,10 @@ def test_nan_loss_is_a_failed_run_exit_1(monkeypatch, tmp_path, dataset, capsys)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)])
-def test_interrupted_training_leaves_only_whole_files(tmp_path, dataset, sig, code):
-    out = tmp_path / "run"
+def test_interrupted_training_leaves_only_whole_files_and_resumes(tmp_path, dataset, sig, code):
+    out, epochs = tmp_path / "run", 4  # the signal lands within 50 ms of epoch 1's checkpoint, long before the end
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "train", *train_argv(dataset.path, out, "--epochs", "30")],
+    proc = subprocess.Popen([sys.executable, "-m", "train", *train_argv(dataset.path, out, "--epochs", epochs)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out / "fold0" / "last.pt").exists() and time.monotonic() < deadline:
@@ -235,5 +235,8 @@ def test_interrupted_training_leaves_only_whole_files(tmp_path, dataset, sig, co
     if sig == signal.SIGINT:  # one line, saying how to go on
         assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted") and "--resume" in err
     assert finished_files(out) == [] and not [t for t in temporaries(out) if not t.endswith(".pt")]
-    last = torch.load(out / "fold0" / "last.pt", weights_only=True)  # whole, not torn
-    assert last["epoch"] >= 1
+    stopped = torch.load(out / "fold0" / "last.pt", weights_only=True)["epoch"]  # whole, not torn
+    assert 1 <= stopped < epochs
+    assert main(["--resume", "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet"]) == 0
+    assert torch.load(out / "fold0" / "last.pt", weights_only=True)["epoch"] == epochs
+    assert finished_files(out) == ["metrics.json", "best.pt"] and not temporaries(out)
