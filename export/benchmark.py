@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -88,8 +89,6 @@ def machine() -> dict[str, Any]:
         flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
     except OSError:
         pass
-    import os
-
     return {"cpu": cpu, "cores": os.cpu_count() or 0, "isa": " ".join(f for f in ISA_FLAGS if f in flags) or "unknown",
             "system": platform.platform(), "python": platform.python_version()}
 

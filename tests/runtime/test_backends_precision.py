@@ -7,7 +7,6 @@ import pytest
 pytest.importorskip("openvino")
 pytest.importorskip("onnx")
 
-from dualpath import contract  # noqa: E402
 from runtime.backends import BackendError, load_backend  # noqa: E402
 from runtime.backends.metadata import ModelMetadata  # noqa: E402
 from runtime.backends.ov import inference_precision  # noqa: E402
