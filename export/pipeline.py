@@ -377,13 +377,29 @@ def read_baseline(path: Path, names: list[str] | None = None) -> dict[str, dict]
             for name, r in manifest["drift"].items()}
 
 
+def drift_config(config: ExportConfig):
+    from runtime.drift.report import DriftConfig
+
+    return DriftConfig(n=config.drift_n, severities=config.severities, sweep_n=config.sweep_n,
+                       data_root=config.data_root, workers=config.workers)
+
+
+def check_baseline_scenes(baseline: dict[str, dict], config: ExportConfig) -> None:
+    """A baseline measured on other drift scenes cannot gate this export: say so before any work is done."""
+    ours = drift_config(config).identity()
+    for name, report in baseline.items():
+        theirs = {k: (report.get("config") or {}).get(k) for k in ours}
+        if theirs != ours:
+            raise ValueError(f"the baseline's {name} was measured on other drift scenes ({theirs}) than this export's "
+                             f"({ours}); use the same --drift-n, or export without --baseline and accept a new one")
+
+
 def drift_reports(config: ExportConfig, budgets, pairs: dict[str, str], baseline: dict[str, dict] | None,
                   log) -> dict[str, Any]:
     from runtime.backends import load_backend
-    from runtime.drift.report import DriftConfig, drift_report
+    from runtime.drift.report import drift_report
 
-    drift_cfg = DriftConfig(n=config.drift_n, severities=config.severities, sweep_n=config.sweep_n,
-                            data_root=config.data_root, workers=config.workers)
+    drift_cfg = drift_config(config)
     results = {}
     for cand_name, ref_name in pairs.items():
         folder = config.out / "drift" / cand_name.replace(".", "_")  # model_fp16.onnx and .xml: two reports
@@ -418,6 +434,8 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict
     ensure_writable_folder(config.out)
     previous = previous_files(config.out)
     baseline = read_baseline(config.baseline) if config.baseline else None
+    if baseline:
+        check_baseline_scenes(baseline, config)
     model, ckpt = load_checked_checkpoint(config.checkpoint)
     check_seeds(ckpt, config)
     with staging(config.out) as stage:

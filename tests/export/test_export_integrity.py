@@ -183,6 +183,17 @@ def test_missing_baseline_is_a_clear_error(tmp_path, capsys):
     assert "--baseline takes" in capsys.readouterr().err
 
 
+def test_baseline_on_other_drift_scenes_is_refused_before_any_work(exported, tmp_path, capsys):
+    config, _, _ = exported  # its drift reports used 20 scenes; this export asks for 40
+    ckpt = make_checkpoint(tmp_path / "a.pt")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(ckpt), "--out", str(out), "--int8", "--drift-n", "40",
+                 "--baseline", str(config.out)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "measured on other drift scenes" in err and err.count("\n") == 1
+    assert not list(out.iterdir())  # refused before the first artifact
+
+
 def test_bad_budgets_exit_2_before_any_work(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "a.pt")
     for flag in (["--budget", "macro_map=nan"], ["--budget", "ssim=-1"], ["--min-int8-share", "1.5"]):
