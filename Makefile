@@ -10,7 +10,7 @@ SEED   ?= 0
 N      ?= 6000
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup demo test test-all bench bench-inference clean
+.PHONY: setup demo test test-all bench bench-inference compare recipe clean
 
 # The stamp is rebuilt when pyproject.toml changes. torch/torchvision are pinned in pyproject's `train` extra
 # (2.14.1 / 0.29.1); pip takes them from the machine's local wheel store where it has one.
@@ -30,7 +30,8 @@ EXPORT := $(RUN)/export
 demo: setup
 	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
 	$(PY) -m dualpath.scenes preview --data $(DATA) --out $(DATA)/preview.png
-	$(PY) -m train --preset cpu --model dualpath --loss asl --data $(DATA) --out $(RUN) --resume --threads $(WORKERS)
+	$(PY) -m train --preset cpu --model dualpath --loss asl --data $(DATA) --out $(RUN) --resume --threads $(WORKERS) \
+		--workers $(WORKERS)
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(EXPORT) --int8 --fp16 --backends onnx,openvino,tensorrt \
 		--accuracy-control --benchmark --bench-threads $(WORKERS) --workers $(WORKERS); rc=$$?; \
 		if [ $$rc -eq 1 ]; then echo "demo: an artifact is past its drift budget: see $(EXPORT)/drift/*/drift.md"; \
@@ -62,6 +63,23 @@ bench-inference: setup
 	$(PY) benchmarks/openvino_profile.py --export $(BENCH121)/export --out benchmarks/results/openvino_profile_densenet121.json
 	test ! -f $(RUN)/export/manifest.json || \
 		$(PY) benchmarks/inference.py --export $(RUN)/export --out benchmarks/results/inference.json
+
+# The paper's four rows (CAE+BCE, DenseNet+BCE, proposed+BCE, proposed+ASL) at cpu scale, FOLDS folds each on the same
+# splits and held-out test set; resumable (a stopped run continues). Tables I-III land in runs/compare/comparison.md and
+# benchmarks/results/compare_cpu.json.
+FOLDS ?= 3
+compare: setup
+	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
+	$(PY) -m train compare --preset cpu --folds $(FOLDS) --data $(DATA) --out runs/compare --resume --threads $(WORKERS)
+	cp runs/compare/comparison.json benchmarks/results/compare_cpu.json
+
+# Why the model learns as it does: variants trained for the same wall-clock budget on the same split, one table
+# (benchmarks/recipe.py --list shows the rows; ~12.5 minutes a row at the default budget).
+RECIPE_ROWS ?= plain_cnn densenet dualpath cpu_preset
+recipe: setup
+	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
+	$(PY) benchmarks/recipe.py --budget 720 --threads $(WORKERS) --rows $(RECIPE_ROWS) --data $(DATA) \
+		--out benchmarks/results/recipe.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache
