@@ -97,7 +97,7 @@ def control(ranking: Sequence[tuple[str, float]], build: Callable[[list[str]], P
     cap = len(ranking) if max_float is None else max(0, min(max_float, len(ranking)))
     history = [{"layers_in_float": 0, **start}]
     candidates: list[list[str]] = [[]]
-    for k in _steps(rounds, cap):
+    for k in _steps(rounds, cap) if start["violations"] else ():  # met as built: nothing to return to float
         kept = [name for name, _ in ranking[:k]]
         history.append({"layers_in_float": k, **evaluate(build(kept))})
         candidates.append(kept)
