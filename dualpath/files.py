@@ -10,7 +10,9 @@ import hashlib
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -104,6 +106,26 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM that arrive inside are raised when it ends, to the handlers the program had. For
+    writers that C code calls back (torch.save): a KeyboardInterrupt raised inside such a callback is lost, or tears
+    the file, or aborts the process; once the file is whole it is clean. Main thread only (where handlers run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dualpath import contract
-from dualpath.files import atomic_path
+from dualpath.files import atomic_path, interrupts_deferred
 
 FORMAT_VERSION = 1
 
@@ -68,9 +68,10 @@ def make_checkpoint(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: a kill mid-write never leaves a torn checkpoint.
-    A full disk raises OutputError("no space left on <path>"), not torch's "unexpected pos"."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    """Write to a temporary file beside `path`, then rename: a kill mid-write never leaves a torn checkpoint, and
+    Ctrl-C / SIGTERM take effect once the file is whole. A full disk raises OutputError("no space left on <path>"),
+    not torch's "unexpected pos"."""
+    with interrupts_deferred(), atomic_path(path) as tmp, open(tmp, "wb") as f:
         writer = _Writer(f)
         try:
             torch.save(checkpoint, writer)

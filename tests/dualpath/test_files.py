@@ -96,3 +96,18 @@ def test_remove_stale_temporaries_clears_a_folder_of_dead_writers_only(tmp_path)
     remove_stale_temporaries(tmp_path)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert left == sorted([".tmp-keep", "best.pt", f".data.tmp-{dead}", f".notes.tmp{os.getppid()}.txt"])
+
+
+def test_interrupts_inside_a_deferred_block_arrive_when_it_ends():
+    import signal
+
+    from dualpath.files import interrupts_deferred
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("finished the write")  # not cut short
+        steps.append("never")
+    assert steps == ["finished the write"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the program's handler is back
