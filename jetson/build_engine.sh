@@ -3,6 +3,7 @@
 # writes, and write the sidecar JSON that `python -m runtime` reads (labels, normalisation, TensorRT version, GPU).
 #
 #   jetson/build_engine.sh model_int8_s8.onnx [model_int8.engine]   (default: the ONNX name with .engine)
+#   jetson/build_engine.sh model_fp16.onnx model_fp16.engine        (the FP16 engine, from python -m export --fp16)
 #
 # Engines only run with the TensorRT version and GPU (compute capability) they were built with, so this is run once
 # per device and again after a JetPack / TensorRT upgrade. An engine whose sidecar already names this ONNX (sha256),
@@ -45,8 +46,11 @@ fi
 # TensorRT 10 (JetPack 6): the QDQ nodes fix which layers run in INT8; --int8 lets them, --fp16 lets the layers
 # left unquantised run in FP16 rather than FP32. TensorRT 11 (JetPack 7) has no precision flags: networks are
 # strongly typed, so the QDQ ONNX alone says what runs in INT8 (the rest runs in FP32).
+# --int8 only for the QDQ model: on a network without Q/DQ nodes (model_fp16.onnx) trtexec would make up INT8 ranges.
 precision=()
-if [ "$trt_major" -lt 11 ]; then precision=(--int8 --fp16); fi
+if [ "$trt_major" -lt 11 ]; then
+    if "$PYTHON" "$here/sidecar.py" qdq "$onnx"; then precision=(--int8 --fp16); else precision=(--fp16); fi
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -2,6 +2,7 @@
 
     python3 jetson/sidecar.py check ENGINE ONNX TRTEXEC   exit 0 when ENGINE's sidecar matches ONNX, TensorRT, GPU
     python3 jetson/sidecar.py write ENGINE ONNX TRTEXEC_LOG
+    python3 jetson/sidecar.py qdq ONNX                     exit 0 when ONNX holds Q/DQ nodes (the INT8 model)
 
 The sidecar holds the model's metadata, copied from the ONNX (labels, image size, normalisation: what the TensorRT
 backend cannot read from the engine itself), and the cache key: the ONNX's sha256, the TensorRT version and the GPU
@@ -85,20 +86,25 @@ def check(engine: Path, onnx: Path, trtexec: str) -> int:
     return 0
 
 
+def onnx_precisions(onnx: Path) -> tuple[bool, bool]:
+    """(Q/DQ nodes: the explicitly quantized INT8 model; FP16 weights) from the ONNX's graph; without an ONNX reader
+    installed, from the export's file names (model_int8_s8.onnx, model_fp16.onnx)."""
+    try:
+        import onnx as onnx_lib
+    except ImportError:
+        return "int8" in onnx.name, "fp16" in onnx.name
+    graph = onnx_lib.load(str(onnx), load_external_data=False).graph
+    return (any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node),
+            any(i.data_type == onnx_lib.TensorProto.FLOAT16 for i in graph.initializer))
+
+
 def engine_precision_of(onnx: Path, tensorrt_version: str | None) -> str:
     """The engine's precision, from the ONNX it is built from (metadata.json beside it describes the FP32 model):
     INT8 when the graph holds Q/DQ nodes, FP16 when its weights are FP16 or build_engine.sh passes --fp16 (TensorRT
-    < 11). Without an ONNX reader installed, the export's file names say it (model_int8_s8.onnx, model_fp16.onnx)."""
+    < 11)."""
     from export.tensorrt_build import engine_precision
 
-    try:
-        import onnx as onnx_lib
-
-        graph = onnx_lib.load(str(onnx), load_external_data=False).graph
-        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
-        half = any(i.data_type == onnx_lib.TensorProto.FLOAT16 for i in graph.initializer)
-    except ImportError:
-        qdq, half = "int8" in onnx.name, "fp16" in onnx.name
+    qdq, half = onnx_precisions(onnx)
     major = int(tensorrt_version.split(".")[0]) if tensorrt_version else 10
     return engine_precision(qdq, half or major < 11)
 
@@ -124,6 +130,8 @@ def write(engine: Path, onnx: Path, log: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "qdq":  # exit 0 when the ONNX is the QDQ INT8 model (build_engine.sh's --int8)
+        return 0 if onnx_precisions(Path(argv[1]))[0] else 1
     if len(argv) != 4 or argv[0] not in ("check", "write"):
         print(__doc__, file=sys.stderr)
         return 2

@@ -110,9 +110,11 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["probs"])], "g",
-                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
-                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3, 64, 64])])
+    qdq = [helper.make_node("QuantizeLinear", ["image", "s", "z"], ["q"]),
+           helper.make_node("DequantizeLinear", ["q", "s", "z"], ["probs"])]
+    scale = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
+    graph = helper.make_graph(qdq, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3, 64, 64])], scale)
     model = helper.make_model(graph)
     helper.set_model_props(model, {"class_names": '["ladle", "whisk"]', "image_size": "64"})
     onnx.save(model, tmp_path / "model_int8_s8.onnx")
@@ -126,8 +128,8 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     sidecar = json.loads((tmp_path / "model_int8_s8.engine.json").read_text())
     assert sidecar | {"built_at": None} == sidecar | {
         "tensorrt_version": "10.3.0", "gpu_name": "Orin", "gpu": "Orin", "compute_capability": "8.7", "built_at": None,
-        # precision: the engine's own (no Q/DQ nodes in this graph; --fp16 on TensorRT 10), not the ONNX's metadata
-        "metadata": {"class_names": '["ladle", "whisk"]', "image_size": "64", "precision": '"fp16"'},
+        # precision: the engine's own (Q/DQ nodes; --fp16 on TensorRT 10), not what metadata.json says
+        "metadata": {"class_names": '["ladle", "whisk"]', "image_size": "64", "precision": '"int8-qdq+fp16"'},
         "onnx": "model_int8_s8.onnx",
     }
     calls = (tmp_path / "calls.txt").read_text()
@@ -136,3 +138,28 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
 
     missing = subprocess.run([str(script), str(tmp_path / "nope.onnx")], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "no such ONNX file" in missing.stderr
+
+
+def test_build_engine_script_builds_an_fp16_engine_without_int8(tmp_path):
+    """From model_fp16.onnx (no Q/DQ nodes) trtexec gets --fp16 only: with --int8 it would make up INT8 ranges."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["image"], ["probs"], to=TensorProto.FLOAT)], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor("w", TensorProto.FLOAT16, [2], [0.5, 1.0])])
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {"class_names": '["ladle", "whisk"]', "image_size": "64"})
+    onnx.save(model, tmp_path / "model_fp16.onnx")
+    trtexec = tmp_path / "trtexec"
+    trtexec.write_text(FAKE_TRTEXEC)
+    trtexec.chmod(0o755)
+    script = Path(__file__).resolve().parents[2] / "jetson" / "build_engine.sh"
+    env = os.environ | {"TRTEXEC": str(trtexec), "PYTHON": sys.executable}
+    done = subprocess.run([str(script), str(tmp_path / "model_fp16.onnx")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls.txt").read_text()
+    assert "--fp16" in calls and "--int8" not in calls
+    sidecar = json.loads((tmp_path / "model_fp16.engine.json").read_text())
+    assert sidecar["metadata"]["precision"] == '"fp16"'
