@@ -5,7 +5,7 @@ from dualpath.model.base import Model
 from dualpath.model.baselines import ConvAutoencoder, DenseNetClassifier
 from dualpath.model.config import ModelConfig
 from dualpath.model.dual_path import DualPathAutoencoder
-from dualpath.model.weights import apply_weights, load_weights
+from dualpath.model.weights import apply_weights, check_card, load_weights
 
 ARCHITECTURES: dict[str, type[Model]] = {
     "dualpath": DualPathAutoencoder,
@@ -22,6 +22,7 @@ def build_model(config: ModelConfig, load_pretrained: bool = True) -> Model:
     """
     model = ARCHITECTURES[config.arch](config)
     if load_pretrained and config.uses_pretrained:
+        check_card(config.pretrained, config.backbone, config.stem)
         state = load_weights(config.pretrained)
         for backbone in model.backbones():
             apply_weights(backbone, state, config.pretrained)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dualpath.model.backbone import DenseNetBackbone
+from dualpath.model.config import PRETRAINED_KEYWORDS
 
 _HOW_TO_FIX = (
     "pass --weights PATH to a local torchvision DenseNet-121 state dict "
@@ -25,6 +26,38 @@ def load_weights(source: str) -> dict[str, Tensor]:
     """'imagenet' or a file path -> a DenseNet state dict with torchvision's current key names."""
     state = _download_imagenet() if source == "imagenet" else _read_file(Path(source))
     return _strip_classifier(_modernise_keys(dict(state)))
+
+
+def check_card(source: str, backbone: str, stem: str) -> None:
+    """A weights file with a card beside it (`python -m train pretrain` writes PATH.json, or backbone.json in its
+    folder) must have been made for this backbone and stem; a file without a card gets the shape check only."""
+    card = read_card(source)
+    if card is None:
+        return
+    made_for = (card.get("backbone"), card.get("stem", "imagenet"))
+    if made_for != (backbone, stem):
+        raise ValueError(
+            f"weights {source} were pretrained for backbone {made_for[0]!r} with stem {made_for[1]!r} (its card says "
+            f"so), not {backbone!r} with stem {stem!r}: pass --backbone {made_for[0]} --stem {made_for[1]} to use "
+            f"them, or make weights for this model with `python -m train pretrain --backbone {backbone} --stem {stem}`"
+        )
+
+
+def read_card(source: str) -> dict | None:
+    """The card beside a weights file (PATH with the suffix .json, as `python -m train pretrain` writes it), or None."""
+    import json
+
+    if source in PRETRAINED_KEYWORDS:
+        return None
+    card = Path(source).with_suffix(".json")
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the card {card} of {source} ({err}); fix or remove it") from err
+    is_card = isinstance(data, dict) and str(data.get("format", "")).startswith("dualpath-scene-pretrained-backbone")
+    return data if is_card else None
 
 
 def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str) -> None:

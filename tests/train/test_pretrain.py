@@ -1,0 +1,112 @@
+"""`python -m train pretrain` at tiny size: seeds, outputs and card, loading into the models, resume, bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dualpath.files import file_sha256
+from dualpath.model import ModelConfig, build_model
+from train import pretrain
+from train.experiment import run_experiment
+from train.loop import model_config, plan_phases
+
+TINY = ["--backbone", "densenet_tiny", "--chunk", "24", "--held-out", "20", "--batch-size", "12",
+        "--device", "cpu", "--threads", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pretrain")
+    assert pretrain.main([*TINY, "--scenes", "48", "--out", str(out)]) == 0
+    return out
+
+
+def test_seed_range_lies_above_every_other_set(monkeypatch):
+    from calibration.sets import ACCURACY_CONTROL_SEED, CALIBRATION_SEED
+    from runtime.drift.sets import DRIFT_SEED
+    from train.config import TRAINING_SEEDS_END
+
+    pretrain.check_seeds_disjoint()
+    assert pretrain.chunk_seed(0) == 10_000_000
+    assert min(pretrain.chunk_seed(0), pretrain.chunk_seed(1)) > max(
+        TRAINING_SEEDS_END, CALIBRATION_SEED, ACCURACY_CONTROL_SEED, DRIFT_SEED)
+    monkeypatch.setattr(pretrain, "PRETRAIN_SEED_START", DRIFT_SEED)  # a range that would repeat the drift set
+    with pytest.raises(AssertionError, match="not above"):
+        pretrain.check_seeds_disjoint()
+
+
+def test_outputs_are_torchvision_features_and_a_card(pretrained):
+    state = torch.load(pretrained / "backbone.pth", weights_only=True)
+    card = json.loads((pretrained / "backbone.json").read_text())
+    assert state and all(k.startswith("features.") for k in state)
+    assert (card["backbone"], card["stem"], card["scenes_seen"], card["chunks"]) == ("densenet_tiny", "imagenet", 48, 2)
+    assert card["seed_range"] == {"train": [10_000_001, 10_000_002], "held_out": 10_000_000,
+                                  "scenes_per_seed": "0..chunk-1 of each seed"}
+    assert 0.0 <= card["held_out"]["noisy"]["macro_map"] <= 1.0 and card["held_out"]["scenes"] == 20
+    assert card["weights_sha256"] == file_sha256(pretrained / "backbone.pth")
+    assert card["command"].startswith("python -m train pretrain --backbone densenet_tiny")
+    assert card["machine"]["cores"] >= 1 and card["wall_s"] > 0
+
+
+def test_weights_load_into_every_densenet_and_phase_1_runs(pretrained, scenes, tiny_cfg, opts, tmp_path):
+    path = str(pretrained / "backbone.pth")
+    state = torch.load(path, weights_only=True)
+    key = "features.conv0.weight"
+    for arch in ("dualpath", "densenet"):
+        model = build_model(ModelConfig(arch=arch, backbone="densenet_tiny", pretrained=path))
+        assert model.pretrained_loaded and len(model.backbones()) == (2 if arch == "dualpath" else 1)
+        for backbone in model.backbones():
+            assert torch.equal(backbone.state_dict()[key], state[key])
+    cae = build_model(ModelConfig(arch="cae", backbone="densenet_tiny"))
+    assert not cae.pretrained_loaded  # the CAE baseline stays random
+    cfg = tiny_cfg.with_overrides(pretrained=path)
+    assert [p.number for p in plan_phases(cfg, build_model(model_config(cfg)).pretrained_loaded)] == [1, 2]
+    run_experiment(cfg.with_overrides(epochs=1, phase1_epochs=1), tmp_path / "run", scenes, opts)
+    history = torch.load(tmp_path / "run/fold0/last.pt", weights_only=True)["state"]["history"]
+    assert [row["phase"] for row in history] == [1]
+
+
+@pytest.mark.parametrize(("backbone", "stem", "says"), [
+    ("densenet_small", "imagenet", "--backbone densenet_tiny --stem imagenet"),
+    ("densenet_tiny", "3x3", "--backbone densenet_tiny --stem imagenet"),
+])
+def test_a_card_for_another_backbone_or_stem_is_refused(pretrained, backbone, stem, says):
+    config = ModelConfig(arch="densenet", backbone=backbone, stem=stem, pretrained=str(pretrained / "backbone.pth"))
+    with pytest.raises(ValueError, match=says):
+        build_model(config)
+
+
+def test_the_training_cli_refuses_a_mismatch_with_one_line(pretrained, scenes, tmp_path, capsys):
+    from train.cli import main
+
+    argv = ["--preset", "tiny", "--data", str(scenes.path), "--out", str(tmp_path / "run"), "--device", "cpu",
+            "--threads", "1", "--quiet", "--stem", "3x3", "--weights", str(pretrained / "backbone.pth")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pretrained for backbone 'densenet_tiny' with stem 'imagenet'" in err
+
+
+def test_resume_continues_after_the_last_chunk_and_disk_chunks(tmp_path):
+    out = str(tmp_path / "run")
+    assert pretrain.main([*TINY, "--scenes", "24", "--generate", "disk", "--out", out]) == 0
+    assert (tmp_path / "run/chunks/chunk000001/manifest.json").is_file()
+    assert pretrain.main([*TINY, "--scenes", "48", "--out", out]) == 2  # no --resume: refused
+    assert pretrain.main([*TINY, "--scenes", "48", "--out", out, "--resume"]) == 0
+    card = json.loads((tmp_path / "run/backbone.json").read_text())
+    assert (card["chunks"], card["scenes_seen"]) == (2, 48)
+    other = [*TINY, "--scenes", "72", "--out", out, "--resume", "--lr", "0.01"]
+    assert pretrain.main(other) == 2  # another configuration
+
+
+@pytest.mark.parametrize("argv", [
+    ["--backbone", "densenet_tiny"],  # neither --scenes nor --budget-minutes
+    ["--backbone", "resnet50", "--scenes", "10"],
+    ["--stem", "5x5", "--scenes", "10"],
+    ["--scenes", "10", "--chunk", "0"],
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
+    assert pretrain.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
