@@ -81,6 +81,7 @@ VARIANTS.update({
     "combo_stem3": replace(COMBO, description=COMBO.description + " + 3x3 stem", model_options={"stem": "3x3"}),
     "dualpath_bf16": replace(BASE, description="+ bf16 autocast (the CPU has AVX512_BF16)", amp=True),
     "combo_bf16": replace(COMBO, description=COMBO.description + " + bf16 autocast", amp=True),
+    "combo_lr4_bf16": replace(COMBO, description=COMBO.description + " + lr 4e-3 + bf16 autocast", amp=True, lr=4e-3),
     "combo60k_bf16": replace(COMBO, description=COMBO.description.replace("30000", "60000") + " + bf16 autocast",
                              amp=True, extra_scenes=60000),
     "combo_noextra_bf16": replace(COMBO, description=COMBO.description.replace(" + 30000 extra scenes", "")
