@@ -10,7 +10,7 @@ SEED   ?= 0
 N      ?= 6000
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup demo test test-all bench bench-inference compare recipe clean
+.PHONY: setup demo test test-all bench bench-inference compare recipe gpu-check clean
 
 # The stamp is rebuilt when pyproject.toml changes. torch/torchvision are pinned in pyproject's `train` extra
 # (2.14.1 / 0.29.1); pip takes them from the machine's local wheel store where it has one.
@@ -80,6 +80,12 @@ recipe: setup
 	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
 	$(PY) benchmarks/recipe.py --budget 720 --threads $(WORKERS) --rows $(RECIPE_ROWS) --data $(DATA) \
 		--out benchmarks/results/recipe.json
+
+# One H100/H200 for ~10 minutes, nothing downloaded: training speed (fp32/bf16, NCHW/NHWC, compile), a time-boxed
+# DenseNet-121 scene pretraining saved in fp16, and the four rows (paper preset, one fold) from those weights.
+# Small results in benchmarks/results/gpu_check (gpu_check.md); checkpoints and scenes in runs/gpu-check.
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --out benchmarks/results/gpu_check --work runs/gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

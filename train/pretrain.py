@@ -123,10 +123,11 @@ class ChunkSource:
     """Chunks in order; the next one is made while the current one trains (generate="worker"), or each is generated
     into a data set folder under `root` when asked for (generate="disk"; reused when already there)."""
 
-    def __init__(self, cfg: PretrainConfig, root: Path) -> None:
-        self.cfg, self.root = cfg, root
-        self.pool = ProcessPoolExecutor(1, mp_context=get_context("spawn")) if cfg.generate == "worker" else None
-        self.pending: dict[int, Future] = {}
+    def __init__(self, cfg: PretrainConfig, root: Path, workers: int = 1) -> None:
+        self.cfg, self.root, self.workers = cfg, root, workers
+        worker = cfg.generate == "worker"
+        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if worker else None
+        self.pending: dict[int, list[Future]] = {}
         self.wait_s = 0.0  # time training waited for scenes
 
     def get(self, k: int, prefetch: int | None = None) -> dict[str, np.ndarray]:
@@ -142,16 +143,20 @@ class ChunkSource:
         if self.pool is None:
             from dualpath.scenes import SceneConfig, generate_dataset
 
-            ds = generate_dataset(SceneConfig(), chunk_seed(k), n, self.root / f"chunk{k:06d}", progress=False)
+            ds = generate_dataset(SceneConfig(), chunk_seed(k), n, self.root / f"chunk{k:06d}", workers=self.workers,
+                                  progress=False)
             return {"noisy": ds.noisy, "clean": ds.clean, "labels": ds.labels}
-        arrays = (self.pending.pop(k, None) or self._submit(k, n)).result()
-        return {key: arrays[key] for key in ("noisy", "clean", "labels")}
+        parts = [f.result() for f in self.pending.pop(k, None) or self._submit(k, n)]
+        return {key: np.concatenate([part[key] for part in parts]) for key in ("noisy", "clean", "labels")}
 
-    def _submit(self, k: int, n: int) -> Future:
+    def _submit(self, k: int, n: int) -> list[Future]:
+        """Scenes 0..n-1 of chunk k as one render_range task per worker (torch-free: workers never import torch)."""
         from dualpath.scenes import SceneConfig
-        from dualpath.scenes.dataset import render_range  # torch-free: the worker never imports torch
+        from dualpath.scenes.dataset import render_range
 
-        return self.pool.submit(render_range, SceneConfig(), chunk_seed(k), 0, n)
+        bounds = np.linspace(0, n, min(self.workers, n) + 1).astype(int)
+        return [self.pool.submit(render_range, SceneConfig(), chunk_seed(k), int(a), int(b))
+                for a, b in zip(bounds, bounds[1:])]
 
     def close(self) -> None:
         if self.pool is not None:
@@ -302,7 +307,7 @@ def _machine() -> dict:
 
 
 def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, half: bool = False,
-                 argv: Sequence[str] = ()) -> dict:
+                 argv: Sequence[str] = (), workers: int = 1) -> dict:
     from train.distributed import DistEnv
     from train.experiment import resolve_runtime
 
@@ -322,7 +327,7 @@ def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, hal
     p = load_state(ckpt, cfg, model, optimizer) if resume and ckpt.exists() else Progress()
     log.info("pretraining %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.backbone, cfg.stem,
              rt.device, cfg.chunk, chunk_seed(1), f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
-    source = ChunkSource(cfg, out / "chunks")
+    source = ChunkSource(cfg, out / "chunks", workers)
     try:
         _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress)
         held_out = evaluate(model, source.get(0), rt)
@@ -385,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--augment", choices=("none", "flips", "dihedral"), default=d.augment)
     parser.add_argument("--generate", choices=("worker", "disk"), default=d.generate,
                         help="worker: render the next chunk in a process beside training; disk: into OUT/chunks first")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering scenes (default 1)")
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation and shuffling")
     parser.add_argument("--half", action="store_true", help="save backbone.pth in float16 (half the size)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last chunk")
@@ -413,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              seed=args.seed)
         opts = RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
                           progress=not args.quiet, tensorboard=False, threads=args.threads)
-        card = run_pretrain(cfg, args.out, opts, resume=args.resume, half=args.half, argv=argv)
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        card = run_pretrain(cfg, args.out, opts, resume=args.resume, half=args.half, argv=argv, workers=args.workers)
     except (ValueError, OSError) as err:
         log.error("error: %s", err)
         return 2

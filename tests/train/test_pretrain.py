@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -110,3 +111,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
     assert pretrain.main([*argv, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_python_m_train_pretrain_is_the_entry_point(tmp_path):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "train", "pretrain", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: pass one of --scenes N or --budget-minutes M to size the run"
