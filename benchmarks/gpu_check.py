@@ -42,7 +42,8 @@ def sizes(tiny: bool, pretrain_minutes: float, compare_epochs: int, workers: int
     if tiny:
         return Sizes("cpu", "densenet_tiny", 4, 0, 1, False,
                      ["--scenes", "32", "--chunk", "16", "--held-out", "16", "--batch-size", "8", "--threads", "1"],
-                     ["--preset", "tiny", "--n-scenes", "60", "--epochs", "2", "--phase1-epochs", "1", "--threads", "1"])
+                     ["--preset", "tiny", "--n-scenes", "60", "--epochs", "2", "--phase1-epochs", "1",
+                      "--threads", "1"])
     phase1 = max(1, compare_epochs // 3)  # the paper's 30 of 100
     return Sizes("cuda", "densenet121", 256, 5, 20, True,
                  ["--budget-minutes", str(pretrain_minutes), "--chunk", "5000", "--held-out", "2000",
@@ -125,7 +126,8 @@ def markdown(result: dict) -> str:
     lines = [f"# GPU check: {m.get('gpu') or 'CPU (--tiny)'}", "",
              f"torch {m['torch']}, {m['cores']}-core {m['cpu']}; {result['wall_s']:.0f} s in all.", "",
              "## Training speed (one optimisation step)", "",
-             "| model | batch | precision | layout | compile | images/s | ms/step | peak MiB |", "|---|---|---|---|---|---|---|---|"]
+             "| model | batch | precision | layout | compile | images/s | ms/step | peak MiB |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["speed"]:
         speed = f"{r['images_per_s']} | {r['ms_per_step']}" if r["error"] is None else f"failed: {r['error'][:60]} |"
         lines.append(f"| {r['model']} | {r['batch']} | {r['precision']} | {'NHWC' if r['channels_last'] else 'NCHW'} "

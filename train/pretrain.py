@@ -175,9 +175,12 @@ class Progress:
     last_loss: float | None = None
 
 
-def lr_at(cfg: PretrainConfig, p: Progress, elapsed_s: float) -> float:
+def lr_at(cfg: PretrainConfig, scenes_seen: int, elapsed_s: float) -> float:
     """Cosine from cfg.lr to 5% of it over the run: by scenes seen, or by time with --budget-minutes."""
-    frac = p.scenes_seen / (cfg.max_chunks * cfg.chunk) if cfg.scenes is not None else elapsed_s / (60 * cfg.budget_minutes)
+    if cfg.scenes is not None:
+        frac = scenes_seen / (cfg.max_chunks * cfg.chunk)
+    else:
+        frac = elapsed_s / (60 * cfg.budget_minutes)
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
 
 
@@ -192,9 +195,10 @@ def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p: Progress, rt, 
     norm, criterion = Normalizer(device, rt.channels_last), nn.BCEWithLogitsLoss()
     total = torch.zeros((), device=device)
     order = torch.randperm(len(labels)).to(device)
-    for idx in torch.split(order, cfg.batch_size):
+    for i, idx in enumerate(torch.split(order, cfg.batch_size)):
+        lr = lr_at(cfg, p.scenes_seen + i * cfg.batch_size, p.train_s + time.perf_counter() - t_start)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(cfg, p, p.train_s + time.perf_counter() - t_start)
+            group["lr"] = lr
         # Both kinds of image a backbone meets in the models: noisy inputs and clean(ed) reconstructions.
         a, b = augment_pairs(noisy[idx], clean[idx], cfg.augment)
         pick = (torch.rand(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
@@ -406,7 +410,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dualpath.files import check_writable
     from train.cli import setup_logging
     from train.config import RunOptions
-    from train.loop import NonFiniteLossError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -428,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; `--resume` with the same --out continues after the last finished chunk")
         return 130
-    except NonFiniteLossError as err:
+    except RuntimeError as err:  # NonFiniteLossError, CUDA errors (out of memory ...)
         log.error("error: %s", err)
         return 1
     log.info("wrote %s and %s (held-out macro mAP %.3f on noisy scenes); load it with --weights %s",

@@ -120,3 +120,13 @@ def test_python_m_train_pretrain_is_the_entry_point(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: pass one of --scenes N or --budget-minutes M to size the run"
+
+
+def test_learning_rate_decays_by_scenes_or_by_time():
+    by_scenes = pretrain.PretrainConfig(scenes=100, chunk=50, lr=1.0)
+    assert pretrain.lr_at(by_scenes, 0, 999.0) == 1.0
+    assert pretrain.lr_at(by_scenes, 50, 0.0) == pytest.approx(0.525)
+    assert pretrain.lr_at(by_scenes, 100, 0.0) == pytest.approx(0.05)
+    by_time = pretrain.PretrainConfig(budget_minutes=1.0, lr=1.0)
+    assert pretrain.lr_at(by_time, 10**6, 30.0) == pytest.approx(0.525)
+    assert pretrain.lr_at(by_time, 0, 120.0) == pytest.approx(0.05)
