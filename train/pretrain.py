@@ -16,6 +16,7 @@ import logging
 import math
 import platform
 import shlex
+import shutil
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -133,10 +134,20 @@ class ChunkSource:
     def get(self, k: int, prefetch: int | None = None) -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         arrays = self._make(k)
-        if prefetch is not None and self.pool is not None and prefetch not in self.pending:
-            self.pending[prefetch] = self._submit(prefetch, self.cfg.chunk)
+        if prefetch is not None:
+            self.prefetch(prefetch)
         self.wait_s += time.perf_counter() - t0
         return arrays
+
+    def prefetch(self, k: int) -> None:
+        """Start rendering chunk k in the workers (no-op on disk)."""
+        if self.pool is not None and k not in self.pending:
+            self.pending[k] = self._submit(k, self.cfg.held_out if k == 0 else self.cfg.chunk)
+
+    def done_with(self, k: int) -> None:
+        """Free chunk k's disk space (a long run sees thousands of chunks); the held-out chunk stays."""
+        if self.pool is None and k != 0:
+            shutil.rmtree(self.root / f"chunk{k:06d}", ignore_errors=True)
 
     def _make(self, k: int) -> dict[str, np.ndarray]:
         n = self.cfg.held_out if k == 0 else self.cfg.chunk
@@ -332,6 +343,7 @@ def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, hal
     log.info("pretraining %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.backbone, cfg.stem,
              rt.device, cfg.chunk, chunk_seed(1), f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
     source = ChunkSource(cfg, out / "chunks", workers)
+    source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
     try:
         _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress)
         held_out = evaluate(model, source.get(0), rt)
@@ -355,6 +367,7 @@ def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, c
             wait0 = source.wait_s
             arrays = source.get(k, prefetch=k + 1 if k < cfg.max_chunks else None)
             train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar)
+            source.done_with(k)
             p.chunks_done, p.scenes_seen = k, p.scenes_seen + len(arrays["labels"])
             p.train_s += time.perf_counter() - t0
             p.wait_s += source.wait_s - wait0

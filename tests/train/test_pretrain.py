@@ -92,7 +92,9 @@ def test_the_training_cli_refuses_a_mismatch_with_one_line(pretrained, scenes, t
 def test_resume_continues_after_the_last_chunk_and_disk_chunks(tmp_path):
     out = str(tmp_path / "run")
     assert pretrain.main([*TINY, "--scenes", "24", "--generate", "disk", "--out", out]) == 0
-    assert (tmp_path / "run/chunks/chunk000001/manifest.json").is_file()
+    chunks = tmp_path / "run/chunks"
+    assert [p.name for p in chunks.iterdir()] == ["chunk000000"]  # trained chunks are removed, the held-out kept
+    assert (chunks / "chunk000000/manifest.json").is_file()
     assert pretrain.main([*TINY, "--scenes", "48", "--out", out]) == 2  # no --resume: refused
     assert pretrain.main([*TINY, "--scenes", "48", "--out", out, "--resume"]) == 0
     card = json.loads((tmp_path / "run/backbone.json").read_text())
