@@ -322,7 +322,7 @@ def _machine() -> dict:
 
 
 def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, half: bool = False,
-                 argv: Sequence[str] = (), workers: int = 1) -> dict:
+                 argv: Sequence[str] = (), workers: int = 1, checkpoint_minutes: float = 0.0) -> dict:
     from train.distributed import DistEnv
     from train.experiment import resolve_runtime
 
@@ -345,7 +345,7 @@ def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, hal
     source = ChunkSource(cfg, out / "chunks", workers)
     source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
     try:
-        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress)
+        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes)
         held_out = evaluate(model, source.get(0), rt)
     finally:
         source.close()
@@ -353,10 +353,13 @@ def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, hal
     return write_outputs(out, cfg, model, p, held_out, half, argv)
 
 
-def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool) -> None:
+def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
+                  every_s: float = 0.0) -> None:
+    """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end."""
     from tqdm import tqdm
 
     model.train()
+    saved_at, saved_chunks = time.perf_counter(), p.chunks_done
     total = cfg.max_chunks * cfg.chunk if cfg.scenes is not None else None
     bar = tqdm(total=total, initial=p.scenes_seen, unit="scene", desc="pretrain",
                disable=not progress or not sys.stderr.isatty())
@@ -371,9 +374,13 @@ def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, c
             p.chunks_done, p.scenes_seen = k, p.scenes_seen + len(arrays["labels"])
             p.train_s += time.perf_counter() - t0
             p.wait_s += source.wait_s - wait0
-            save_state(ckpt, cfg, model, optimizer, p)
+            if time.perf_counter() - saved_at >= every_s:
+                save_state(ckpt, cfg, model, optimizer, p)
+                saved_at, saved_chunks = time.perf_counter(), p.chunks_done
             log.info("chunk %d (seed %d): loss %.4f, %d scenes, %.0f s (%.1f s waiting for scenes)", k, chunk_seed(k),
                      p.last_loss, p.scenes_seen, p.train_s, p.wait_s)
+        if p.chunks_done != saved_chunks:
+            save_state(ckpt, cfg, model, optimizer, p)
     finally:
         bar.close()
 
@@ -410,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="processes rendering scenes (default 1)")
     parser.add_argument("--seed", type=int, default=d.seed, help="initialisation and shuffling")
     parser.add_argument("--half", action="store_true", help="save backbone.pth in float16 (half the size)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=2.0,
+                        help="checkpoint (pretrain.pt) at most this often, and at the end (default 2; 0: every chunk)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last chunk")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default as in training)")
@@ -437,7 +446,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           progress=not args.quiet, tensorboard=False, threads=args.threads)
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        card = run_pretrain(cfg, args.out, opts, resume=args.resume, half=args.half, argv=argv, workers=args.workers)
+        if args.checkpoint_minutes < 0:
+            raise ValueError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
+        card = run_pretrain(cfg, args.out, opts, resume=args.resume, half=args.half, argv=argv, workers=args.workers,
+                            checkpoint_minutes=args.checkpoint_minutes)
     except (ValueError, OSError) as err:
         log.error("error: %s", err)
         return 2

@@ -108,6 +108,7 @@ def test_resume_continues_after_the_last_chunk_and_disk_chunks(tmp_path):
     ["--backbone", "resnet50", "--scenes", "10"],
     ["--stem", "5x5", "--scenes", "10"],
     ["--scenes", "10", "--chunk", "0"],
+    ["--scenes", "10", "--checkpoint-minutes", "-1"],
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv):
     assert pretrain.main([*argv, "--out", str(tmp_path / "run")]) == 2
