@@ -161,13 +161,11 @@ class ChunkSource:
         return {key: np.concatenate([part[key] for part in parts]) for key in ("noisy", "clean", "labels")}
 
     def _submit(self, k: int, n: int) -> list[Future]:
-        """Scenes 0..n-1 of chunk k as one render_range task per worker (torch-free: workers never import torch)."""
-        from dualpath.scenes import SceneConfig
-        from dualpath.scenes.dataset import render_range
+        """Scenes 0..n-1 of chunk k as one task per worker."""
+        from train.pretrain_scenes import render_images
 
         bounds = np.linspace(0, n, min(self.workers, n) + 1).astype(int)
-        return [self.pool.submit(render_range, SceneConfig(), chunk_seed(k), int(a), int(b))
-                for a, b in zip(bounds, bounds[1:])]
+        return [self.pool.submit(render_images, chunk_seed(k), int(a), int(b)) for a, b in zip(bounds, bounds[1:])]
 
     def close(self) -> None:
         if self.pool is not None:

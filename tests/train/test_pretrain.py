@@ -133,3 +133,11 @@ def test_learning_rate_decays_by_scenes_or_by_time():
     by_time = pretrain.PretrainConfig(budget_minutes=1.0, lr=1.0)
     assert pretrain.lr_at(by_time, 10**6, 30.0) == pytest.approx(0.525)
     assert pretrain.lr_at(by_time, 0, 120.0) == pytest.approx(0.05)
+
+
+def test_the_scene_workers_never_import_torch():
+    import subprocess
+
+    code = "import sys, train.pretrain_scenes as w; w.render_images(10_000_001, 0, 2); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False"
