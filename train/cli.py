@@ -32,6 +32,7 @@ examples:
   torchrun --nproc_per_node 4 -m train --preset paper --out runs/paper-ddp       (multi-GPU, DDP)
   python -m train --resume --out runs/cpu-asl                                    (continue a stopped run)
   python -m train compare --preset cpu --folds 1 --out runs/compare              (the paper's Tables I-III)
+  python -m train pretrain --scenes 200000 --out weights/densenet_small          (a scene-pretrained backbone)
 
 presets: """ + "; ".join(
     f"{name}: {c.backbone}, pretrained {c.pretrained}, {c.n_scenes} scenes, {c.epochs} epochs, {c.folds} fold(s)"
