@@ -13,12 +13,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 @pytest.fixture(scope="module")
 def gpu_check():
+    path, modules = list(sys.path), set(sys.modules)
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules["gpu_check"] = module
     spec.loader.exec_module(module)
     yield module
-    sys.modules.pop("gpu_check", None)
+    sys.path[:] = path  # the script puts benchmarks/ on the path for its helpers; later tests get theirs back
+    for name in ("gpu_check", "train_speed", "_machine"):
+        if name not in modules:
+            sys.modules.pop(name, None)
 
 
 def test_tiny_run_writes_every_section(gpu_check, tmp_path):
