@@ -74,11 +74,11 @@ compare: setup
 	cp runs/compare/comparison.json benchmarks/results/compare_cpu.json
 
 # Why the model learns as it does: variants trained for the same wall-clock budget on the same split, one table
-# (benchmarks/recipe.py --list shows the rows; ~12.5 minutes a row at the default budget).
+# (benchmarks/recipe.py --list shows the rows; ~12.5 minutes a row, one thread each, as the README table was made).
 RECIPE_ROWS ?= plain_cnn densenet dualpath cpu_preset
 recipe: setup
 	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
-	$(PY) benchmarks/recipe.py --budget 720 --threads $(WORKERS) --rows $(RECIPE_ROWS) --data $(DATA) \
+	$(PY) benchmarks/recipe.py --budget 720 --threads 1 --rows $(RECIPE_ROWS) --data $(DATA) \
 		--out benchmarks/results/recipe.json
 
 # One H100/H200 for ~10 minutes, nothing downloaded: training speed (fp32/bf16, NCHW/NHWC, compile), a time-boxed
