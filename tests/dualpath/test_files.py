@@ -103,6 +103,8 @@ def test_interrupts_inside_a_deferred_block_arrive_when_it_ends():
 
     from dualpath.files import interrupts_deferred
 
+    # Python's own Ctrl-C handler, whatever this process inherited (a background job starts with SIGINT ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     steps = []
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
@@ -111,3 +113,4 @@ def test_interrupts_inside_a_deferred_block_arrive_when_it_ends():
         steps.append("never")
     assert steps == ["finished the write"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the program's handler is back
+    signal.signal(signal.SIGINT, inherited)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,9 @@ def train_argv(data, out, *extra) -> list[str]:
     """`python -m train` arguments for the tiny preset on a given data set, on one CPU thread, quiet."""
     return ["--preset", "tiny", "--data", str(data), "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet",
             *map(str, extra)]
+
+
+def default_sigint() -> None:
+    """Popen preexec_fn: Ctrl-C as a terminal delivers it. A process started with SIGINT ignored (a background job of a
+    non-interactive shell, as CI may run us) passes that on, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

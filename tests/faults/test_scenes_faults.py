@@ -16,7 +16,7 @@ import pytest
 
 from dualpath.scenes import load_dataset
 from dualpath.scenes.__main__ import main
-from fault_checks import ROOT, error_line, run_module, temporaries
+from fault_checks import ROOT, default_sigint, error_line, run_module, temporaries
 
 SMALL = {"variants_per_class": 1, "backgrounds_per_kind": 1}  # the real generator with the smallest catalogue
 
@@ -373,7 +373,8 @@ def test_generate_interrupted_says_so_and_leaves_nothing(tmp_path, config_file):
     out = tmp_path / "ds"
     proc = subprocess.Popen([sys.executable, "-m", "dualpath.scenes", "generate", "--n", "5000", "--out", str(out),
                              "--workers", "1", "--quiet", "--config", str(config_file)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".ds.tmp-*/noisy.npy")) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import train.experiment  # noqa: E402
-from fault_checks import ROOT, error_line, temporaries, train_argv  # noqa: E402
+from fault_checks import ROOT, default_sigint, error_line, temporaries, train_argv  # noqa: E402
 from train.cli import main  # noqa: E402
 
 def finished_files(out):
@@ -224,7 +224,8 @@ def test_interrupted_training_leaves_only_whole_files_and_resumes(tmp_path, data
     out, epochs = tmp_path / "run", 4  # the signal lands within 50 ms of epoch 1's checkpoint, long before the end
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "train", *train_argv(dataset.path, out, "--epochs", epochs)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (out / "fold0" / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
