@@ -159,12 +159,12 @@ def run_table(args) -> int:
 
 
 def train_row(name: str, v: Variant, args) -> dict:
-    import numpy as np
     import torch
 
     from dualpath.scenes import load_dataset
     from train.data import Normalizer, augment_pairs, to_device
     from train.evaluate import autocast, compute_metrics, predict
+    from train.experiment import with_extra_training_scenes
     from train.losses import MultitaskLoss
     from train.splits import make_splits
 
@@ -174,20 +174,14 @@ def train_row(name: str, v: Variant, args) -> dict:
     if len(base.labels) != 6000:
         raise SystemExit(f"recipe: {args.data} must hold the default n6000-seed0 scenes (make demo generates them)")
     splits = make_splits(base.labels, folds=1, seed=0)  # the cpu preset's split: its test part is the 1199 scenes
-    arrays = {k: getattr(base, k) for k in ("noisy", "clean", "labels")}
-    train_idx = splits.folds[0].train
-    if v.extra_scenes:
+    arrays = base
+    if v.extra_scenes:  # appended to the training part only, exactly as the trainer does
         extra = load_dataset(args.extra_data) if args.extra_data else _extra_scenes(args.data, v.extra_scenes)
-        if len(extra.labels) < v.extra_scenes:
-            raise SystemExit(f"recipe: {args.extra_data} holds {len(extra.labels)} scenes, row {name} needs {v.extra_scenes}")
-        arrays = {k: np.concatenate([arrays[k], getattr(extra, k)[: v.extra_scenes]]) for k in arrays}
-        train_idx = np.concatenate([train_idx, 6000 + np.arange(v.extra_scenes)])
-
-    class _A:  # SceneArrays
-        noisy, clean, labels = arrays["noisy"], arrays["clean"], arrays["labels"]
+        arrays, splits = with_extra_training_scenes(base, splits, extra, v.extra_scenes)
+    train_idx = splits.folds[0].train
 
     device = torch.device("cpu")
-    data = to_device(_A, device)
+    data = to_device(arrays, device)
     model = build(v).to(memory_format=torch.channels_last)
     criterion = MultitaskLoss(cls_loss=v.loss, recon_weight=v.recon_weight, cls_weight=v.cls_weight)
     opt_cls = torch.optim.AdamW if v.optimizer == "adamw" else torch.optim.Adam
@@ -219,7 +213,7 @@ def train_row(name: str, v: Variant, args) -> dict:
             seen, steps = seen + len(batch), steps + 1
     train_s = time.perf_counter() - start
     pred = predict(model, criterion, data, splits.test, normalizer=norm, batch_size=256, amp=v.amp)
-    m = compute_metrics(pred, arrays["labels"], arrays["clean"])
+    m = compute_metrics(pred, arrays.labels, arrays.clean)
     return {"row": name, "description": v.description, "variant": asdict(v),
             "budget_s": None if args.epochs else args.budget, "budget_epochs": args.epochs,
             "threads": args.threads, "train_s": round(train_s, 1), "images_per_s": round(seen / train_s, 1),
@@ -229,11 +223,13 @@ def train_row(name: str, v: Variant, args) -> dict:
 
 
 def _extra_scenes(data: Path, n: int):
-    """The trainer's own extra training scenes (seed 1, cached beside the data set, as `python -m train` makes them)."""
-    from dualpath.scenes import SceneConfig, cache_tag, generate_dataset
+    """The trainer's own extra training scenes (the cpu preset's seed, cached beside the data set, as `python -m train`
+    makes them)."""
+    from dualpath.scenes import SceneConfig
+    from train.cli import generate_extra
+    from train.config import CPU
 
-    return generate_dataset(SceneConfig(), seed=1, n=n, out=data.parent / f"extra-n{n}-seed1-{cache_tag(SceneConfig())}",
-                            workers=2, progress=False)
+    return generate_extra(SceneConfig(), CPU.extra_seed, n, data.parent, workers=2, progress=False)
 
 
 def lr_at(peak: float, frac: float, warmup: float = 0.03) -> float:

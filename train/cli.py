@@ -86,7 +86,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--warmup-epochs", type=float, help="linear warm-up at the start of each phase (cosine only)")
     model.add_argument("--batch-size", type=int, help="global batch size")
-    model.add_argument("--stem", help="DenseNet stem: imagenet (7x7/2 conv + pool, the paper's) or 3x3 (stride 1 + "
+    model.add_argument("--stem", help="DenseNet stem: imagenet (7x7/2 conv + pool, the paper's) or 3x3 (3x3/2 conv, no "
                                       "pool: the first dense block at 32x32 for 64x64 input)")
     model.add_argument("--augment", choices=AUGMENTS, help="label-preserving flips / dihedral transforms of each batch")
     model.add_argument("--extra-scenes", type=int,
@@ -278,7 +278,7 @@ def resolve_extra(args: argparse.Namespace, cfg: TrainConfig, dataset):
     """The config's extra training scenes: the data set's own scene config on cfg.extra_seed, cached in --data-root."""
     if not cfg.extra_scenes:
         return None
-    from dualpath.scenes import SceneConfig, cache_tag, generate_dataset
+    from dualpath.scenes import SceneConfig
 
     on_disk = bool(getattr(dataset, "manifest", None))  # a SceneDataset; tests may pass bare arrays
     config, base_seed = (dataset.config, dataset.seed) if on_disk else (SceneConfig(), cfg.data_seed)
@@ -286,7 +286,14 @@ def resolve_extra(args: argparse.Namespace, cfg: TrainConfig, dataset):
         raise ValueError(f"the extra training scenes' seed ({cfg.extra_seed}) is the data set's own seed: they would "
                          "repeat its validation and test scenes; pass another --extra-seed")
     root = args.data_root.parent if (args.data_root / "manifest.json").is_file() else args.data_root  # not inside a set
-    out = root / f"extra-n{cfg.extra_scenes}-seed{cfg.extra_seed}-{cache_tag(config)}"
+    return generate_extra(config, cfg.extra_seed, cfg.extra_scenes, root, workers=args.workers,
+                          progress=not args.quiet and sys.stderr.isatty())
+
+
+def generate_extra(config, seed: int, n: int, root: Path, *, workers: int, progress: bool):
+    """Extra training scenes, cached in `root` under a name of their count, seed and scene config (reused once made)."""
+    from dualpath.scenes import cache_tag, generate_dataset
+
+    out = root / f"extra-n{n}-seed{seed}-{cache_tag(config)}"
     log.info("extra training scenes: %s (generated once, reused afterwards)", out)
-    return generate_dataset(config, seed=cfg.extra_seed, n=cfg.extra_scenes, out=out, workers=args.workers,
-                            progress=not args.quiet and sys.stderr.isatty())
+    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=progress)
