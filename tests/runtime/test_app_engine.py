@@ -107,7 +107,7 @@ echo "args: $*" >> "$(dirname "$0")/calls.txt"
 
 
 def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     qdq = [helper.make_node("QuantizeLinear", ["image", "s", "z"], ["q"]),
@@ -115,15 +115,7 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     scale = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
     graph = helper.make_graph(qdq, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3, 64, 64])], scale)
-    model = helper.make_model(graph)
-    helper.set_model_props(model, {"class_names": '["ladle", "whisk"]', "image_size": "64"})
-    onnx.save(model, tmp_path / "model_int8_s8.onnx")
-    trtexec = tmp_path / "trtexec"
-    trtexec.write_text(FAKE_TRTEXEC)
-    trtexec.chmod(0o755)
-    script = Path(__file__).resolve().parents[2] / "jetson" / "build_engine.sh"
-    env = os.environ | {"TRTEXEC": str(trtexec), "PYTHON": sys.executable}
-    done = subprocess.run([str(script), str(tmp_path / "model_int8_s8.onnx")], env=env, capture_output=True, text=True)
+    done, build = _build_with_fake_trtexec(tmp_path, graph, "model_int8_s8.onnx")
     assert done.returncode == 0, done.stderr
     sidecar = json.loads((tmp_path / "model_int8_s8.engine.json").read_text())
     assert sidecar | {"built_at": None} == sidecar | {
@@ -136,30 +128,43 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     assert "--int8 --fp16" in calls and "--maxShapes=image:1x3x64x64" in calls  # TensorRT 10: weakly typed flags
     check_engine(tmp_path / "model_int8_s8.engine", running=dict(ORIN))  # the runtime accepts what it wrote
 
-    missing = subprocess.run([str(script), str(tmp_path / "nope.onnx")], env=env, capture_output=True, text=True)
+    missing = build(tmp_path / "nope.onnx")
     assert missing.returncode == 1 and "no such ONNX file" in missing.stderr
 
 
 def test_build_engine_script_builds_an_fp16_engine_without_int8(tmp_path):
     """From model_fp16.onnx (no Q/DQ nodes) trtexec gets --fp16 only: with --int8 it would make up INT8 ranges."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     graph = helper.make_graph([helper.make_node("Cast", ["image"], ["probs"], to=TensorProto.FLOAT)], "g",
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3, 64, 64])],
                               [helper.make_tensor("w", TensorProto.FLOAT16, [2], [0.5, 1.0])])
-    model = helper.make_model(graph)
-    helper.set_model_props(model, {"class_names": '["ladle", "whisk"]', "image_size": "64"})
-    onnx.save(model, tmp_path / "model_fp16.onnx")
-    trtexec = tmp_path / "trtexec"
-    trtexec.write_text(FAKE_TRTEXEC)
-    trtexec.chmod(0o755)
-    script = Path(__file__).resolve().parents[2] / "jetson" / "build_engine.sh"
-    env = os.environ | {"TRTEXEC": str(trtexec), "PYTHON": sys.executable}
-    done = subprocess.run([str(script), str(tmp_path / "model_fp16.onnx")], env=env, capture_output=True, text=True)
+    done, _ = _build_with_fake_trtexec(tmp_path, graph, "model_fp16.onnx")
     assert done.returncode == 0, done.stderr
     calls = (tmp_path / "calls.txt").read_text()
     assert "--fp16" in calls and "--int8" not in calls
     sidecar = json.loads((tmp_path / "model_fp16.engine.json").read_text())
     assert sidecar["metadata"]["precision"] == '"fp16"'
+
+
+def _build_with_fake_trtexec(tmp_path, graph, name: str):
+    """Save `graph` as tmp_path/name with dualpath metadata and run jetson/build_engine.sh on it with a fake trtexec
+    (it records its calls in calls.txt); returns the run and a function that runs the script on another path."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {"class_names": '["ladle", "whisk"]', "image_size": "64"})
+    onnx.save(model, tmp_path / name)
+    trtexec = tmp_path / "trtexec"
+    trtexec.write_text(FAKE_TRTEXEC)
+    trtexec.chmod(0o755)
+    script = Path(__file__).resolve().parents[2] / "jetson" / "build_engine.sh"
+    env = os.environ | {"TRTEXEC": str(trtexec), "PYTHON": sys.executable}
+
+    def build(path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), str(path)], env=env, capture_output=True, text=True)
+
+    return build(tmp_path / name), build
