@@ -41,7 +41,11 @@ _IMAGE_RANGE_SLACK = 0.01
 
 _SSIM_CHUNK = 64  # images per SSIM / PSNR batch: a few MB of temporaries each
 
-METRIC_KEYS: tuple[str, ...] = (
+# The scalar metrics.json keys: what multilabel_metrics returns (LABEL_KEYS) and what image_metrics returns
+# (IMAGE_KEYS). METRIC_KEYS, in the order reports show them, is the one list that training's metrics.json and
+# reports, --select-metric, the exported models' metadata and the drift report (and its budgets) take their keys
+# from: a new metric is its function in this module plus its key here (tests/dualpath/test_metrics.py checks both).
+LABEL_KEYS: tuple[str, ...] = (
     "accuracy",
     "hamming_loss",
     "macro_auc",
@@ -54,6 +58,11 @@ METRIC_KEYS: tuple[str, ...] = (
     "micro_recall",
     "micro_f1",
 )
+IMAGE_KEYS: tuple[str, ...] = ("ssim", "psnr")
+METRIC_KEYS: tuple[str, ...] = LABEL_KEYS + IMAGE_KEYS
+LOWER_IS_BETTER = frozenset({"hamming_loss"})  # for every other key higher is better
+# The paper's headline numbers, bounded by design.md's drift budgets: the short tables and plots show these.
+HEADLINE_KEYS: tuple[str, ...] = ("accuracy", "macro_map", "ssim")
 
 
 # ----------------------------------------------------------------------------- input checks

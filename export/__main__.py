@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args):
     from export.config import ExportConfig
     from export.onnx_fp32 import OPSET
-    from runtime.drift.__main__ import budgets_from_args
+    from runtime.drift.budgets import budgets_from_args
 
     optional = {"calib_seed": args.calib_seed} if args.calib_seed is not None else {}
     return ExportConfig(

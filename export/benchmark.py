@@ -22,13 +22,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dualpath.metrics import HEADLINE_KEYS
 from dualpath.telemetry import telemetry_off
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 MODEL_SUFFIXES = (".onnx", ".xml", ".engine")
-DELTAS = ("accuracy", "macro_map", "ssim")
 BATCH = 32
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
@@ -157,7 +157,7 @@ def _deltas(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
     r = manifest.get("drift", {}).get(name)
     if r is None:
         return None
-    return {"reference": r["reference"], "passed": r["passed"], **{m: r["delta"][m] for m in DELTAS}}
+    return {"reference": r["reference"], "passed": r["passed"], **{m: r["delta"][m] for m in HEADLINE_KEYS}}
 
 
 def headline(info: dict[str, Any]) -> str:
@@ -181,7 +181,7 @@ def markdown(result: dict[str, Any]) -> str:
                   [f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r[throughput]:.0f}"])
         d = r["drift"]
         drift = (["(reference)"] * 3 + [""]) if d is None else \
-            [f"{d[m]:+.4f}" for m in DELTAS] + [f"{'ok' if d['passed'] else 'PAST BUDGET'} vs {d['reference']}"]
+            [f"{d[m]:+.4f}" for m in HEADLINE_KEYS] + [f"{'ok' if d['passed'] else 'PAST BUDGET'} vs {d['reference']}"]
         precision = r["precision"] + (f" ({r['compute']} compute)" if r.get("compute") else "")
         lines.append(f"| {r['artifact']} | {precision} | {r['bytes'] / 2**20:.2f} | " + " | ".join(timing + drift) + " |")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ import importlib.metadata
 from typing import Any
 
 from dualpath import contract
+from dualpath.metrics import METRIC_KEYS
 from runtime.backends.metadata import ModelMetadata
 
 PACKAGES = ("dualpath", "torch", "numpy", "onnx", "onnxruntime", "onnxslim", "onnxscript", "openvino", "nncf", "tensorrt")
@@ -12,8 +13,6 @@ OUTPUTS = {
     contract.OUTPUT_PROBS: "float32 (N, 20): sigmoid probability per class, in class_names order",
     contract.OUTPUT_RECON: "float32 (N, 3, S, S): reconstruction, tanh in [-1, 1], RGB; (recon + 1) / 2 gives [0, 1]",
 }
-# Scalar training metrics worth carrying (metrics.json keys); per-class tables stay in the run folder.
-METRIC_KEYS = ("accuracy", "hamming_loss", "macro_auc", "macro_map", "micro_map", "macro_f1", "micro_f1", "ssim", "psnr")
 
 
 def library_versions() -> dict[str, str]:
@@ -48,6 +47,7 @@ def model_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, precision: str,
         outputs=OUTPUTS,
         precision=precision,
         model_config=ckpt.get("model_config", {}),
+        # the scalar training metrics; per-class tables stay in the run folder
         training_metrics={k: metrics[k] for k in METRIC_KEYS if isinstance(metrics.get(k), (int, float))},
         checkpoint_sha256=checkpoint_sha256,
         epoch=ckpt.get("epoch"),

@@ -416,7 +416,9 @@ def drift_reports(config: ExportConfig, budgets, pairs: dict[str, str], baseline
 
 
 def summary_table(drift: dict[str, Any]) -> str:
-    metrics = ("accuracy", "macro_map", "ssim", "psnr")
+    from dualpath.metrics import HEADLINE_KEYS
+
+    metrics = HEADLINE_KEYS
     lines = [f"{'artifact':<24}" + "".join(f"{'d ' + m:>12}" for m in metrics) + f"{'flips':>8}{'SQNR p':>8}  status"]
     for name, r in drift.items():
         sq = r["outputs"]["sqnr_probs_db"]

@@ -221,11 +221,11 @@ def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
         # Keep the preset's phase 1 inside a shorter run rather than failing validation.
         overrides["phase1_epochs"] = min(base.phase1_epochs, overrides["epochs"])
     if args.select_metric is not None:
-        from train.evaluate import METRIC_KEYS
+        from dualpath.metrics import LOWER_IS_BETTER, METRIC_KEYS
 
         if args.select_metric not in METRIC_KEYS:
             raise ValueError(f"--select-metric must be a metrics.json key: {', '.join(METRIC_KEYS)}")
-        overrides["select_mode"] = "min" if args.select_metric == "hamming_loss" else "max"
+        overrides["select_mode"] = "min" if args.select_metric in LOWER_IS_BETTER else "max"
     if args.stem is not None:
         overrides["model_options"] = {**base.model_options, "stem": args.stem}
     return base.with_overrides(**overrides)

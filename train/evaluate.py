@@ -12,8 +12,6 @@ from torch import nn
 from dualpath import contract, metrics
 from train.data import DeviceData, Normalizer, eval_batches
 
-# Every metrics.json key, in the order reports show them.
-METRIC_KEYS = metrics.METRIC_KEYS + ("ssim", "psnr")
 LOSS_PARTS = ("total", "recon", "cls")
 
 
@@ -79,7 +77,7 @@ def compute_metrics(pred: Predictions, labels: np.ndarray, clean: np.ndarray) ->
         target = clean[pred.indices].astype(np.float32) / 255.0
         out.update(metrics.image_metrics(contract.recon_to_unit(pred.recon), target))
     else:
-        out.update(ssim=None, psnr=None)  # the classifier-only baseline has no reconstruction (paper Table III)
+        out.update(dict.fromkeys(metrics.IMAGE_KEYS))  # the classifier-only baseline has no reconstruction (Table III)
     return {k: _plain(v) for k, v in out.items()}
 
 

@@ -21,11 +21,12 @@ import torch
 
 from dualpath import contract, metrics
 from dualpath.files import atomic_path, read_json, remove_stale_temporaries, write_json
+from dualpath.metrics import METRIC_KEYS
 from train import checkpoint as ckpt_io
 from train import distributed, report
 from train.config import RunOptions, TrainConfig
 from train.data import DeviceData, Normalizer, SceneArrays, to_device
-from train.evaluate import METRIC_KEYS, Predictions, compute_metrics, is_better, predict
+from train.evaluate import Predictions, compute_metrics, is_better, predict
 from train.losses import MultitaskLoss
 from train.loop import FoldResult, Hook, Runtime, train_fold
 from train.splits import Fold, Splits, load_splits, make_splits, save_splits

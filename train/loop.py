@@ -19,12 +19,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from dualpath.metrics import METRIC_KEYS
 from dualpath.model import ModelConfig, build_model
 from train import checkpoint as ckpt_io
 from train.config import TrainConfig
 from train.data import DeviceData, Normalizer, SceneArrays, augment_pairs, epoch_batches
 from train.distributed import DistEnv, all_reduce_sum
-from train.evaluate import LOSS_PARTS, METRIC_KEYS, autocast, compute_metrics, is_better, loss_parts, predict
+from train.evaluate import LOSS_PARTS, autocast, compute_metrics, is_better, loss_parts, predict
 from train.losses import MultitaskLoss
 from train.splits import Fold
 

@@ -7,9 +7,10 @@ import numpy as np
 
 from dualpath import contract, metrics
 from dualpath.files import write_text
+from dualpath.metrics import METRIC_KEYS
 from train import plots
 from train.config import TrainConfig
-from train.evaluate import METRIC_KEYS, Predictions
+from train.evaluate import Predictions
 
 FIGURES = {
     "roc": "roc_curves.png",

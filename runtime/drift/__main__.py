@@ -13,6 +13,8 @@ EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dualpath.metrics import METRIC_KEYS
+    from runtime.drift.budgets import DEFAULT_BUDGETS
     from runtime.drift.sets import DRIFT_SEED
 
     p = argparse.ArgumentParser(
@@ -20,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a reference (FP32) and a candidate (e.g. INT8) artifact on the same held-out generated "
         "scenes and report how far the candidate drifts: both heads' metrics and deltas, per-class AP, label "
         "flips, |delta p|, SQNR, reconstructions. Exit code 1 when a budget is exceeded, 2 on errors.",
-        epilog="budgets: --budget accuracy=0.003 (absolute drop) --budget macro_map=1%% (relative) or a JSON file "
-        '{"accuracy": {"abs": 0.003}}. Default: accuracy=0.003 macro_map=0.005 ssim=0.003 (design.md).',
+        epilog="budgets: --budget accuracy=0.003 (absolute drop) --budget macro_map=1% (relative) or a JSON file "
+        '{"accuracy": {"abs": 0.003}}, on any metric of ' + ", ".join(METRIC_KEYS) + ". Default (design.md): "
+        + " ".join(b.flag() for b in DEFAULT_BUDGETS.values()) + ".",
     )
     p.add_argument("--reference", type=Path, required=True, help="FP32 artifact (.onnx, .xml, .engine)")
     p.add_argument("--candidate", type=Path, required=True, help="artifact to check against it")
@@ -51,20 +54,11 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def budgets_from_args(args) -> dict:
-    from runtime.drift.budgets import DEFAULT_BUDGETS, load_budgets, parse_budget
-
-    budgets = load_budgets(args.budgets_file) if args.budgets_file else {}
-    flags = {b.metric: b for b in map(parse_budget, args.budget)}
-    if not budgets and not flags:
-        return dict(DEFAULT_BUDGETS)
-    return budgets | flags
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from dualpath.scenes import DatasetError
     from runtime.backends import BackendError, load_backend
+    from runtime.drift.budgets import budgets_from_args
     from runtime.drift.report import DriftConfig, drift_report
 
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dualpath.files import read_json
-from runtime.drift.compare import LOWER_IS_BETTER, METRICS
+from dualpath.metrics import LOWER_IS_BETTER, METRIC_KEYS
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class Budget:
     rel: float | None = None  # largest allowed drop as a fraction of the reference value
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"no budget possible for {self.metric!r}; metrics: {', '.join(METRICS)}")
+        if self.metric not in METRIC_KEYS:
+            raise ValueError(f"no budget possible for {self.metric!r}; metrics: {', '.join(METRIC_KEYS)}")
         if self.abs is None and self.rel is None:
             raise ValueError(f"budget for {self.metric} needs an absolute or a relative limit")
         for name in ("abs", "rel"):
@@ -63,6 +63,11 @@ class Budget:
     def to_dict(self) -> dict[str, float]:
         return {k: v for k, v in (("abs", self.abs), ("rel", self.rel)) if v is not None}
 
+    def flag(self) -> str:
+        """This budget as --budget (parse_budget) reads it: 'psnr=0.5', 'psnr=2%' or 'psnr=0.5,2%'."""
+        limits = ([] if self.abs is None else [f"{self.abs:g}"]) + ([] if self.rel is None else [f"{self.rel * 100:g}%"])
+        return f"{self.metric}=" + ",".join(limits)
+
 
 # design.md: on 1000 held-out scenes, label-wise accuracy drop <= 0.3 points, macro mAP drop <= 0.005, SSIM <= 0.003.
 DEFAULT_BUDGETS: dict[str, Budget] = {
@@ -88,6 +93,16 @@ def parse_budget(text: str) -> Budget:
         except ValueError:
             raise ValueError(f"budget {text!r}: {part!r} is not a number") from None
     return Budget(metric.strip(), **kwargs)
+
+
+def budgets_from_args(args) -> dict[str, Budget]:
+    """The budgets of `--budgets-file` with the `--budget` flags on top (python -m runtime.drift and python -m export);
+    DEFAULT_BUDGETS when neither is given."""
+    budgets = load_budgets(args.budgets_file) if args.budgets_file else {}
+    flags = {b.metric: b for b in map(parse_budget, args.budget)}
+    if not budgets and not flags:
+        return dict(DEFAULT_BUDGETS)
+    return budgets | flags
 
 
 def load_budgets(path: str | Path) -> dict[str, Budget]:

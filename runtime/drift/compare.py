@@ -7,11 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dualpath import contract
-from dualpath.metrics import image_metrics, multilabel_metrics, per_class_report, top_t
-
-# Metrics the report compares (metrics.json keys); for these lower is better, for the rest higher is.
-METRICS = ("accuracy", "hamming_loss", "macro_map", "macro_auc", "macro_f1", "micro_f1", "ssim", "psnr")
-LOWER_IS_BETTER = frozenset({"hamming_loss"})
+from dualpath.metrics import METRIC_KEYS, image_metrics, multilabel_metrics, per_class_report, top_t
 
 
 def run_backend(backend, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -25,9 +21,10 @@ def run_backend(backend, images: np.ndarray, batch_size: int = 64) -> dict[str, 
 
 
 def head_metrics(labels: np.ndarray, clean: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """Every scalar metrics.json key (dualpath.metrics.METRIC_KEYS) of both heads' outputs."""
     cls = multilabel_metrics(labels, outputs[contract.OUTPUT_PROBS])
     img = image_metrics(contract.recon_to_unit(outputs[contract.OUTPUT_RECON]), clean.astype(np.float32) / 255.0)
-    return {k: float(v) for k, v in {**cls, **img}.items() if k in METRICS}
+    return {k: float(v) for k, v in {**cls, **img}.items() if k in METRIC_KEYS}
 
 
 def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:

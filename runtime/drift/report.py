@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dualpath.files import atomic_path
+from dualpath.metrics import HEADLINE_KEYS, METRIC_KEYS
 from runtime.drift import plots
 from runtime.drift.budgets import DEFAULT_BUDGETS, Budget, check
-from runtime.drift.compare import METRICS, compare, run_backend
+from runtime.drift.compare import compare, run_backend
 from runtime.drift.sets import DRIFT_SEED, drift_dataset
-
-SWEEP_METRICS = ("accuracy", "macro_map", "ssim")
 
 
 @dataclass(frozen=True)
@@ -135,12 +134,12 @@ def write_plots(out: Path, result: dict, ds, ref: dict, cand: dict) -> list[str]
         plots.recon_plot(ds.noisy, ds.clean, ref[contract.OUTPUT_RECON], cand[contract.OUTPUT_RECON], out / "recon.png"),
     ]
     if result.get("severity_sweep"):
-        paths.append(plots.severity_plot(result["severity_sweep"], SWEEP_METRICS, out / "severity.png"))
+        paths.append(plots.severity_plot(result["severity_sweep"], HEADLINE_KEYS, out / "severity.png"))
     return [p.name for p in paths]
 
 
 def summary_rows(result: Mapping[str, Any]) -> list[tuple[str, float, float, float]]:
-    return [(m, result["reference"][m], result["candidate"][m], result["delta"][m]) for m in METRICS]
+    return [(m, result["reference"][m], result["candidate"][m], result["delta"][m]) for m in METRIC_KEYS]
 
 
 def markdown(result: Mapping[str, Any]) -> str:
@@ -174,10 +173,10 @@ def markdown(result: Mapping[str, Any]) -> str:
                      f"| {fmt(row['ap_delta'], '+')} | {flips} |")
     if result.get("severity_sweep"):
         lines += ["", "## Drift under degradation", "",
-                  "| severity | n | " + " | ".join(f"{m} ref / cand / delta" for m in SWEEP_METRICS) + " | label flips |",
-                  "|---:|---:|" + "---|" * len(SWEEP_METRICS) + "---:|"]
+                  "| severity | n | " + " | ".join(f"{m} ref / cand / delta" for m in HEADLINE_KEYS) + " | label flips |",
+                  "|---:|---:|" + "---|" * len(HEADLINE_KEYS) + "---:|"]
         for row in result["severity_sweep"]:
-            cells = [f"{row['reference'][m]:.4f} / {row['candidate'][m]:.4f} / {row['delta'][m]:+.4f}" for m in SWEEP_METRICS]
+            cells = [f"{row['reference'][m]:.4f} / {row['candidate'][m]:.4f} / {row['delta'][m]:+.4f}" for m in HEADLINE_KEYS]
             lines.append(f"| {row['severity']:g} | {row['n']} | " + " | ".join(cells) + f" | {row['label_flip_rate']:.2%} |")
     lines += [""] + [f"![{p}]({p})" for p in result.get("plots", [])]
     return "\n".join(lines) + "\n"

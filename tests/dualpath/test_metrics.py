@@ -73,7 +73,7 @@ def test_multilabel_metrics_match_sklearn(seed):
         "micro_recall": r_micro,
         "micro_f1": f_micro,
     }
-    assert set(got) == set(metrics.METRIC_KEYS) | {"auc_excluded_classes"}
+    assert set(got) == set(metrics.LABEL_KEYS) | {"auc_excluded_classes"}
     assert got["auc_excluded_classes"] == []
     for key, value in expected.items():
         assert isinstance(got[key], float), key
@@ -321,6 +321,7 @@ def skimage_reference(pred: np.ndarray, target: np.ndarray, channel_axis) -> tup
 def test_image_metrics_match_skimage(seed, dtype):
     pred, target = make_images(seed, dtype=dtype)
     got = metrics.image_metrics(pred, target)
+    assert tuple(got) == metrics.IMAGE_KEYS
     ssim, psnr = skimage_reference(pred.astype(np.float64), target.astype(np.float64), channel_axis=-1)
     assert got["ssim"] == pytest.approx(ssim, abs=1e-5)
     assert got["psnr"] == pytest.approx(psnr, abs=1e-6)
@@ -394,3 +395,10 @@ def test_importing_metrics_pulls_in_no_torch_sklearn_or_skimage():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_metric_keys_are_one_list():
+    assert metrics.METRIC_KEYS == metrics.LABEL_KEYS + metrics.IMAGE_KEYS
+    assert len(set(metrics.METRIC_KEYS)) == len(metrics.METRIC_KEYS)
+    assert metrics.LOWER_IS_BETTER <= set(metrics.METRIC_KEYS)
+    assert set(metrics.HEADLINE_KEYS) <= set(metrics.METRIC_KEYS)

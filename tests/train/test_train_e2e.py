@@ -7,11 +7,12 @@ import pytest
 import torch
 from torchvision.models import DenseNet
 
+from dualpath.metrics import METRIC_KEYS
 from dualpath.model import BACKBONES
 from train.checkpoint import load_model
 from train.cli import main
 from train.data import Normalizer, to_device
-from train.evaluate import METRIC_KEYS, compute_metrics, predict
+from train.evaluate import compute_metrics, predict
 from train.experiment import run_experiment
 from train.losses import MultitaskLoss
 from train.splits import load_splits
