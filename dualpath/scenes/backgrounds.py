@@ -16,7 +16,6 @@ from typing import Callable
 import cv2
 import numpy as np
 
-BACKGROUND_KINDS: tuple[str, ...] = ("wood", "marble", "granite", "tiles", "steel", "laminate")
 PHOTO_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 # Colour palettes (RGB). Each texture picks one entry and jitters it, so two backgrounds of one kind differ in
@@ -341,6 +340,8 @@ def _laminate(rng: np.random.Generator, size: int) -> np.ndarray:
     return rgb + cv2.merge([flecks, flecks, flecks])
 
 
+# The procedural kinds: a new kind is its texture function above plus its entry here. BACKGROUND_KINDS, the default
+# and the valid values of SceneConfig.background_kinds, comes from this dict.
 _RENDERERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "wood": _wood,
     "marble": _marble,
@@ -349,3 +350,4 @@ _RENDERERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "steel": _steel,
     "laminate": _laminate,
 }
+BACKGROUND_KINDS: tuple[str, ...] = tuple(_RENDERERS)

@@ -8,6 +8,7 @@ from typing import Any
 
 from dualpath import contract
 from dualpath.configio import known_fields
+from dualpath.scenes.backgrounds import BACKGROUND_KINDS
 
 # Bump when a change alters the bytes of any scene for the same (config, seed, index): manifests record it, so a
 # cached data set made by an older generator is refused instead of silently mixed with new scenes.
@@ -72,7 +73,7 @@ class SceneConfig:
     flip_p: float = 0.5  # horizontal flip probability (before rotation)
     shadows: bool = True
     shadow_strength: tuple[float, float] = (0.25, 0.55)
-    background_kinds: tuple[str, ...] = ("wood", "marble", "granite", "tiles", "steel", "laminate")
+    background_kinds: tuple[str, ...] = BACKGROUND_KINDS  # procedural counter tops (dualpath/scenes/backgrounds.py)
     backgrounds_per_kind: int = 8  # procedural backgrounds rendered into the bank for each kind
     background_dir: str | None = None  # a folder of background photos that replaces the procedural ones
     variants_per_class: int = 32  # procedural instances of each utensil in the bank (the "catalogue")
@@ -104,6 +105,9 @@ class SceneConfig:
         _check_range("shadow_strength", self.shadow_strength, 0.0, 1.0)
         if not self.background_kinds and self.background_dir is None:
             raise ValueError("background_kinds is empty and no background_dir is given: scenes need a background")
+        if not set(self.background_kinds) <= set(BACKGROUND_KINDS):
+            raise ValueError(f"background_kinds must be a tuple of procedural kinds ({', '.join(BACKGROUND_KINDS)}), "
+                             f"got {self.background_kinds!r}; photos of your own go in background_dir")
         if self.backgrounds_per_kind < 1 or self.variants_per_class < 1:
             raise ValueError("backgrounds_per_kind and variants_per_class must be >= 1")
 

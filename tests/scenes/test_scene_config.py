@@ -1,6 +1,7 @@
 import pytest
 
 from dualpath.scenes import DegradeConfig, SceneConfig
+from dualpath.scenes.backgrounds import BACKGROUND_KINDS
 
 
 def test_json_round_trip():
@@ -17,11 +18,18 @@ def test_json_round_trip():
         ({"overlap_p": 1.5}, r"overlap_p must be in \[0, 1\]"),
         ({"scale_jitter": (1.2, 0.8)}, "min <= max"),
         ({"background_kinds": ()}, "need a background"),
+        ({"background_kinds": ("wood", "formica")}, r"procedural kinds \(wood, marble, granite, tiles, steel, laminate\)"),
+        ({"background_kinds": "wood"}, "must be a tuple"),
     ],
 )
 def test_bad_values_say_what_to_do(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SceneConfig(**kwargs)
+
+
+def test_every_background_kind_is_the_default():
+    assert SceneConfig().background_kinds == BACKGROUND_KINDS
+    assert SceneConfig.from_dict({"background_kinds": ["tiles", "steel"]}).background_kinds == ("tiles", "steel")
 
 
 def test_bad_degradation():
