@@ -58,11 +58,13 @@ def speed(s: Sizes) -> list[dict]:
     import torch
     import train_speed
 
+    from dualpath.architectures import ARCHITECTURES
+
     settings = [train_speed.Setting(s.device, p, cl, False) for p in ("fp32", "bf16") for cl in (False, True)]
     if s.speed_compile:
         settings.append(train_speed.Setting(s.device, "bf16", True, True))  # compiling takes ~1 min a model
     rows = []
-    for arch in ("dualpath", "cae", "densenet"):
+    for arch in ARCHITECTURES:
         for setting in settings:
             if s.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()

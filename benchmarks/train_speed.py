@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from dualpath import contract  # noqa: E402
+from dualpath.architectures import ARCHITECTURES  # noqa: E402
 from dualpath.model import ModelConfig, build_model  # noqa: E402
 from train.data import DeviceData, Normalizer  # noqa: E402
 from train.loop import train_step  # noqa: E402
@@ -118,8 +119,7 @@ def table(results: list[Result]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["dualpath", "cae", "densenet"],
-                        choices=["dualpath", "cae", "densenet"])
+    parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--backbone", help="default: densenet121 with a GPU, densenet_small on the CPU (quick)")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], help="default: cpu, and cuda when present")

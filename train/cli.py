@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from train.config import ARCHS, AUGMENTS, LOSSES, PRESETS, RunOptions, TrainConfig, preset
+from dualpath.architectures import ARCHITECTURES
+from train.config import AUGMENTS, LOSSES, PRESETS, RunOptions, TrainConfig, preset
 
 log = logging.getLogger("train")
 
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", choices=ARCHS, help="dualpath (the paper), cae or densenet (its baselines)")
+    parser.add_argument("--model", choices=tuple(ARCHITECTURES),
+                        help="; ".join(f"{name}: {a.summary}" for name, a in ARCHITECTURES.items()))
     parser.add_argument("--loss", choices=LOSSES, help="classification loss: asl (asymmetric) or bce")
     add_common_arguments(parser)
     return parser

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dualpath.architectures import ARCHITECTURES
 from dualpath.configio import known_fields
 
-ARCHS = ("dualpath", "cae", "densenet")
 LOSSES = ("asl", "bce")
 SELECT_MODES = ("max", "min")
 LR_SCHEDULES = ("constant", "cosine")
@@ -25,7 +25,7 @@ TRAINING_SEEDS_END = 1_000_000
 @dataclass(frozen=True)
 class TrainConfig:
     # model (turned into a dualpath.model.ModelConfig by `model_config`)
-    arch: str = "dualpath"  # "dualpath" (the paper) | "cae" | "densenet" (the paper's two baselines)
+    arch: str = "dualpath"  # a key of dualpath.architectures.ARCHITECTURES: "dualpath" (the paper) or a baseline
     backbone: str = "densenet121"  # DenseNet size of dualpath.model.BACKBONES; the paper's is densenet121
     pretrained: str = "imagenet"  # "imagenet" | "none" | path of a local torchvision DenseNet state dict
     model_options: dict[str, Any] = field(default_factory=dict)  # further ModelConfig fields (ablations: cbam, fusion)
@@ -70,7 +70,7 @@ class TrainConfig:
     extra_seed: int = 1
 
     def __post_init__(self) -> None:
-        _choice("arch", self.arch, ARCHS)
+        _choice("arch", self.arch, tuple(ARCHITECTURES))
         _choice("augment", self.augment, AUGMENTS)
         if isinstance(self.extra_scenes, bool) or not isinstance(self.extra_scenes, int) or self.extra_scenes < 0:
             raise ValueError(f"extra_scenes must be an integer >= 0, got {self.extra_scenes!r}")
@@ -104,7 +104,7 @@ class TrainConfig:
         for name in ("test_fraction", "val_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
-        if self.arch == "cae" and self.pretrained != "none":
+        if not ARCHITECTURES[self.arch].backbones and self.pretrained != "none":
             # The CAE baseline has no pretrained backbone by definition (paper V.A): a preset's "imagenet" means
             # nothing for it, and recording "none" keeps the saved config true to what was trained.
             object.__setattr__(self, "pretrained", "none")

@@ -1,7 +1,8 @@
 """The dual-path autoencoder and its baselines (torch). Start with build_model(ModelConfig(...))."""
 from dualpath.model.backbone import DenseNetBackbone
 from dualpath.model.base import Model, ModelOutput
-from dualpath.model.build import ARCHITECTURES, build_model
+from dualpath.architectures import ARCHITECTURES
+from dualpath.model.build import build_model, model_class
 from dualpath.model.config import BACKBONES, BackboneSpec, ModelConfig
 from dualpath.model.weights import PretrainedWeightsUnavailable
 
@@ -15,4 +16,5 @@ __all__ = [
     "ModelOutput",
     "PretrainedWeightsUnavailable",
     "build_model",
+    "model_class",
 ]

@@ -1,17 +1,18 @@
 """build_model(config): the one constructor the trainer, the exporter and the tests use."""
 from __future__ import annotations
 
+import importlib
+
+from dualpath.architectures import ARCHITECTURES
 from dualpath.model.base import Model
-from dualpath.model.baselines import ConvAutoencoder, DenseNetClassifier
 from dualpath.model.config import ModelConfig
-from dualpath.model.dual_path import DualPathAutoencoder
 from dualpath.model.weights import apply_weights, check_card, load_weights
 
-ARCHITECTURES: dict[str, type[Model]] = {
-    "dualpath": DualPathAutoencoder,
-    "cae": ConvAutoencoder,
-    "densenet": DenseNetClassifier,
-}
+
+def model_class(arch: str) -> type[Model]:
+    """The Model subclass of architecture `arch` (a key of dualpath.architectures.ARCHITECTURES)."""
+    module, _, name = ARCHITECTURES[arch].model.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_model(config: ModelConfig, load_pretrained: bool = True) -> Model:
@@ -20,7 +21,7 @@ def build_model(config: ModelConfig, load_pretrained: bool = True) -> Model:
     load_pretrained=False skips the weights (e.g. when a checkpoint's state dict follows right after).
     Raises PretrainedWeightsUnavailable when the weights cannot be had, ValueError when they do not fit.
     """
-    model = ARCHITECTURES[config.arch](config)
+    model = model_class(config.arch)(config)
     if load_pretrained and config.uses_pretrained:
         check_card(config.pretrained, config.backbone, config.stem)
         state = load_weights(config.pretrained)

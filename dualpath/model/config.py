@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dualpath.architectures import ARCHITECTURES
 from dualpath.configio import known_fields
 from dualpath.contract import NUM_CLASSES
 
-ARCHS = ("dualpath", "cae", "densenet")
 FUSIONS = ("multiply", "concat", "none")
 # DenseNet stems. "imagenet": torchvision's 7x7 stride-2 conv + 3x3 stride-2 max-pool, the paper's: a 64x64 input
 # reaches the first dense block at 16x16 and most dense layers work at 4x4 and 2x2. "3x3": a 3x3 stride-2 conv and no
@@ -42,7 +42,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 @dataclass
 class ModelConfig:
-    arch: str = "dualpath"  # "dualpath" (the paper) | "cae" (plain conv autoencoder) | "densenet" (classifier only)
+    arch: str = "dualpath"  # a key of dualpath.architectures.ARCHITECTURES: "dualpath" (the paper) or a baseline
     backbone: str = "densenet121"  # a key of BACKBONES; also sets the CAE baseline's widths
     pretrained: str = "none"  # "imagenet" (torchvision download) | "none" | path to a torchvision state dict
     cbam: bool = True  # ablation: CBAM after the last decoder block
@@ -57,7 +57,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.pretrained, Path):
             self.pretrained = str(self.pretrained)
-        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("arch", self.arch, tuple(ARCHITECTURES))
         _check_choice("backbone", self.backbone, tuple(BACKBONES))
         _check_choice("fusion", self.fusion, FUSIONS)
         _check_choice("stem", self.stem, STEMS)
@@ -70,8 +70,8 @@ class ModelConfig:
                 f"ImageNet weights exist only for backbone 'densenet121', not {self.backbone!r}; "
                 "use pretrained='none' with the smaller backbones"
             )
-        if self.arch == "cae" and self.pretrained != "none":
-            raise ValueError("the 'cae' baseline has no pretrained backbone; use pretrained='none'")
+        if not ARCHITECTURES[self.arch].backbones and self.pretrained != "none":
+            raise ValueError(f"the {self.arch!r} model has no pretrained backbone (no DenseNet); use pretrained='none'")
         for name in ("hidden", "num_classes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -5,7 +5,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["dualpath", "dualpath.contract", "dualpath.scenes", "dualpath.metrics"])
+@pytest.mark.parametrize(
+    "module", ["dualpath", "dualpath.contract", "dualpath.scenes", "dualpath.metrics", "dualpath.architectures"]
+)
 def test_import_does_not_import_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from dualpath.contract import MEAN, STD
-from dualpath.model import BACKBONES, DenseNetBackbone, ModelConfig, ModelOutput, build_model
+from dualpath.model import (
+    ARCHITECTURES, BACKBONES, DenseNetBackbone, Model, ModelConfig, ModelOutput, build_model, model_class,
+)
 from dualpath.model.decoder import CBAM, UNetDecoder
 
 ABLATIONS = [
@@ -50,6 +52,14 @@ def test_baselines(tiny, images):
     densenet = build_model(tiny(arch="densenet"))
     out = densenet(images)
     assert out.logits.shape == (3, 20) and out.recon is None
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_registered_architecture_builds_a_model_of_its_class(tiny, images, arch):
+    model = build_model(tiny(arch=arch))
+    assert type(model) is model_class(arch) and issubclass(model_class(arch), Model)
+    assert isinstance(model(images), ModelOutput)
+    assert bool(model.backbones()) == ARCHITECTURES[arch].backbones  # what ModelConfig's weight check relies on
 
 
 def test_densenet121_feature_pyramid_matches_the_paper():
