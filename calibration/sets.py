@@ -10,9 +10,10 @@ import numpy as np
 from dualpath import contract
 from dualpath.scenes import SceneConfig, SceneDataset, cache_tag, generate_dataset
 
-# Training data sets use small seeds (python -m train --data-seed, default 0) and split them into train /
-# validation / test by index; calibration and accuracy-control sets take seeds of their own stream, far from
-# those, so no calibration scene is ever a training or evaluation scene (runtime.drift's sets have another).
+# Training data sets use small seeds (TrainConfig.data_seed, default 0; `dualpath.scenes generate --seed`) and
+# split them into train / validation / test by index; calibration and accuracy-control sets take seeds of their own
+# stream, far from those, so no calibration scene is ever a training or evaluation scene (runtime.drift's sets have
+# another).
 SEED_STREAM_START = 1_000_000
 CALIBRATION_SEED = 1_000_003
 ACCURACY_CONTROL_SEED = 1_000_004  # validation scenes that --accuracy-control tunes against (not the drift set)
@@ -20,7 +21,7 @@ ACCURACY_CONTROL_SEED = 1_000_004  # validation scenes that --accuracy-control t
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    n: int = 300  # scenes; 300 covers every class ~45 times (balanced blocks of 60), ORT / NNCF need far fewer
+    n: int = 300  # scenes; 300 (five balanced blocks of 60) show every class 30 times, ORT / NNCF need far fewer
     seed: int = CALIBRATION_SEED
     batch_size: int = 16  # scenes per batch handed to the quantizer
     scenes: SceneConfig = field(default_factory=SceneConfig)  # the training distribution (severity 1)
@@ -70,7 +71,3 @@ class CalibrationBatches:
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(self.images), self.batch_size):
             yield {self.input_name: contract.preprocess(self.images[start : start + self.batch_size])}
-
-    def arrays(self) -> Iterator[np.ndarray]:
-        for batch in self:
-            yield batch[self.input_name]

@@ -393,7 +393,7 @@ def _ssim_per_image(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     cov_xy = _gaussian_blur_valid(xc * yc) - mu_xc * mu_yc
     mu_x, mu_y = mu_xc + shift_x, mu_yc + shift_y
     # ((2 mu_x mu_y + C1)(2 cov + C2)) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2)), in place: this
-    # arithmetic, not the blur, dominates the run time, and fresh temporaries cost about 10 % more.
+    # arithmetic, not the blur, dominates the run time, and fresh temporaries cost more (docs/measurements.md).
     numerator = mu_x * mu_y
     numerator *= 2
     numerator += c1

@@ -12,8 +12,8 @@ import numpy as np
 
 ROUNDS = (2, 4, 8, 16, 32, 64)  # layers in float after each round (cumulative)
 # Last resort when layer rounds do not suffice: the whole reconstruction path in float (decoder + CBAM head).
-# Measured on the CPU-sized model: ranked layers alone left SSIM 0.04 below FP32 even with 64 layers in float
-# (the drop comes from many small decoder errors adding up); the float decoder met every budget.
+# On the CPU-sized model ranked layers alone did not bring SSIM back even with 64 layers in float (the drop comes from
+# many small decoder errors adding up); the float decoder met every budget (docs/measurements.md).
 RECON_SCOPES = ("/model/decoder/", "/model/reconstruction/")
 
 

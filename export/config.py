@@ -36,7 +36,7 @@ class ExportConfig:
     sweep_n: int = 200
     parity_n: int = 64
     # FP32 ONNX vs torch, largest |difference| of either output (probabilities, reconstruction in [-1, 1]) on the
-    # parity scenes; past it the export fails (exit 1). Measured: ~1e-7 on the tiny model, ~1e-5 on the demo model.
+    # parity scenes; past it the export fails (exit 1). Far above what real models reach (docs/measurements.md).
     parity_tol: float = 1e-3
     budgets: dict = field(default_factory=dict)  # metric -> runtime.drift.Budget; {} = design.md's defaults
     opset: int = OPSET

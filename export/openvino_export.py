@@ -13,11 +13,9 @@ from runtime.backends.ov import write_rt_info
 PRESETS = ("mixed", "performance")  # mixed: asymmetric activations (CPU default); performance: symmetric
 # How NNCF sets each activation's range from the calibration statistics. NNCF's default is "mean_minmax" (the mean
 # over calibration scenes of each scene's min and max), which clips the rare large activations; "minmax" keeps the
-# whole observed range, as ONNX Runtime's minmax calibration does. Measured on the demo model (2-core dev box, NNCF
-# 3.4 mixed preset, same float layers): macro mAP drift -0.0056 (mean_minmax) vs -0.0003 (minmax) on the 1000 drift
-# scenes, -0.0058 vs +0.0027 on the 500 validation scenes; SSIM and accuracy within +-0.002 either way. With
-# mean_minmax, neither the whole encoder in float (-0.0038), NNCF's overflow fix (on: -0.0037, off: -0.0079) nor full
-# bias correction (-0.0056) came within the 0.005 budget.
+# whole observed range, as ONNX Runtime's minmax calibration does. On the demo model only minmax kept the macro mAP
+# drift within its budget; with mean_minmax neither a float encoder, NNCF's overflow fix nor full bias correction did
+# (figures: docs/measurements.md).
 ACTIVATION_RANGES = ("minmax", "mean_minmax")  # NNCF RangeEstimatorParametersSet names, lower-cased
 
 

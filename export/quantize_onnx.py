@@ -1,13 +1,13 @@
 """FP32 ONNX -> QDQ INT8 ONNX with ONNX Runtime's static quantization, calibrated once and cached.
 
-Two variants share one set of calibrated ranges (a JSON cache, so variants and accuracy-control rounds do not
-calibrate again):
+Both variants come from one calibration pass (its ranges cached as JSON, so variants and accuracy-control rounds do
+not calibrate again):
   s8  symmetric INT8 activations, per-channel INT8 weights: what TensorRT builds (explicit quantization)
   u8  asymmetric UINT8 activations, per-channel INT8 weights: what ONNX Runtime's CPU kernels run fastest
 Kept in float (never quantized): the output sigmoid, the decoder tanh, the CBAM gates and the renormalisation of
-the reconstruction before the classifier path, so no scale spans both heads. Every DenseNet concatenation gets one
-shared range for its inputs and output (union over all concats that share a tensor), so concatenation is a plain
-INT8 copy instead of a requantization.
+the reconstruction before the classifier path, so no scale spans both heads. In s8 every DenseNet concatenation gets
+one shared range for its inputs and output (union over all concats that share a tensor), so concatenation is a plain
+INT8 copy instead of a requantization; u8 keeps per-tensor ranges (Variant.share_concat).
 """
 from __future__ import annotations
 
@@ -26,11 +26,10 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 EXTRA_OP_TYPES = ("Concat",)
 FLOAT_OP_TYPES = ("Sigmoid", "Tanh")
 FLOAT_NAME_PARTS = ("/cbam/", "/normalize/")  # node-name scopes of the TorchScript exporter (torch module paths)
-# Kept in float as well, because the drift report showed INT8 does not hold there (demo model, u8, 500 held-out
-# scenes, 2-core dev box): the classifier head and the fusion before it (the ops of the model's own forward: pooling,
-# z * z_c) carried nearly all of the macro mAP drop (-0.0059 -> -0.0007 with them in float); the two full-resolution
-# decoder blocks and the reconstruction head carried the SSIM drop (-0.0159 -> -0.0004). Both are a small share of
-# the compute; the DenseNets and the deep decoder blocks stay INT8.
+# Kept in float as well, because the drift report showed INT8 does not hold there: the classifier head and the fusion
+# before it (the ops of the model's own forward: pooling, z * z_c) carried nearly all of the macro mAP drop, the two
+# full-resolution decoder blocks and the reconstruction head the SSIM drop (docs/measurements.md). Both are a small
+# share of the compute; the DenseNets and the deep decoder blocks stay INT8.
 FLOAT_SCOPES = ("/model/head/", "/model/reconstruction/")
 FLOAT_DECODER_BLOCKS = 2  # the last (highest-resolution) decoder blocks kept in float
 
@@ -42,8 +41,7 @@ class Variant:
     symmetric: bool
     target: str  # who runs it, written to the manifest
     # One scale per DenseNet concat group (see share_concat_ranges): what TensorRT wants (concat = INT8 copy).
-    # Measured on the CPU-sized model (1000 drift scenes): s8 with shared ranges drifted less than without
-    # (macro mAP -0.002 vs -0.009); u8 drifted more (accuracy -0.005 vs -0.0015), so u8 keeps per-tensor ranges.
+    # s8 drifted less with shared ranges than without, u8 more, so u8 keeps per-tensor ranges (docs/measurements.md).
     share_concat: bool = True
     # 7-bit weights: guards ONNX Runtime's u8 x s8 kernels against 16-bit saturation on x86 CPUs without VNNI.
     reduce_range: bool = False

@@ -90,8 +90,8 @@ class Preprocessor:
 
     def normalise(self, rgb: np.ndarray) -> np.ndarray:
         """RGB uint8 (size, size, 3) -> float32 (1, 3, size, size); same operations as dualpath.contract.preprocess."""
-        # The contract's operations, element by element the same, but in place on one CHW buffer: 3x faster
-        # than the NHWC temporaries (broadcasting over a last axis of 3 is numpy's slow case).
+        # The contract's operations, element by element the same, but in place on one CHW buffer: faster than the
+        # NHWC temporaries (broadcasting over a last axis of 3 is numpy's slow case; docs/measurements.md).
         x = np.empty((1, 3, self.size, self.size), np.float32)
         x[0] = rgb.transpose(2, 0, 1)
         np.divide(x, np.float32(255.0), out=x)

@@ -132,12 +132,12 @@ class RunOptions:
 
     device: str = "auto"  # "auto" (cuda when available) | "cpu" | "cuda"
     amp: bool | None = None  # bf16 autocast; None = on for CUDA and CPUs with native bf16 (AVX512_BF16 / AMX), else off
-    channels_last: bool = True  # NHWC activations: tensor cores on CUDA; also 1.5x faster on a 2-core CPU (oneDNN)
+    channels_last: bool = True  # NHWC activations: tensor cores on CUDA; also faster on CPUs (oneDNN; README)
     compile: bool = False  # torch.compile the model (first epoch pays the compile time)
     progress: bool = True  # tqdm bars (also off when stderr is not a terminal)
     tensorboard: bool = True  # TensorBoard event files when the `tensorboard` package is importable
     # torch intra-op threads on the CPU; None = torch's default. On a CPU shared with other busy processes,
-    # OpenMP threads that wait on each other can run 40x slower than one thread: pass 1 there.
+    # OpenMP threads that wait on each other can run many times slower than one thread (docs/measurements.md): pass 1.
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -160,9 +160,8 @@ PAPER = TrainConfig()
 # Sized for <= 12 minutes on a 2-core CPU with --folds 1: the small DenseNet from random init (phase 1 only runs with
 # --weights). Validation and held-out test are the default split of the 6000 scenes; training sees that split's
 # training part plus 30000 generated scenes of another seed, each epoch in a new orientation (dihedral augmentation),
-# so 4 epochs are ~135,000 images and the model never gets to memorise them. Why each field (README, "Recognition from
-# scratch"; benchmarks/recipe.py): fresh scenes + augmentation + batch 64 + classification weighted up (2.0) took the
-# held-out macro mAP of an equal-time run from 0.20 to 0.44; the cosine decay adds most of its gain in the second half.
+# so 4 epochs are ~135,000 images and the model never gets to memorise them. Why each field, with the measurements:
+# README, "Recognition from scratch" (benchmarks/recipe.py).
 CPU = TrainConfig(
     backbone="densenet_small",
     pretrained="none",

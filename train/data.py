@@ -1,8 +1,8 @@
 """The data set resident on the training device, batches indexed there, normalisation inside the step.
 
-Scenes are 64x64 uint8 and the training set has no augmentation, so the whole set lives on the device as uint8
-(6000 scenes x 2 images = 147 MB) and a batch is one index_select: no loader workers, no host-device copies,
-no host sync per step.
+Scenes are 64x64 uint8, so the whole set lives on the device as uint8 (6000 scenes x 2 images = 147 MB), a batch is
+one index_select and its augmentation (augment_pairs) runs there too: no loader workers, no copies of images between
+host and device.
 """
 from __future__ import annotations
 
@@ -109,7 +109,8 @@ def augment_pairs(noisy: torch.Tensor, clean: torch.Tensor, mode: str, generator
 
     "flips": each scene flipped left-right and/or up-down at random; "dihedral": also transposed at random (all
     8 rotations/reflections of the square). A utensil's class does not depend on its orientation on the counter.
-    Per-sample choices via torch.where over whole batches: no Python loop, no host sync.
+    Per-sample choices via torch.where over whole batches, no Python loop; the draws come from torch's CPU generator
+    (so a checkpoint can save its state) and reach the device as one small copy per batch.
     """
     if mode == "none":
         return noisy, clean

@@ -59,8 +59,8 @@ def resolve_runtime(opts: RunOptions, env: distributed.DistEnv) -> Runtime:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX512_BF16 or AMX: bf16 autocast is faster there (dual-path step 160 vs 136 images/s on one core of the
-    dev box, same held-out mAP: benchmarks/recipe.py); elsewhere CPUs emulate bf16 and it is slower."""
+    """AVX512_BF16 or AMX: bf16 autocast is faster there at the same held-out mAP (README, "Recognition from
+    scratch"); elsewhere CPUs emulate bf16 and it is slower."""
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own probes (private, so guarded)
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)

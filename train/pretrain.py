@@ -63,7 +63,7 @@ class PretrainConfig:
     stem: str = "imagenet"  # one of dualpath.model.config.STEMS
     scenes: int | None = None  # training scenes to see (rounded up to whole chunks); None: --budget-minutes decides
     budget_minutes: float | None = None  # wall-clock budget of training (the held-out evaluation comes after)
-    chunk: int = 2000  # scenes per chunk (one seed each); ~90 MB of uint8 arrays at 64x64
+    chunk: int = 2000  # scenes per chunk (one seed each); ~50 MB of uint8 arrays (noisy + clean) at 64x64
     held_out: int = 1000  # scenes of chunk 0, never trained on
     batch_size: int = 64
     lr: float = 1e-3  # Adam; cosine decay to 5% over the run (by scenes or by time, whichever is further)

@@ -21,14 +21,10 @@ FIGURES = {
 GRID_COLUMNS = 8
 
 
-def fmt(value: float | None, std: float | None = None, percent: bool = False) -> str:
+def fmt(value: float | None, std: float | None = None) -> str:
     if value is None:
         return "n/a"
-    scale, unit = (100.0, "%") if percent else (1.0, "")
-    text = f"{value * scale:.2f}{unit}" if percent else f"{value:.4f}"
-    if std:
-        text += f" ± {std * scale:.2f}" if percent else f" ± {std:.4f}"
-    return text
+    return f"{value:.4f} ± {std:.4f}" if std else f"{value:.4f}"
 
 
 def metrics_table(rows: list[tuple[str, dict, dict | None]]) -> list[str]:

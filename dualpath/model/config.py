@@ -32,8 +32,8 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     # The paper's encoder and classifier backbone (torchvision densenet121, ImageNet weights available).
     "densenet121": BackboneSpec(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
-    # CPU-sized: ~90-100 images/s for a dual-path train step at batch 64 on a 2-core CPU, so 6000 scenes x
-    # 10 epochs take about 10 minutes. (3, 6, 12, 8) blocks ran ~20% slower.
+    # CPU-sized (the `cpu` preset's): half the growth rate and a third of the layers, so a dual-path training run
+    # fits minutes on a 2-core CPU; its speed and the larger blocks tried are in docs/measurements.md.
     "densenet_small": BackboneSpec(growth_rate=16, block_config=(2, 4, 8, 6), num_init_features=32),
     # Test-sized: one layer per block, milliseconds per forward.
     "densenet_tiny": BackboneSpec(growth_rate=8, block_config=(1, 1, 1, 1), num_init_features=16),

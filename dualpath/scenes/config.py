@@ -61,8 +61,9 @@ class SceneConfig:
     image_size: int = contract.IMAGE_SIZE  # output side (model input), pixels
     render_size: int = 128  # side of the composite canvas before the anti-aliased resize to image_size
     # Counter width shown; fixes real sizes: a 14 cm teaspoon spans ~0.6 of the image, a 30 cm ladle lies across it
-    # (close-ups, as photos of utensils are framed). 1.0 used 34 cm: at 64 px the small utensils' telling parts were
-    # a few pixels, and a from-scratch model learned them much more slowly (cpu preset, same epochs: mAP 0.24 vs ~0.15).
+    # (close-ups, as photos of utensils are framed). In a wider view the small utensils' telling parts are a few
+    # pixels at 64 px and a from-scratch model learns them much more slowly (generator 1.0's 34 cm view:
+    # docs/measurements.md).
     field_of_view_cm: float = 24.0
     scale_jitter: tuple[float, float] = (0.85, 1.15)  # per-object scale augmentation (camera distance, perspective)
     cardinality_weights: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)  # P(1 object), P(2), P(3); default equal thirds

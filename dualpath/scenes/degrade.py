@@ -1,6 +1,7 @@
 """Image degradation: low light, blur, sensor noise, optional motion blur and JPEG (paper IV.A).
 
-Pure function of (clean image, DegradeConfig, rng). Works on one 64x64 image in float32 [0, 1].
+Pure function of (clean image, DegradeConfig, rng): uint8 RGB in, uint8 RGB of the same size out; the steps in
+between work in float32 on a 0-1 intensity scale.
 """
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ def degrade(clean: np.ndarray, cfg: DegradeConfig, rng: np.random.Generator) -> 
     motion_angle = rng.uniform(0.0, 180.0)
     jpeg = rng.random() < cfg.jpeg_p
     quality = int(round(100 - s * (100 - _uniform(rng, cfg.jpeg_quality))))
-    # OpenCV's normal generator is ~3x faster than numpy's here; seeded from the scene's own stream it stays a pure
-    # function of the scene (cv2's generator state is per thread, and is set right before use).
+    # OpenCV's normal generator is faster than numpy's here (docs/measurements.md); seeded from the scene's own stream
+    # it stays a pure function of the scene (cv2's generator state is per thread, and is set right before use).
     cv2.setRNGSeed(int(rng.integers(1, 2**31)))
     noise = np.empty(clean.shape, np.float32)
     cv2.randn(noise, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))

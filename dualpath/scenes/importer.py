@@ -44,17 +44,6 @@ class ImportReport:
     unknown_folders: list[str]  # sub-folders whose name is not a class
     mask_sources: dict[str, int] = field(default_factory=dict)  # 'mask file' / 'alpha' / 'colour' -> count
 
-    def summary(self) -> str:
-        n_classes = sum(1 for n in self.imported.values() if n)
-        lines = [f"imported {sum(self.imported.values())} sprites of {n_classes} classes"]
-        lines += [f"  {name}: {n}" for name, n in sorted(self.imported.items())]
-        if self.mask_sources:
-            lines.append("masks from: " + ", ".join(f"{k} {v}" for k, v in sorted(self.mask_sources.items())))
-        if self.unknown_folders:
-            lines.append(f"ignored folders (not a class name): {', '.join(self.unknown_folders)}")
-        lines += [f"skipped {path}: {reason}" for path, reason in self.skipped]
-        return "\n".join(lines)
-
 
 def import_objects(
     folder: str | os.PathLike, max_side: int = 256, refine: bool = True

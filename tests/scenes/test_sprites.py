@@ -8,7 +8,9 @@ from dualpath.contract import CLASS_NAMES
 from dualpath.scenes.sprites import LENGTH_CM, PX_PER_CM_DEFAULT, render_utensil
 
 MARGIN = 3  # the transparent border render_utensil leaves around the object
-SCENE_PX_PER_CM = 2.0  # a 64x64 scene shows about 32 cm of counter
+# Below the smallest scale scenes draw at (64 px over SceneConfig.field_of_view_cm, times the lower scale jitter),
+# so what tells the classes apart here survives in any scene.
+SCENE_PX_PER_CM = 2.0
 # Classes whose working end is clearly the widest part of the silhouette.
 WIDE_HEADED = ("dessert spoon", "fish slice", "ladle", "masher", "pizza cutter", "serving spoon", "soup spoon",
                "spatula", "teaspoon", "whisk", "wooden spoon", "dinner fork")
@@ -140,7 +142,8 @@ def test_look_alikes_differ_more_than_variants_at_scene_scale(pair):
 
 
 def test_scene_scale_downsampling_keeps_thin_parts_visible():
-    # The composer shrinks 8 px/cm sprites to ~2 px/cm: a whisk's wires must still leave a visible balloon.
+    # The composer shrinks 8 px/cm sprites to the scene's scale; at a quarter (SCENE_PX_PER_CM, below it) a whisk's
+    # wires must still leave a visible balloon.
     sprite = _render("whisk", 0)
     small = cv2.resize(sprite[..., 3], None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
     top = small[: small.shape[0] // 2]
