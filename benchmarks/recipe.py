@@ -226,7 +226,7 @@ def _extra_scenes(data: Path, n: int):
     """The trainer's own extra training scenes (the cpu preset's seed, cached beside the data set, as `python -m train`
     makes them)."""
     from dualpath.scenes import SceneConfig
-    from train.cli import generate_extra
+    from train.arguments import generate_extra
     from train.config import CPU
 
     return generate_extra(SceneConfig(), CPU.extra_seed, n, data.parent, workers=2, progress=False)

@@ -1,4 +1,5 @@
 """Command line: `python -m train [options]` trains one model; `python -m train compare [options]` the paper's four.
+The arguments both share, and what they turn into, are in train/arguments.py.
 
 main(argv) -> exit code; nothing runs at import. Exit codes: 0 done, 1 training failed (NaN/inf loss),
 2 bad arguments or inputs, 130 interrupted (--resume continues).
@@ -6,15 +7,13 @@ main(argv) -> exit code; nothing runs at import. Exit codes: 0 done, 1 training 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from dualpath.architectures import ARCHITECTURES
-from train.config import AUGMENTS, LOSSES, PRESETS, RunOptions, TrainConfig, preset
-
-log = logging.getLogger("train")
+from train.arguments import add_common_arguments, run_cli
+from train.config import LOSSES, PRESETS, RunOptions, TrainConfig
 
 DESCRIPTION = """\
 Train the attention-aware dual-path autoencoder (or a paper baseline) on generated kitchen scenes.
@@ -53,51 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    run = parser.add_argument_group("run")
-    run.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.json, report.md)")
-    run.add_argument("--preset", choices=tuple(PRESETS), help="configuration to start from (default: cpu)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
-    run.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA and for CPUs with native bf16: AVX512_BF16 / AMX)")
-    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                     help="NHWC memory layout (default: on; faster on GPUs and on CPUs with oneDNN)")
-    run.add_argument("--threads", type=int,
-                     help="CPU threads for torch (default: torch's choice; 1 on a CPU busy with other work)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
-
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="a scenes data set folder (default: generate the preset's into --data-root)")
-    data.add_argument("--data-root", type=Path, default=Path("data/scenes"), help="where generated data sets are cached")
-    data.add_argument("--n-scenes", type=int, help="scenes to generate (preset: paper/cpu 6000)")
-    data.add_argument("--workers", type=int, default=1, help="processes for generating scenes")
-
-    model = parser.add_argument_group("model and training (override the preset)")
-    model.add_argument("--backbone", help="densenet121 | densenet_small | densenet_tiny")
-    model.add_argument("--pretrained", choices=("imagenet", "none"), help="backbone weights (imagenet downloads them)")
-    model.add_argument("--weights", type=Path, help="a local torchvision DenseNet state dict (instead of downloading)")
-    model.add_argument("--folds", type=int, help="K-fold CV on the 80%% (1 = one stratified 1/5 validation split)")
-    model.add_argument("--epochs", type=int, help="total epochs, phase 1 included")
-    model.add_argument("--phase1-epochs", type=int, help="epochs with frozen backbones")
-    model.add_argument("--lr1", type=float, help="phase 1 learning rate")
-    model.add_argument("--lr2", type=float, help="phase 2 learning rate")
-    model.add_argument(
-        "--lr-schedule", choices=("constant", "cosine"),
-        help="lr within each phase: constant (the paper) or cosine decay after a linear warm-up (preset: cpu cosine)",
-    )
-    model.add_argument("--warmup-epochs", type=float, help="linear warm-up at the start of each phase (cosine only)")
-    model.add_argument("--batch-size", type=int, help="global batch size")
-    model.add_argument("--stem", help="DenseNet stem: imagenet (7x7/2 conv + pool, the paper's) or 3x3 (3x3/2 conv, no "
-                                      "pool: the first dense block at 32x32 for 64x64 input)")
-    model.add_argument("--augment", choices=AUGMENTS, help="label-preserving flips / dihedral transforms of each batch")
-    model.add_argument("--extra-scenes", type=int,
-                       help="generated training scenes added on another seed (never validation or test scenes)")
-    model.add_argument("--extra-seed", type=int, help="seed of the extra training scenes (default 1)")
-    model.add_argument("--seed", type=int, help="splits, initialisation and shuffling")
-    model.add_argument("--select-metric", help="validation metric that picks the best checkpoint (metrics.json key)")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
@@ -108,194 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(args, lambda cfg, dataset, opts, resume, extra: _train(cfg, args.out, dataset, opts, resume, extra))
 
 
-def run_cli(args: argparse.Namespace, action) -> int:
-    """Shared by train and compare: logging, config, data, and the mapping of errors to exit codes."""
-    from dualpath.scenes import DatasetError
-
-    from dualpath.files import check_writable
-
-    setup_logging(args.quiet)
-    try:
-        check_writable(args.out, "into")  # before the data is generated and the model trained
-        cfg = resolve_config(args)
-        dataset = resolve_dataset(args, cfg)
-        cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
-        return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
-    except (ValueError, DatasetError, OSError) as err:  # OSError: missing inputs, full or read-only disk
-        log.error("error: %s", err)
-        return 2
-    except KeyboardInterrupt:
-        log.error("interrupted; `--resume` with the same --out continues from the last finished epoch")
-        return 130
-    except RuntimeError as err:  # NonFiniteLossError, PretrainedWeightsUnavailable, CUDA errors
-        log.error("error: %s", err)
-        return 2 if type(err).__name__ == "PretrainedWeightsUnavailable" else 1
-
-
 def _train(cfg: TrainConfig, out: Path, dataset, opts: RunOptions, resume: bool, extra=None) -> int:
     from train.experiment import run_experiment
 
     run_experiment(cfg, out, dataset, opts, resume=resume, extra=extra)
     return 0
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (main() may run many times in one process, e.g. tests)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
-
-def setup_logging(quiet: bool) -> None:
-    """INFO to stderr (WARNING with --quiet and on DDP processes but 0); run folders also get train.log at INFO."""
-    from train.distributed import env_from_environ
-
-    logger = logging.getLogger("train")
-    logger.setLevel(logging.INFO)
-    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
-    if handler is None:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False  # printed once, by this handler
-    handler.setLevel(logging.WARNING if quiet or not env_from_environ().is_main else logging.INFO)
-
-
-def config_overrides(args: argparse.Namespace) -> dict:
-    """Only the flags given on the command line (None = not given)."""
-    pretrained = str(args.weights) if args.weights is not None else args.pretrained
-    if args.weights is not None and args.pretrained == "none":
-        raise ValueError("--weights and --pretrained none contradict each other; pass one of them")
-    return {
-        "arch": getattr(args, "model", None),
-        "loss": getattr(args, "loss", None),
-        "backbone": args.backbone,
-        "pretrained": pretrained,
-        "folds": args.folds,
-        "epochs": args.epochs,
-        "phase1_epochs": args.phase1_epochs,
-        "phase1_lr": args.lr1,
-        "phase2_lr": args.lr2,
-        "lr_schedule": args.lr_schedule,
-        "warmup_epochs": args.warmup_epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "select_metric": args.select_metric,
-        "n_scenes": args.n_scenes,
-        "augment": args.augment,
-        "extra_scenes": args.extra_scenes,
-        "extra_seed": args.extra_seed,
-    }
-
-
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """The preset (or, with --resume, the run's saved config) with the given flags on top."""
-    saved = _saved_config(args.out) if args.resume else None
-    if saved is not None:
-        base = TrainConfig.from_dict(saved["train_config"])
-        if args.preset is not None:
-            # `--preset X --resume` (make demo) continues the run only if it is that preset's run.
-            wanted = _with_flags(preset(args.preset), args).to_dict()
-            changed = [f"{k} {v!r} (saved) vs {wanted[k]!r}" for k, v in base.to_dict().items() if wanted[k] != v]
-            if changed:
-                raise ValueError(
-                    f"{args.out} holds a run of another configuration than --preset {args.preset} with these flags "
-                    f"({'; '.join(changed)}): remove that folder, train into a new --out, or resume it as it was "
-                    "with --resume and no --preset"
-                )
-    else:
-        base = preset(args.preset or "cpu")
-    cfg = _with_flags(base, args)
-    from train.loop import model_config  # torch: validated here, before any data is generated
-
-    model_config(cfg)  # ValueError naming the field (e.g. an unknown --stem)
-    return cfg
-
-
-def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
-    overrides = config_overrides(args)
-    if overrides["epochs"] is not None and overrides["phase1_epochs"] is None:
-        # Keep the preset's phase 1 inside a shorter run rather than failing validation.
-        overrides["phase1_epochs"] = min(base.phase1_epochs, overrides["epochs"])
-    if args.select_metric is not None:
-        from dualpath.metrics import LOWER_IS_BETTER, METRIC_KEYS
-
-        if args.select_metric not in METRIC_KEYS:
-            raise ValueError(f"--select-metric must be a metrics.json key: {', '.join(METRIC_KEYS)}")
-        overrides["select_mode"] = "min" if args.select_metric in LOWER_IS_BETTER else "max"
-    if args.stem is not None:
-        overrides["model_options"] = {**base.model_options, "stem": args.stem}
-    return base.with_overrides(**overrides)
-
-
-def _saved_config(out: Path) -> dict | None:
-    from dualpath.files import read_json
-
-    path = out / "config.json"
-    if not path.is_file():
-        return None
-    saved = read_json(path, ValueError, missing=f"no {path}",
-                      corrupt=f"{path} is not a run's config ({{error}}); start a new run folder", expect=dict)
-    if not isinstance(saved.get("train_config"), dict) or not isinstance(saved.get("data"), dict):
-        raise ValueError(f"{path} is not a run's config (no train_config or data); start a new run folder")
-    return saved
-
-
-def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):
-    from dualpath.scenes import DatasetError, SceneConfig, cache_tag, generate_dataset, load_dataset
-
-    data = args.data
-    if data is None and args.resume:
-        saved = _saved_config(args.out)
-        data = Path(saved["data"]["path"]) if saved and saved["data"].get("path") else None
-    if data is not None:
-        log.info("data set: %s", data)
-        return load_dataset(data)
-    kwargs = dict(seed=cfg.data_seed, n=cfg.n_scenes, workers=args.workers, progress=not args.quiet and sys.stderr.isatty())
-    if (args.data_root / "manifest.json").is_file():
-        # The root itself may hold a data set (e.g. `python -m dualpath.scenes generate --out data/scenes`): use it
-        # when it is exactly this one (generate_dataset reuses an identical folder and refuses a different one).
-        try:
-            return generate_dataset(SceneConfig(), out=args.data_root, **kwargs)
-        except DatasetError:
-            pass
-    out = args.data_root / f"n{cfg.n_scenes}-seed{cfg.data_seed}-{cache_tag(SceneConfig())}"
-    log.info("data set: %s (generated once, reused afterwards)", out)
-    return generate_dataset(SceneConfig(), out=out, **kwargs)
-
-
-def run_options(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(
-        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        progress=not args.quiet, threads=args.threads,
-    )
-
-
-def resolve_extra(args: argparse.Namespace, cfg: TrainConfig, dataset):
-    """The config's extra training scenes: the data set's own scene config on cfg.extra_seed, cached in --data-root."""
-    if not cfg.extra_scenes:
-        return None
-    from dualpath.scenes import SceneConfig
-
-    on_disk = bool(getattr(dataset, "manifest", None))  # a SceneDataset; tests may pass bare arrays
-    config, base_seed = (dataset.config, dataset.seed) if on_disk else (SceneConfig(), cfg.data_seed)
-    if cfg.extra_seed == base_seed:
-        raise ValueError(f"the extra training scenes' seed ({cfg.extra_seed}) is the data set's own seed: they would "
-                         "repeat its validation and test scenes; pass another --extra-seed")
-    root = args.data_root.parent if (args.data_root / "manifest.json").is_file() else args.data_root  # not inside a set
-    return generate_extra(config, cfg.extra_seed, cfg.extra_scenes, root, workers=args.workers,
-                          progress=not args.quiet and sys.stderr.isatty())
-
-
-def generate_extra(config, seed: int, n: int, root: Path, *, workers: int, progress: bool):
-    """Extra training scenes, cached in `root` under a name of their count, seed and scene config (reused once made)."""
-    from dualpath.scenes import cache_tag, generate_dataset
-
-    out = root / f"extra-n{n}-seed{seed}-{cache_tag(config)}"
-    log.info("extra training scenes: %s (generated once, reused afterwards)", out)
-    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=progress)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from train import plots
-from train.cli import add_common_arguments, run_cli
+from train.arguments import add_common_arguments, run_cli
 from train.config import RunOptions, TrainConfig
 from train.report import fmt, grid_columns
 

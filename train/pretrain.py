@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from dualpath.files import check_writable
-    from train.cli import setup_logging
+    from train.arguments import setup_logging
     from train.config import RunOptions
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from train.cli import build_parser, main, resolve_config
+from train.arguments import resolve_config
+from train.cli import build_parser, main
 from train.compare import build_parser as compare_parser
 from train.config import CPU, PAPER, PRESETS, TINY, RunOptions, TrainConfig, preset
 
@@ -115,7 +116,7 @@ def test_bad_arguments_exit_2(tmp_path):
 
 def test_default_data_set_is_generated_once_under_the_data_root_and_reused(tmp_path):
     from dualpath.scenes import SceneConfig, cache_tag
-    from train.cli import resolve_dataset
+    from train.arguments import resolve_dataset
 
     args = build_parser().parse_args(["--out", str(tmp_path / "run"), "--preset", "tiny", "--n-scenes", "30",
                                       "--data-root", str(tmp_path / "scenes"), "--quiet"])
@@ -133,7 +134,7 @@ def test_extra_training_scenes_are_generated_beside_the_data_set_on_their_own_se
     import numpy as np
 
     from dualpath.scenes import SceneConfig, cache_tag, generate_dataset
-    from train.cli import resolve_extra
+    from train.arguments import resolve_extra
 
     base = generate_dataset(SceneConfig(), seed=0, n=12, out=tmp_path / "scenes", workers=1, progress=False)
     argv = ["--out", str(tmp_path / "run"), "--preset", "tiny", "--data", str(base.path), "--quiet"]
