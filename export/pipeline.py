@@ -230,7 +230,7 @@ def refresh_recipes(out: Path, recipes: dict[str, Any]) -> None:
 def tensorrt_step(config: ExportConfig, log) -> dict[str, Any]:
     """Build the engines (INT8 from the s8 QDQ ONNX, FP16 from the FP16 ONNX) where TensorRT runs; otherwise leave
     the script and the commands to run on the device."""
-    from export import tensorrt_build
+    from runtime.backends import trt_engine
 
     sources = {}
     if config.int8:
@@ -239,8 +239,8 @@ def tensorrt_step(config: ExportConfig, log) -> dict[str, Any]:
         sources[FP16_ENGINE] = FP16_ONNX
     script = config.out / "build_tensorrt_engine.py"
     with atomic_path(script) as tmp:
-        shutil.copyfile(tensorrt_build.__file__, tmp)
-    commands = {engine: tensorrt_build.command(onnx_name, engine, config.max_batch) for engine, onnx_name in sources.items()}
+        shutil.copyfile(trt_engine.__file__, tmp)  # standard library only: it runs alone on the device
+    commands = {engine: trt_engine.command(onnx_name, engine, config.max_batch) for engine, onnx_name in sources.items()}
     trtexec = [f"trtexec --onnx={onnx_name} --saveEngine={engine} {'--int8 ' if 'int8' in engine else ''}--fp16 "
                f"--minShapes=image:1x3x64x64 --optShapes=image:1x3x64x64 --maxShapes=image:{config.max_batch}x3x64x64 "
                "--timingCacheFile=tensorrt.cache" for engine, onnx_name in sources.items()]
@@ -257,12 +257,12 @@ def tensorrt_step(config: ExportConfig, log) -> dict[str, Any]:
         return result | {"reason": "tensorrt is not importable on the export machine"}
     metadata = json.loads((config.out / "metadata.json").read_text())
     for engine, onnx_name in sources.items():
-        sidecar = tensorrt_build.build(config.out / onnx_name, config.out / engine, metadata, config.max_batch,
-                                       timing_cache=config.out / "tensorrt.cache")
-        precision = json.loads(sidecar["metadata"]["precision"])
-        log(f"TensorRT engine: {config.out / engine} ({precision}, {sidecar['gpu']}, TensorRT {sidecar['tensorrt_version']})")
-        result["engines"][engine] = {"onnx": onnx_name, "precision": precision,
-                                     **{k: sidecar[k] for k in ("tensorrt_version", "gpu", "compute_capability")}}
+        sidecar = trt_engine.build(config.out / onnx_name, config.out / engine, metadata, config.max_batch,
+                                   timing_cache=config.out / "tensorrt.cache")
+        precision, target = json.loads(sidecar.metadata["precision"]), sidecar.target
+        log(f"TensorRT engine: {config.out / engine} ({precision}, {target.gpu_name or 'unnamed GPU'}, "
+            f"TensorRT {target.tensorrt_version})")
+        result["engines"][engine] = {"onnx": onnx_name, "precision": precision, **dataclasses.asdict(target)}
     return result | {"built": True}
 
 

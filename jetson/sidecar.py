@@ -4,10 +4,9 @@
     python3 jetson/sidecar.py write ENGINE ONNX TRTEXEC_LOG
     python3 jetson/sidecar.py qdq ONNX                     exit 0 when ONNX holds Q/DQ nodes (the INT8 model)
 
-The sidecar holds the model's metadata, copied from the ONNX (labels, image size, normalisation: what the TensorRT
-backend cannot read from the engine itself), and the cache key: the ONNX's sha256, the TensorRT version and the GPU
-(name, compute capability) as trtexec reported them. `python -m runtime` refuses an engine whose sidecar names
-another TensorRT or GPU (runtime.app.check_engine).
+The sidecar's schema, its check and the GPU inspection are runtime.backends.trt_engine's (the TensorRT backend reads
+the same file and refuses an engine built for another TensorRT or GPU); this file adds what only trtexec builds need:
+the TensorRT version and GPU from trtexec's output, the engine's precision from the ONNX's graph.
 """
 from __future__ import annotations
 
@@ -18,35 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for runtime.app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for runtime.backends
 
-from dualpath.files import file_sha256  # noqa: E402
-from runtime.app import engine_mismatches, running_tensorrt  # noqa: E402  (numpy + OpenCV, no torch)
-
-
-sha256 = file_sha256
-
-
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """The export's metadata pairs (labels, normalisation, size...): its metadata.json when it lies beside the ONNX,
-    else the ONNX's metadata_props, read with onnx or onnxruntime, whichever is installed."""
-    beside = path.with_name("metadata.json")
-    if beside.is_file():
-        return json.loads(beside.read_text())
-    try:
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-        return {p.key: p.value for p in model.metadata_props}
-    except ImportError:
-        pass
-    try:
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return dict(session.get_modelmeta().custom_metadata_map)
-    except ImportError:
-        sys.exit("error: reading the model's labels from the ONNX needs `pip install onnx` (or onnxruntime)")
+from runtime.backends import trt_engine  # noqa: E402  (standard library only; no torch)
 
 
 def trtexec_version(trtexec: str) -> str | None:
@@ -74,16 +47,10 @@ def parse_trtexec_log(text: str) -> dict[str, str | None]:
 
 
 def check(engine: Path, onnx: Path, trtexec: str) -> int:
-    sidecar_path = engine.with_name(engine.name + ".json")
-    if not (engine.exists() and sidecar_path.exists()):
-        return 1
-    sidecar = json.loads(sidecar_path.read_text())
-    running = running_tensorrt()
-    running["tensorrt_version"] = running["tensorrt_version"] or trtexec_version(trtexec)
-    problems, warnings = engine_mismatches(sidecar, running)
-    if problems or warnings or sidecar.get("onnx_sha256") != sha256(onnx):
-        return 1
-    return 0
+    running = trt_engine.here()
+    if running.tensorrt_version is None:  # no TensorRT Python module: trtexec says which TensorRT builds
+        running = trt_engine.Target(trtexec_version(trtexec), running.gpu_name, running.compute_capability)
+    return 0 if trt_engine.is_current(engine, onnx, running) else 1
 
 
 def onnx_precisions(onnx: Path) -> tuple[bool, bool]:
@@ -102,30 +69,29 @@ def engine_precision_of(onnx: Path, tensorrt_version: str | None) -> str:
     """The engine's precision, from the ONNX it is built from (metadata.json beside it describes the FP32 model):
     INT8 when the graph holds Q/DQ nodes, FP16 when its weights are FP16 or build_engine.sh passes --fp16 (TensorRT
     < 11)."""
-    from export.tensorrt_build import engine_precision
-
     qdq, half = onnx_precisions(onnx)
     major = int(tensorrt_version.split(".")[0]) if tensorrt_version else 10
-    return engine_precision(qdq, half or major < 11)
+    return trt_engine.engine_precision(qdq, half or major < 11)
 
 
 def write(engine: Path, onnx: Path, log: Path) -> int:
-    built = parse_trtexec_log(log.read_text(errors="replace"))
-    # The TensorRT backend compares the sidecar with tensorrt.__version__: take that spelling where Python has it.
-    built["tensorrt_version"] = running_tensorrt()["tensorrt_version"] or built["tensorrt_version"]
-    missing = [k for k, v in built.items() if v is None]
+    logged, running = parse_trtexec_log(log.read_text(errors="replace")), trt_engine.here()
+    # The TensorRT backend compares the sidecar with tensorrt.__version__: take that spelling where Python has it; the
+    # GPU trtexec selected, else the one the driver names.
+    built = trt_engine.Target(running.tensorrt_version or logged["tensorrt_version"],
+                              logged["gpu_name"] or running.gpu_name,
+                              logged["compute_capability"] or running.compute_capability)
+    missing = [k for k, v in vars(built).items() if v is None]
     if missing:
         print(f"warning: trtexec's log does not name {', '.join(missing)}; the runtime cannot check them", file=sys.stderr)
-    sidecar = {
-        **built,
-        "gpu": built["gpu_name"],  # the key export/tensorrt_build.py writes
-        "metadata": onnx_metadata(onnx) | {"precision": json.dumps(engine_precision_of(onnx, built["tensorrt_version"]))},
-        "onnx": onnx.name,
-        "onnx_sha256": sha256(onnx),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "builder": "jetson/build_engine.sh (trtexec)",
-    }
-    engine.with_name(engine.name + ".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    precision = engine_precision_of(onnx, built.tensorrt_version)
+    sidecar = trt_engine.Sidecar(
+        metadata=trt_engine.model_metadata(onnx) | {"precision": json.dumps(precision)},
+        target=built, onnx=onnx.name, onnx_sha256=trt_engine.file_sha256(onnx),
+        builder="jetson/build_engine.sh (trtexec)",
+        built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+    trt_engine.write_sidecar(engine, sidecar)
     return 0
 
 
@@ -138,7 +104,11 @@ def main(argv: list[str]) -> int:
     command, engine, onnx, extra = argv
     if command == "check":
         return check(Path(engine), Path(onnx), extra)
-    return write(Path(engine), Path(onnx), Path(extra))
+    try:
+        return write(Path(engine), Path(onnx), Path(extra))
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

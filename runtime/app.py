@@ -8,13 +8,12 @@ says so (the CLI wires SIGINT / SIGTERM to it); every ending returns a RunSummar
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -31,7 +30,6 @@ log = logging.getLogger("runtime")
 # Exit codes of `python -m runtime` (documented in --help): 0 also for Ctrl-C, the normal way to end a live demo.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
-ENGINE_SUFFIXES = (".engine", ".plan")
 MAX_BAD_FRAMES_IN_A_ROW = 50  # default --max-bad-frames: then the source is not giving usable frames at all
 
 
@@ -99,124 +97,14 @@ def select_labels(
     return picked if top is None else picked[:top]
 
 
-# ------------------------------------------------------------------------------------------------ TensorRT engines
-# An engine runs only with the TensorRT version and GPU architecture it was built with. The export writes a sidecar
-# JSON next to it (tensorrt_version, gpu_name, compute_capability); we compare before handing the file to TensorRT,
-# whose own failure ("version tag does not match", "device mismatch") does not say what to do.
-
-
-def engine_sidecar_path(engine: Path) -> Path:
-    """The sidecar the TensorRT backend will read (model.engine.json, or model.json for hand-built engines)."""
-    from runtime.backends.trt import sidecar_path  # no tensorrt import at module level there
-
-    return sidecar_path(engine)
-
-
-def normalise_compute_capability(value: Any) -> str | None:
-    """'8.7', 8.7, [8, 7], (8, 7), 'sm_87', '87' -> '8.7'; None for missing / unreadable values."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f"{int(value[0])}.{int(value[1])}"
-    text = str(value).strip().lower().removeprefix("sm_")
-    if "." in text:
-        major, _, minor = text.partition(".")
-        return f"{int(major)}.{int(minor)}" if major.isdigit() and minor.isdigit() else None
-    return f"{text[:-1]}.{text[-1]}" if text.isdigit() and len(text) >= 2 else None
-
-
-def _gpu_name(sidecar: dict) -> str | None:
-    # export/tensorrt_build.py writes "gpu", jetson/sidecar.py both "gpu" and "gpu_name"; "unknown..." is no name.
-    name = sidecar.get("gpu_name") or sidecar.get("gpu")
-    return None if not name or str(name).startswith("unknown") else str(name)
-
-
-def engine_mismatches(sidecar: dict, running: dict) -> tuple[list[str], list[str]]:
-    """(problems that make the engine unusable here, warnings). Pure; `running` has the same keys as the sidecar,
-    None where unknown (a check that cannot be made is a warning, not a refusal)."""
-    problems, warnings = [], []
-    built, here = sidecar.get("tensorrt_version"), running.get("tensorrt_version")
-    if built is None or here is None:
-        warnings.append("TensorRT version not checked (" + ("sidecar has none" if built is None else "unknown here") + ")")
-    elif str(built) != str(here):
-        problems.append(f"built with TensorRT {built}, this device has TensorRT {here}")
-    built_cc = normalise_compute_capability(sidecar.get("compute_capability"))
-    here_cc = normalise_compute_capability(running.get("compute_capability"))
-    if built_cc is None or here_cc is None:
-        warnings.append("GPU compute capability not checked")
-    elif built_cc != here_cc:
-        problems.append(
-            f"built for a GPU of compute capability {built_cc} ({_gpu_name(sidecar) or 'unknown GPU'}), "
-            f"this GPU is {here_cc} ({running.get('gpu_name', 'unknown GPU')})"
-        )
-    built_gpu, here_gpu = _gpu_name(sidecar), running.get("gpu_name")
-    if built_gpu and here_gpu and built_gpu != here_gpu and built_cc == here_cc:
-        # Same architecture, other model: TensorRT loads it but tactics were tuned for the other chip.
-        warnings.append(f"built on {built_gpu}, running on {here_gpu}: it loads, but rebuild here for full speed")
-    return problems, warnings
-
-
-def engine_refusal_message(engine: Path, problems: list[str]) -> str:
-    return (
-        f"the TensorRT engine {engine} cannot run on this device: {'; '.join(problems)}. Engines only run with the "
-        "TensorRT version and GPU they were built with; rebuild it here from the export's QDQ INT8 ONNX: "
-        f"`jetson/build_engine.sh model_int8_s8.onnx {engine}` (trtexec), or in the export folder "
-        f"`python3 build_tensorrt_engine.py model_int8_s8.onnx --metadata metadata.json --out {engine}`; "
-        "both write the sidecar JSON this check reads"
-    )
-
-
-def _cuda_device() -> dict[str, str | None]:
-    """Name and compute capability of GPU 0 through the CUDA driver (libcuda, present on desktops and Jetsons)."""
-    try:
-        cuda = ctypes.CDLL("libcuda.so.1")
-        device, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
-        name = ctypes.create_string_buffer(256)
-        if cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), 0) or cuda.cuDeviceGetName(name, 256, device):
-            raise OSError("CUDA driver call failed")
-        # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, _MINOR = 76 (cuda.h)
-        cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, device)
-        cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)
-    except (OSError, AttributeError):
-        return {"gpu_name": None, "compute_capability": None}
-    return {"gpu_name": name.value.decode(errors="replace"), "compute_capability": f"{major.value}.{minor.value}"}
-
-
-def running_tensorrt() -> dict[str, str | None]:
-    try:
-        import tensorrt  # lazily: only engines need it
-
-        version = tensorrt.__version__
-    except ImportError:
-        version = None
-    return {"tensorrt_version": version, **_cuda_device()}
-
-
-def check_engine(engine: Path, running: dict | None = None) -> None:
-    """Refuse (RunError) an engine built for another TensorRT / GPU; without a sidecar, leave it to the backend."""
-    sidecar_path = engine_sidecar_path(engine)
-    if not sidecar_path.exists():
-        log.warning("%s has no sidecar %s: TensorRT version and GPU not checked", engine, sidecar_path.name)
-        return
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"cannot read the engine sidecar {sidecar_path}: {e}; rebuild the engine") from None
-    problems, warnings = engine_mismatches(sidecar, running if running is not None else running_tensorrt())
-    for w in warnings:
-        log.warning("%s: %s", engine.name, w)
-    if problems:
-        raise RunError(engine_refusal_message(engine, problems))
-
-
 def open_backend(config: RunConfig):
     from runtime.backends import load_backend  # lazily: --help and config errors need no backend
 
+    from runtime.backends.trt_engine import ENGINE_SUFFIXES
+
     path = Path(config.model)
     options = {}
-    if path.suffix.lower() in ENGINE_SUFFIXES:
-        if path.exists():
-            check_engine(path)
+    if path.suffix.lower() in ENGINE_SUFFIXES:  # the backend checks that the engine fits this TensorRT and GPU
         if config.threads:
             log.warning("--threads is for CPU backends; a TensorRT engine runs on the GPU")
     elif config.threads:

@@ -1,34 +1,20 @@
 """TensorRT backend: a serialized engine (.engine / .plan) built on this device from the QDQ ONNX.
 
-Engines are tied to the TensorRT version and the GPU that built them, so each comes with a JSON sidecar
-(`model.engine.json`) holding the model metadata and what it was built with; a mismatch is refused with a
-message to rebuild (export/tensorrt_build.py). Device memory goes through cuda-python (`cuda.bindings`).
-Not exercised on machines without a GPU; tests skip it there.
+The engine's sidecar (runtime.backends.trt_engine) gives the model metadata and what the engine is tied to; an engine
+built for another TensorRT or GPU is refused with the command that rebuilds it, before TensorRT sees it. Device memory
+goes through cuda-python (`cuda.bindings`). Tested with fake tensorrt and cuda modules (tests/runtime/test_trt.py).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from dualpath.files import read_json
+from runtime.backends import trt_engine
 from runtime.backends.base import Backend, BackendError
 
-
-def sidecar_path(engine: Path) -> Path:
-    """The export's sidecar: model.engine -> model.engine.json (model.json accepted for hand-built engines). The
-    runtime's pre-flight check (runtime.app) and this backend read the same file."""
-    for candidate in (engine.with_name(engine.name + ".json"), engine.with_suffix(".json")):
-        if candidate.exists():
-            return candidate
-    return engine.with_name(engine.name + ".json")
-
-
-def read_sidecar(engine: Path) -> dict:
-    path = sidecar_path(engine)
-    return read_json(path, BackendError,
-                     missing=f"{engine} has no sidecar {path.name}; rebuild it with export/tensorrt_build.py",
-                     corrupt=f"{path} is corrupt ({{error}}); rebuild the engine")
+log = logging.getLogger("runtime")
 
 
 class TensorRTBackend(Backend):
@@ -38,13 +24,13 @@ class TensorRTBackend(Backend):
         super().__init__(path)
         import tensorrt as trt
 
-        sidecar = read_sidecar(self.path)
-        self.metadata = self._read_metadata(sidecar.get("metadata", {}))
-        if sidecar.get("tensorrt_version") != trt.__version__:
-            raise BackendError(
-                f"{self.path} was built with TensorRT {sidecar.get('tensorrt_version')}, this is {trt.__version__}: "
-                "engines do not move between versions; rebuild it on this device"
-            )
+        sidecar = trt_engine.read_sidecar(self.path, BackendError)
+        self.metadata = self._read_metadata(sidecar.metadata)
+        problems, warnings = trt_engine.mismatches(sidecar.target, trt_engine.here(trt.__version__, device))
+        for warning in warnings:
+            log.warning("%s: %s", self.path.name, warning)
+        if problems:
+            raise BackendError(trt_engine.refusal_message(self.path, problems))
         self._cuda = _cudart()
         _check(self._cuda.cudaSetDevice(device))
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -86,9 +72,13 @@ class TensorRTBackend(Backend):
         return outputs
 
     def close(self) -> None:
+        """Free the device buffers and the stream (once; closing again does nothing)."""
         for ptr, _ in self._buffers.values():
             self._cuda.cudaFree(ptr)
         self._buffers.clear()
+        if self.stream is not None:
+            self._cuda.cudaStreamDestroy(self.stream)
+            self.stream = None
         self.context = None
         self.engine = None
 

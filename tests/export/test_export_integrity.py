@@ -21,8 +21,9 @@ import onnx  # noqa: E402
 from dualpath.files import file_sha256  # noqa: E402
 from export import accuracy_control as ac  # noqa: E402
 from export.__main__ import EXIT_ERROR, EXIT_OK, EXIT_PAST_BUDGET, main  # noqa: E402
-from export_helpers import fake_tensorrt, make_checkpoint  # noqa: E402  (same folder)
+from export_helpers import make_checkpoint  # noqa: E402  (same folder)
 from runtime.backends import load_backend  # noqa: E402
+from trt_fakes import FakeGpu, fake_tensorrt  # noqa: E402  (tests/)
 
 MODEL_SUFFIXES = (".onnx", ".xml")
 
@@ -273,16 +274,16 @@ def test_accuracy_control_that_cannot_meet_its_budgets_says_so(tmp_path, capsys)
     ("11.4.1", "model_fp16.onnx", True, "fp16"),
 ])
 def test_engine_metadata_names_its_real_precision(exported, tmp_path, monkeypatch, version, source, fp16, expected):
-    from export import tensorrt_build
+    from runtime.backends import trt_engine
 
     config, manifest, _ = exported
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version))
     metadata = json.loads((config.out / "metadata.json").read_text())  # the FP32 model's: precision "fp32"
-    sidecar = tensorrt_build.build(config.out / source, tmp_path / "m.engine", metadata, fp16=fp16)
-    assert json.loads(sidecar["metadata"]["precision"]) == expected
-    assert json.loads(sidecar["metadata"]["checkpoint_sha256"]) == manifest["checkpoint"]["sha256"]
+    sidecar = trt_engine.build(config.out / source, tmp_path / "m.engine", metadata, fp16=fp16)
+    assert json.loads(sidecar.metadata["precision"]) == expected
+    assert json.loads(sidecar.metadata["checkpoint_sha256"]) == manifest["checkpoint"]["sha256"]
     on_disk = json.loads((tmp_path / "m.engine.json").read_text())
-    assert on_disk["metadata"]["precision"] == sidecar["metadata"]["precision"]
+    assert on_disk["metadata"]["precision"] == sidecar.metadata["precision"]
 
 
 def test_tensorrt_step_builds_both_engines_and_their_script(exported, tmp_path, monkeypatch):
@@ -322,17 +323,13 @@ def test_jetson_sidecar_names_the_engines_precision(exported, source, version, e
 
 
 def test_export_with_tensorrt_gates_both_engines_and_lists_them(tmp_path, monkeypatch):
-    """TensorRT present (faked; the engine backend runs the ONNX each engine was built from): the export builds the
-    INT8 and FP16 engines, writes a drift report for each, and lists them with sidecars naming their precision."""
-    import runtime.backends as backends
+    """TensorRT present (faked, tests/trt_fakes.py: the real TensorRT backend runs each engine, whose fake executes
+    the ONNX it was built from): the export builds the INT8 and FP16 engines, writes a drift report for each, and lists
+    them with sidecars naming their precision."""
     from export.config import ExportConfig
     from export.pipeline import run_export
-    from export_helpers import fake_engine_backend
 
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
-    monkeypatch.setitem(sys.modules, "fake_engine_module", type(sys)("fake_engine_module"))
-    sys.modules["fake_engine_module"].FakeEngineBackend = fake_engine_backend()
-    monkeypatch.setitem(backends.BACKENDS, "tensorrt", ("fake_engine_module", "FakeEngineBackend", "tensorrt", ""))
+    gpu = FakeGpu("10.3.0").install(monkeypatch)
     config = ExportConfig(checkpoint=make_checkpoint(tmp_path / "a.pt"), out=tmp_path / "out", int8=True, fp16=True,
                           backends=("onnx", "tensorrt"), qdq_variants=("s8",), calib_n=16, drift_n=20, severities=(),
                           parity_n=8, data_root=tmp_path / "data", threads=1)
@@ -346,3 +343,4 @@ def test_export_with_tensorrt_gates_both_engines_and_lists_them(tmp_path, monkey
         with load_backend(config.out / engine) as be:  # the sidecar: real precision, this checkpoint
             assert be.metadata.extra["precision"] == precision
             assert be.metadata.extra["checkpoint_sha256"] == manifest["checkpoint"]["sha256"]
+    assert gpu.names().count("execute_async_v3") > 0 and not gpu.streams  # engines ran, every stream destroyed

@@ -169,13 +169,13 @@ def test_corrupt_model_file_is_a_backend_error(tmp_path):
 def test_tensorrt_engine_without_sidecar_is_refused(tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0")
-    from runtime.backends.trt import read_sidecar
+    from runtime.backends.trt_engine import read_sidecar
 
     with pytest.raises(BackendError, match="sidecar"):
-        read_sidecar(engine)
-    # A hand-built engine's model.json is read by the backend as by the runtime's pre-flight check (runtime.app).
+        read_sidecar(engine, BackendError)
+    # A hand-built engine's model.json is read too.
     (tmp_path / "m.json").write_text('{"tensorrt_version": "10.3.0"}')
-    assert read_sidecar(engine) == {"tensorrt_version": "10.3.0"}
+    assert read_sidecar(engine).target.tensorrt_version == "10.3.0"
 
 
 def test_importing_backends_leaves_torch_out():

@@ -1,4 +1,6 @@
-"""TensorRT engines built for another TensorRT version or GPU are refused with how to rebuild (fake sidecars)."""
+"""runtime.backends.trt_engine: the engine sidecar (one key spelling, old ones read), the check that an engine fits
+this TensorRT and GPU (fake sidecars, fake machines), and jetson/build_engine.sh writing a sidecar the runtime accepts
+(fake trtexec)."""
 import json
 import os
 import subprocess
@@ -7,16 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from runtime.app import (
-    RunError,
-    check_engine,
-    engine_mismatches,
-    engine_sidecar_path,
+from runtime.backends.trt_engine import (
+    Sidecar,
+    Target,
+    here,
+    is_current,
+    mismatches,
     normalise_compute_capability,
-    running_tensorrt,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
 )
 
-ORIN = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"}
+ORIN = Target("10.3.0", "Orin", "8.7")
 
 
 @pytest.mark.parametrize(
@@ -29,69 +34,83 @@ def test_compute_capability_spellings(value, expected):
 
 
 def test_same_version_and_gpu_pass():
-    assert engine_mismatches(ORIN, dict(ORIN)) == ([], [])
+    assert mismatches(ORIN, ORIN) == ([], [])
 
 
 def test_other_tensorrt_version_is_a_problem():
-    problems, _ = engine_mismatches(ORIN, ORIN | {"tensorrt_version": "10.7.0"})
+    problems, _ = mismatches(ORIN, Target("10.7.0", "Orin", "8.7"))
     assert problems == ["built with TensorRT 10.3.0, this device has TensorRT 10.7.0"]
 
 
 def test_other_gpu_architecture_is_a_problem():
-    running = {"tensorrt_version": "10.3.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
-    problems, _ = engine_mismatches(ORIN, running)
+    problems, _ = mismatches(ORIN, Target("10.3.0", "NVIDIA H100 80GB HBM3", [9, 0]))
     assert len(problems) == 1 and "compute capability 8.7 (Orin)" in problems[0] and "9.0 (NVIDIA H100" in problems[0]
 
 
-def test_the_exports_sidecar_spelling_gpu_is_read_too():
-    exported = {"tensorrt_version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
-    problems, _ = engine_mismatches(exported, ORIN | {"compute_capability": "9.0", "gpu_name": "H100"})
-    assert "(Orin)" in problems[0]
-    unknown = {"tensorrt_version": "10.3.0", "gpu": "unknown (cuda-python not installed)", "compute_capability": "unknown"}
-    assert engine_mismatches(unknown, dict(ORIN))[0] == []
-
-
 def test_other_gpu_model_of_the_same_architecture_only_warns():
-    problems, warnings = engine_mismatches(ORIN | {"gpu_name": "Orin NX"}, ORIN | {"gpu_name": "Orin Nano"})
+    problems, warnings = mismatches(Target("10.3.0", "Orin NX", "8.7"), Target("10.3.0", "Orin Nano", "8.7"))
     assert problems == [] and "rebuild here for full speed" in warnings[0]
 
 
 def test_what_cannot_be_checked_is_a_warning():
-    problems, warnings = engine_mismatches({"gpu_name": "Orin"}, {"tensorrt_version": None, "compute_capability": None})
+    problems, warnings = mismatches(Target(gpu_name="Orin"), Target())
     assert problems == [] and len(warnings) == 2
 
 
-def test_check_engine_refuses_with_how_to_rebuild(tmp_path):
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"serialized")
-    (tmp_path / "model.engine.json").write_text(json.dumps(ORIN))
-    check_engine(engine, running=dict(ORIN))  # fine here
-    with pytest.raises(RunError) as e:
-        check_engine(engine, running=ORIN | {"tensorrt_version": "10.7.0", "compute_capability": "8.6"})
-    message = str(e.value)
-    assert "TensorRT 10.3.0" in message and "compute capability 8.7" in message
-    assert "jetson/build_engine.sh model_int8_s8.onnx" in message and "build_tensorrt_engine.py" in message
+def test_sidecar_has_one_spelling_and_reads_the_old_ones(tmp_path):
+    engine = tmp_path / "m.engine"
+    written = Sidecar(metadata={"image_size": "64"}, target=ORIN, onnx="m.onnx", onnx_sha256="ab",
+                      builder="test", facts={"max_batch": 4})
+    write_sidecar(engine, written)
+    on_disk = json.loads((tmp_path / "m.engine.json").read_text())
+    assert on_disk["gpu_name"] == "Orin" and "gpu" not in on_disk and on_disk["max_batch"] == 4
+    assert read_sidecar(engine) == written
+    # export/tensorrt_build.py wrote "gpu" (and "unknown ..." without cuda-python); jetson/sidecar.py both keys
+    old = {"tensorrt_version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", "metadata": {}, "fp16": True}
+    assert Sidecar.from_dict(old).target == ORIN and Sidecar.from_dict(old).facts == {"fp16": True}
+    assert Sidecar.from_dict(old | {"gpu_name": "Orin NX"}).target.gpu_name == "Orin NX"
+    unknown = Sidecar.from_dict({"gpu": "unknown (cuda-python not installed)", "compute_capability": "unknown"})
+    assert unknown.target == Target()
 
 
 def test_sidecar_next_to_the_engine_under_either_name(tmp_path):
     engine = tmp_path / "model.plan"
-    assert engine_sidecar_path(engine) == tmp_path / "model.plan.json"  # where the export writes it
+    assert sidecar_path(engine) == tmp_path / "model.plan.json"  # where the builders write it
     (tmp_path / "model.json").write_text("{}")
-    assert engine_sidecar_path(engine) == tmp_path / "model.json"
+    assert sidecar_path(engine) == tmp_path / "model.json"
 
 
-def test_unreadable_sidecar_is_an_error_and_a_missing_one_is_left_to_the_backend(tmp_path, caplog):
+def test_missing_or_unreadable_sidecar_says_how_to_rebuild(tmp_path):
     engine = tmp_path / "m.engine"
-    check_engine(engine, running=dict(ORIN))
-    assert "no sidecar" in caplog.text
+    with pytest.raises(ValueError, match="has no sidecar m.engine.json: build the engine again"):
+        read_sidecar(engine)
     (tmp_path / "m.engine.json").write_text("{not json")
-    with pytest.raises(RunError, match="cannot read the engine sidecar"):
-        check_engine(engine, running=dict(ORIN))
+    with pytest.raises(RuntimeError, match="cannot read the engine sidecar"):
+        read_sidecar(engine, RuntimeError)
+    (tmp_path / "m.engine.json").write_text("[]")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        read_sidecar(engine)
 
 
-def test_running_environment_has_the_sidecar_keys_even_without_tensorrt_or_a_gpu():
-    running = running_tensorrt()
-    assert set(running) == {"tensorrt_version", "gpu_name", "compute_capability"}
+def test_an_engine_is_current_for_its_onnx_tensorrt_and_gpu_only(tmp_path):
+    engine, onnx = tmp_path / "m.engine", tmp_path / "m.onnx"
+    onnx.write_bytes(b"model")
+    assert not is_current(engine, onnx, ORIN)  # nothing built yet
+    engine.write_bytes(b"engine")
+    write_sidecar(engine, Sidecar(metadata={}, target=ORIN, onnx_sha256="0" * 64))
+    assert not is_current(engine, onnx, ORIN)  # built from another ONNX
+    from runtime.backends.trt_engine import file_sha256
+
+    write_sidecar(engine, Sidecar(metadata={}, target=ORIN, onnx_sha256=file_sha256(onnx)))
+    assert is_current(engine, onnx, ORIN)
+    assert not is_current(engine, onnx, Target("10.7.0", "Orin", "8.7"))
+    assert not is_current(engine, onnx, Target("10.3.0", None, None))  # GPU unknown: rebuild rather than guess
+
+
+def test_this_machine_without_tensorrt_or_a_gpu_is_unknown_not_an_error():
+    running = here()
+    assert isinstance(running, Target)
+    assert here("10.3.0").tensorrt_version == "10.3.0"
 
 
 FAKE_TRTEXEC = """#!/usr/bin/env bash
@@ -119,14 +138,16 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     assert done.returncode == 0, done.stderr
     sidecar = json.loads((tmp_path / "model_int8_s8.engine.json").read_text())
     assert sidecar | {"built_at": None} == sidecar | {
-        "tensorrt_version": "10.3.0", "gpu_name": "Orin", "gpu": "Orin", "compute_capability": "8.7", "built_at": None,
+        "tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7", "built_at": None,
         # precision: the engine's own (Q/DQ nodes; --fp16 on TensorRT 10), not what metadata.json says
         "metadata": {"class_names": '["ladle", "whisk"]', "image_size": "64", "precision": '"int8-qdq+fp16"'},
         "onnx": "model_int8_s8.onnx",
     }
     calls = (tmp_path / "calls.txt").read_text()
     assert "--int8 --fp16" in calls and "--maxShapes=image:1x3x64x64" in calls  # TensorRT 10: weakly typed flags
-    check_engine(tmp_path / "model_int8_s8.engine", running=dict(ORIN))  # the runtime accepts what it wrote
+    assert "gpu" not in sidecar  # one spelling
+    built = read_sidecar(tmp_path / "model_int8_s8.engine")  # what the TensorRT backend reads
+    assert mismatches(built.target, ORIN) == ([], [])
 
     missing = build(tmp_path / "nope.onnx")
     assert missing.returncode == 1 and "no such ONNX file" in missing.stderr
