@@ -10,7 +10,7 @@ SEED   ?= 0
 N      ?= 6000
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup demo test test-all bench bench-inference compare recipe gpu-check clean
+.PHONY: setup demo test test-fast test-gpu bench bench-inference compare recipe gpu-check clean
 
 # The stamp is rebuilt when pyproject.toml changes. torch/torchvision are pinned in pyproject's `train` extra
 # (2.14.1 / 0.29.1); pip takes them from the machine's local wheel store where it has one.
@@ -41,11 +41,17 @@ demo: setup
 		--benchmark --benchmark-json $(RUN)/runtime_benchmark.json --jsonl $(RUN)/runtime.jsonl
 	@echo "demo: scenes $(DATA) (preview.png), training report $(RUN)/report.md, artifacts $(EXPORT)/manifest.json"
 
+# Every test (what CI runs through .ci/run): `slow` ones included, `gpu` ones skipped where torch sees no CUDA GPU.
 test: setup
 	$(PY) -m pytest -q
 
-test-all: setup
-	$(PY) -m pytest -q -m ""
+# For iterating: leaves out `slow` (whole exports, trainings, process launches, signals) and `gpu` tests.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+# Only the `gpu` tests: training's CUDA paths (bf16 autocast, data on the GPU, torch.compile, NCCL DDP).
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu
 
 bench: setup
 	$(PY) benchmarks/scenes.py

@@ -2,7 +2,19 @@
 tests in this folder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items):
+    """Every test here that reads the shared export is `slow`: building it is the suite's largest single cost."""
+    for item in items:
+        if "exported" in getattr(item, "fixturenames", ()) and Path(item.path).is_relative_to(HERE):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

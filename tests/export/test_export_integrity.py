@@ -127,6 +127,7 @@ def test_benchmark_command_on_an_existing_export(exported, tmp_path):
     assert bench_main(["--export", str(tmp_path / "none")]) == 2
 
 
+@pytest.mark.slow  # two whole exports
 def test_reexport_replaces_only_the_previous_exports_files(tmp_path, capsys):
     """Export A (FP16, ONNX + OpenVINO), then B (another checkpoint, ONNX only) into the same folder: A's files
     that B does not write are gone, the user's own file stays (and is not listed), every listed model file says B;
@@ -237,6 +238,7 @@ def test_control_stops_at_the_share_and_keeps_the_best_round():
     assert max(len(b) for b in built) <= 9
 
 
+@pytest.mark.slow  # a whole export with accuracy-control rounds
 def test_accuracy_control_that_cannot_meet_its_budgets_says_so(tmp_path, capsys):
     """Budgets no INT8 model meets (no metric may drop at all): accuracy control must stop at half the convs in INT8,
     keep its best round, exit 1 naming the numbers, and the recipe must describe the file it left."""
@@ -322,6 +324,7 @@ def test_jetson_sidecar_names_the_engines_precision(exported, source, version, e
     assert sidecar.engine_precision_of(config.out / source, version) == expected
 
 
+@pytest.mark.slow  # a whole export (TensorRT faked)
 def test_export_with_tensorrt_gates_both_engines_and_lists_them(tmp_path, monkeypatch):
     """TensorRT present (faked, tests/trt_fakes.py: the real TensorRT backend runs each engine, whose fake executes
     the ONNX it was built from): the export builds the INT8 and FP16 engines, writes a drift report for each, and lists

@@ -49,6 +49,7 @@ def _probe(entry: str, tmp_path: Path, **env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter importing OpenVINO and NNCF per entry point
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_every_entry_point_turns_telemetry_off(entry, tmp_path):
     found = _probe(entry, tmp_path)
@@ -59,6 +60,7 @@ def test_every_entry_point_turns_telemetry_off(entry, tmp_path):
         assert found["nncf"] == "MagicMock", found  # NNCF's NNCFTelemetryStub
 
 
+@pytest.mark.slow
 def test_opt_in_leaves_the_libraries_alone(tmp_path):
     pytest.importorskip("openvino_telemetry")
     found = _probe("runtime.drift.__main__", tmp_path, DUALPATH_TELEMETRY="1")

@@ -352,6 +352,7 @@ def test_bad_options_exit_2(onnx_model, video, tmp_path, capsys, extra, message)
 # ------------------------------------------------------------------------------------------------ signals
 
 
+@pytest.mark.slow  # a runtime process, signalled
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_ends_the_run_with_a_summary_and_whole_lines(onnx_model, video, tmp_path, sig):
     jsonl, saved = tmp_path / "live.jsonl", tmp_path / "overlay.avi"

@@ -219,6 +219,7 @@ def test_nan_loss_is_a_failed_run_exit_1(monkeypatch, tmp_path, dataset, capsys)
     assert torch.load(out / "fold0/last.pt", weights_only=True)["epoch"] == 1
 
 
+@pytest.mark.slow  # a training process, signalled, then resumed
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)])
 def test_interrupted_training_leaves_only_whole_files_and_resumes(tmp_path, dataset, sig, code):
     out, epochs = tmp_path / "run", 4  # the signal lands within 50 ms of epoch 1's checkpoint, long before the end

@@ -180,6 +180,7 @@ def test_a_whole_run_leaves_torch_unimported(exported, videos, tmp_path):
     assert f"summary: {N_SCENES} frames" in done.stdout
 
 
+@pytest.mark.slow  # a runtime process, signalled
 def test_ctrl_c_ends_with_a_summary_and_exit_code_0(exported, videos, tmp_path):
     jsonl = tmp_path / "live.jsonl"
     proc = subprocess.Popen(

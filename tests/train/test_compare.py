@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from train.cli import main
 from train.compare import PAPER, ROWS
 
 
+@pytest.mark.slow  # four trainings
 def test_compare_trains_the_four_rows_on_the_same_splits_and_writes_the_tables(cli_args, tmp_path):
     out = tmp_path / "compare"
     assert main(["compare", *cli_args(out, "--epochs", "1")]) == 0

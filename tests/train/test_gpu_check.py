@@ -25,6 +25,7 @@ def gpu_check():
             sys.modules.pop(name, None)
 
 
+@pytest.mark.slow  # speed rows, a pretraining and four trainings
 def test_tiny_run_writes_every_section(gpu_check, tmp_path):
     out = tmp_path / "out"
     assert gpu_check.main(["--tiny", "--out", str(out), "--work", str(tmp_path / "work"), "--workers", "1"]) == 0
