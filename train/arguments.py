@@ -35,8 +35,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model and training (override the preset)")
     model.add_argument("--backbone", help="densenet121 | densenet_small | densenet_tiny")
-    model.add_argument("--pretrained", choices=("imagenet", "none"), help="backbone weights (imagenet downloads them)")
-    model.add_argument("--weights", type=Path, help="a local torchvision DenseNet state dict (instead of downloading)")
+    model.add_argument(
+        "--pretrained", metavar="imagenet|none|PATH",
+        help="backbone weights: PATH of a DenseNet state dict (preset cpu: the shipped scene-pretrained "
+             "weights/densenet_small/backbone.pth), imagenet (torchvision's download, densenet121 only) or none "
+             "(random init; phase 1 is then skipped). Loaded weights run phase 1 with frozen backbones")
+    model.add_argument("--weights", type=Path, help="same as --pretrained PATH")
     model.add_argument("--folds", type=int, help="K-fold CV on the 80%% (1 = one stratified 1/5 validation split)")
     model.add_argument("--epochs", type=int, help="total epochs, phase 1 included")
     model.add_argument("--phase1-epochs", type=int, help="epochs with frozen backbones")
@@ -112,8 +116,9 @@ def setup_logging(quiet: bool) -> None:
 def config_overrides(args: argparse.Namespace) -> dict:
     """Only the flags given on the command line (None = not given)."""
     pretrained = str(args.weights) if args.weights is not None else args.pretrained
-    if args.weights is not None and args.pretrained == "none":
-        raise ValueError("--weights and --pretrained none contradict each other; pass one of them")
+    if args.weights is not None and args.pretrained is not None and args.pretrained != str(args.weights):
+        raise ValueError(f"--weights {args.weights} and --pretrained {args.pretrained} contradict each other; pass one "
+                         "of them")
     return {
         "arch": getattr(args, "model", None),
         "loss": getattr(args, "loss", None),

@@ -12,19 +12,69 @@ from dualpath.model.backbone import DenseNetBackbone
 from dualpath.model.config import PRETRAINED_KEYWORDS
 
 _HOW_TO_FIX = (
-    "pass --weights PATH to a local torchvision DenseNet-121 state dict "
-    "(e.g. saved with torch.save(torchvision.models.densenet121(weights='IMAGENET1K_V1').state_dict(), PATH) "
-    "on a machine with internet), or --pretrained none to train from random initialisation"
+    "pass --pretrained PATH (alias --weights PATH) of a local DenseNet state dict: the project's own scene-pretrained "
+    "backbones lie in weights/<name>/backbone.pth (restore them with `git checkout -- weights/`, or make one with "
+    "`python -m train pretrain`), and a torchvision DenseNet-121 ImageNet file can be saved with "
+    "torch.save(torchvision.models.densenet121(weights='IMAGENET1K_V1').state_dict(), PATH) on a machine with "
+    "internet; or pass --pretrained none to train from random initialisation"
 )
+
+
+# The project's own scene-pretrained backbones (`python -m train pretrain`), one folder per backbone and stem:
+# weights/<name>/backbone.pth beside its card backbone.json. A relative weights path that does not exist from the
+# working directory is looked up from the project root, so the presets' "weights/..." works from anywhere.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_WEIGHTS = PROJECT_ROOT / "weights"
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
     """The requested pretrained weights cannot be had here (offline, missing file)."""
 
 
+def resolve_source(source: str) -> str:
+    """'imagenet' / 'none' unchanged; a path as given when it exists, else from the project root when it exists
+    there (the shipped weights/...), else as given (the loader then says it is missing)."""
+    if source in PRETRAINED_KEYWORDS:
+        return source
+    path = Path(source)
+    if not path.exists() and not path.is_absolute() and (PROJECT_ROOT / path).exists():
+        return str(PROJECT_ROOT / path)
+    return source
+
+
+def fitting_weights(backbone: str, stem: str) -> list[Path]:
+    """The shipped weights files (weights/*/, with a card) made for this backbone and stem."""
+    fits = []
+    for card_path in sorted(SHIPPED_WEIGHTS.glob("*/*.json")):
+        weights = card_path.with_suffix(".pth")
+        try:
+            card = read_card(str(weights)) if weights.is_file() else None
+        except ValueError:
+            continue
+        if card is not None and (card.get("backbone"), card.get("stem", "imagenet")) == (backbone, stem):
+            fits.append(weights)
+    return fits
+
+
+def fitting_hint(backbone: str, stem: str) -> str:
+    """One sentence naming the file that fits this backbone and stem, or how to make one."""
+    fits = fitting_weights(backbone, stem)
+    if fits:
+        return f"the file that fits backbone {backbone!r} with stem {stem!r} is {_shown(fits[0])} (--pretrained {_shown(fits[0])})"
+    return (f"no shipped weights fit backbone {backbone!r} with stem {stem!r}: make them with `python -m train pretrain "
+            f"--backbone {backbone} --stem {stem} --out weights/<name>`, or pass --pretrained none to train from scratch")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def load_weights(source: str) -> dict[str, Tensor]:
     """'imagenet' or a file path -> a DenseNet state dict with torchvision's current key names."""
-    state = _download_imagenet() if source == "imagenet" else _read_file(Path(source))
+    state = _download_imagenet() if source == "imagenet" else _read_file(Path(resolve_source(source)))
     return _strip_classifier(_modernise_keys(dict(state)))
 
 
@@ -39,7 +89,7 @@ def check_card(source: str, backbone: str, stem: str) -> None:
         raise ValueError(
             f"weights {source} were pretrained for backbone {made_for[0]!r} with stem {made_for[1]!r} (its card says "
             f"so), not {backbone!r} with stem {stem!r}: pass --backbone {made_for[0]} --stem {made_for[1]} to use "
-            f"them, or make weights for this model with `python -m train pretrain --backbone {backbone} --stem {stem}`"
+            f"them; {fitting_hint(backbone, stem)}"
         )
 
 
@@ -49,7 +99,7 @@ def read_card(source: str) -> dict | None:
 
     if source in PRETRAINED_KEYWORDS:
         return None
-    card = Path(source).with_suffix(".json")
+    card = Path(resolve_source(source)).with_suffix(".json")
     if not card.is_file():
         return None
     try:
@@ -60,8 +110,8 @@ def read_card(source: str) -> dict | None:
     return data if is_card else None
 
 
-def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str) -> None:
-    """Copy `state` into `backbone`, or say plainly why it does not fit."""
+def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str, hint: str = "") -> None:
+    """Copy `state` into `backbone`, or say plainly why it does not fit (and `hint`: which file would)."""
     own = backbone.state_dict()
     # Files older than BatchNorm's num_batches_tracked (the published ImageNet one) lack it; BatchNorm's
     # own loader fills it in, as it does for torchvision.
@@ -78,7 +128,7 @@ def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], sourc
         raise ValueError(
             f"weights from {source} do not fit this DenseNet backbone: {details}. "
             "A torchvision densenet121 state dict goes with backbone='densenet121'; the smaller backbones "
-            "need a state dict saved from the same size"
+            "need a state dict saved from the same size" + (f"; {hint}" if hint else "")
         )
     backbone.load_state_dict(state, strict=True)
 
