@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from dualpath.telemetry import telemetry_off  # noqa: E402
+from export.artifacts import DEFAULT_FORMATS, FORMATS, missing_packages, unknown_formats  # noqa: E402
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
@@ -29,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (runs/x/best.pt)")
     p.add_argument("--out", type=Path, required=True, help="folder for the artifacts")
     p.add_argument("--int8", action="store_true", help="also write INT8 artifacts and their drift reports")
-    p.add_argument("--backends", default="onnx,openvino", help="comma list of onnx, openvino, tensorrt")
+    p.add_argument("--backends", default=",".join(DEFAULT_FORMATS), type=formats,
+                   help="comma list of what to write (the FP32 ONNX is always written): "
+                   + "; ".join(f"{name}: {f.help}" for name, f in FORMATS.items())
+                   + f" (default {','.join(DEFAULT_FORMATS)})")
     p.add_argument("--calib-n", type=int, default=300, help="calibration scenes (default 300)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"),
                    help="ONNX Runtime calibration (OpenVINO uses NNCF's)")
@@ -86,7 +90,7 @@ def config_from_args(args):
 
     optional = {"calib_seed": args.calib_seed} if args.calib_seed is not None else {}
     return ExportConfig(
-        checkpoint=args.checkpoint, out=args.out, int8=args.int8, fp16=args.fp16, backends=_names(args.backends),
+        checkpoint=args.checkpoint, out=args.out, int8=args.int8, fp16=args.fp16, backends=args.backends,
         min_int8_share=args.min_int8_share, parity_tol=args.parity_tol, baseline=args.baseline,
         benchmark=args.benchmark, bench_threads=args.bench_threads, bench_iters=args.bench_iters,
         bench_rounds=args.bench_rounds,
@@ -103,10 +107,18 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
+def formats(text: str) -> tuple[str, ...]:
+    """--backends: comma-separated names of export.artifacts.FORMATS (an unknown one is a usage error, exit 2)."""
+    names = _names(text)
+    if unknown_formats(names):
+        raise argparse.ArgumentTypeError(unknown_formats(names))
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        missing = _missing_packages(_names(args.backends), args.int8)
+        missing = _missing_packages(args.backends, args.int8)
         if missing:
             raise ImportError(missing)
         config = config_from_args(args)
@@ -145,15 +157,8 @@ def verdict(manifest: dict, accuracy_control: bool) -> int:
 
 
 def _missing_packages(backends: tuple[str, ...], int8: bool) -> str:
-    """A message naming what to install for the asked backends (TensorRT is optional: a script is written)."""
-    import importlib.util
-
-    need = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxslim": "onnxslim", "torch": "torch"}
-    if "openvino" in backends:
-        need["openvino"] = "openvino"
-        if int8:
-            need["nncf"] = "nncf"
-    missing = [pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None]
+    """A message naming what to install for the asked formats (TensorRT is optional: a script is written)."""
+    missing = missing_packages(backends, int8)
     if not missing:
         return ""
     return (f"python -m export needs {', '.join(missing)}: pip install -e '.[train,export]' "

@@ -5,11 +5,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibration.sets import CALIBRATION_SEED, SEED_STREAM_START
+from export.artifacts import DEFAULT_FORMATS, Artifact, planned, unknown_formats
 from export.onnx_fp32 import EXPORTERS, OPSET
 from export.openvino_export import ACTIVATION_RANGES
 from export.quantize_onnx import CALIB_METHODS, VARIANTS
-
-BACKEND_CHOICES = ("onnx", "openvino", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -17,7 +16,7 @@ class ExportConfig:
     checkpoint: Path
     out: Path
     int8: bool = False  # also write the INT8 artifacts (QDQ ONNX, OpenVINO INT8, TensorRT engine or its script)
-    backends: tuple[str, ...] = ("onnx", "openvino")  # tensorrt on request: it needs the target device
+    backends: tuple[str, ...] = DEFAULT_FORMATS  # export.artifacts.FORMATS: which formats to write
     calib_n: int = 300
     calib_seed: int = CALIBRATION_SEED
     calib_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime); NNCF uses its own statistics
@@ -51,10 +50,14 @@ class ExportConfig:
     bench_iters: int = 200
     bench_rounds: int = 3
 
+    @property
+    def artifacts(self) -> dict[str, Artifact]:
+        """Name -> Artifact of every model file this export writes (export.artifacts.planned)."""
+        return planned(self.backends, self.int8, self.fp16, self.qdq_variants)
+
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.backends) - set(BACKEND_CHOICES))
-        if unknown or not self.backends:
-            raise ValueError(f"backends must be a non-empty subset of {','.join(BACKEND_CHOICES)}, got {self.backends}")
+        if unknown_formats(self.backends):
+            raise ValueError(unknown_formats(self.backends))
         if self.calib_method not in CALIB_METHODS:
             raise ValueError(f"calib_method must be one of {', '.join(CALIB_METHODS)}, got {self.calib_method!r}")
         if self.ov_ranges not in ACTIVATION_RANGES:

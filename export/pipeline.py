@@ -14,27 +14,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from export.artifacts import FP16_ONNX, FP16_XML, FP32_ONNX, FP32_XML, INT8_XML, int8_onnx_name
 from export.atomic import atomic_path, ensure_writable_folder, file_sha256, write_json, write_text
 from export.config import ExportConfig
 from export.metadata import check_checkpoint_contract, library_versions, model_metadata
 
-FP32_ONNX = "model_fp32.onnx"
-FP32_XML = "model_fp32.xml"
-INT8_XML = "model_int8.xml"
-FP16_ONNX = "model_fp16.onnx"
-FP16_XML = "model_fp16.xml"
-INT8_ENGINE = "model_int8.engine"
-FP16_ENGINE = "model_fp16.engine"
 RANGES = "calibration_ranges.json"
 SHARED_RANGES = "calibration_ranges_shared_concat.json"
 
 
 def ranges_for(variant) -> str:
     return SHARED_RANGES if variant.share_concat else RANGES
-
-
-def int8_onnx_name(variant: str) -> str:
-    return f"model_int8_{variant}.onnx"
 
 
 class ExportFailed(Exception):
@@ -123,13 +113,15 @@ def quantize_qdq(config: ExportConfig, batches, float_extra: list[str], log) -> 
 
     from export import quantize_onnx as q
 
+    if not qdq_variants(config) and not config.accuracy_control:  # no QDQ model, none to rank layers on
+        return {}
     fp32 = config.out / FP32_ONNX
     proto = onnx.load(str(fp32))
     floats = q.float_nodes(proto)
     with atomic_path(config.out / RANGES) as raw, atomic_path(config.out / SHARED_RANGES) as shared:
         q.calibrate(fp32, batches, config.calib_method, raw, shared)
     recipes = {}
-    for name in config.qdq_variants:
+    for name in qdq_variants(config):
         variant = q.VARIANTS[name]
         path = config.out / int8_onnx_name(name)
         q.quantize(fp32, path, config.out / ranges_for(variant), variant, config.calib_method, floats + float_extra)
@@ -143,6 +135,11 @@ def quantize_qdq(config: ExportConfig, batches, float_extra: list[str], log) -> 
         log(f"QDQ INT8 ({name}, {variant.target}): {path.name}, {summary['conv_gemm_int8']}/"
             f"{summary['conv_gemm_total']} conv/gemm in INT8")
     return recipes
+
+
+def qdq_variants(config: ExportConfig) -> list[str]:
+    """The QDQ variants this export writes (--qdq-variants' order; export.artifacts decides which)."""
+    return [v for v in config.qdq_variants if int8_onnx_name(v) in config.artifacts]
 
 
 def openvino_fp32(config: ExportConfig, log) -> None:
@@ -232,11 +229,7 @@ def tensorrt_step(config: ExportConfig, log) -> dict[str, Any]:
     the script and the commands to run on the device."""
     from runtime.backends import trt_engine
 
-    sources = {}
-    if config.int8:
-        sources[INT8_ENGINE] = int8_onnx_name("s8")
-    if config.fp16:
-        sources[FP16_ENGINE] = FP16_ONNX
+    sources = {a.name: a.source for a in config.artifacts.values() if a.format == "tensorrt"}
     script = config.out / "build_tensorrt_engine.py"
     with atomic_path(script) as tmp:
         shutil.copyfile(trt_engine.__file__, tmp)  # standard library only: it runs alone on the device
@@ -302,13 +295,10 @@ def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, A
     proto = onnx.load(str(fp32))
     floats = float_nodes(proto)
     weighted = {n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm")}
-    probe = int8_onnx_name(config.qdq_variants[0])
-    ranking = ac.rank_layers(fp32, config.out / probe, list(batches)[:4], set(floats))
+    ranking = rank_layers(config, fp32, batches, floats)
     recon_path = [n.name for n in proto.graph.node if n.name.startswith(ac.RECON_SCOPES)]
     results = {}
-    targets = {int8_onnx_name(v): (fp32, v) for v in config.qdq_variants}
-    if "openvino" in config.backends:
-        targets[INT8_XML] = (config.out / FP32_XML, None)
+    targets = {a.name: (config.out / a.reference, a.variant) for a in config.artifacts.values() if a.controlled}
     for name, (reference, variant) in targets.items():
         evaluate = _violations_fn(config, reference, budgets, data)
         start = evaluate(config.out / name)
@@ -340,24 +330,32 @@ def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, A
             "min_int8_share": config.min_int8_share, "artifacts": results}
 
 
+def rank_layers(config: ExportConfig, fp32: Path, batches, floats: list[str]) -> list[tuple[str, float]]:
+    """Layers by how much INT8 hurts them, measured on the first QDQ model this export writes; an export without one
+    (OpenVINO alone) ranks on a temporary one."""
+    from export import accuracy_control as ac
+    from export.quantize_onnx import VARIANTS, quantize
+
+    probes = qdq_variants(config)
+    if probes:
+        return ac.rank_layers(fp32, config.out / int8_onnx_name(probes[0]), list(batches)[:4], set(floats))
+    variant = config.qdq_variants[0]
+    with tempfile.TemporaryDirectory(prefix="dualpath-probe-") as tmp:
+        probe = Path(tmp) / int8_onnx_name(variant)
+        quantize(fp32, probe, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant], config.calib_method, floats)
+        return ac.rank_layers(fp32, probe, list(batches)[:4], set(floats))
+
+
 def apply_control(recipes: dict[str, Any], control: dict[str, Any]) -> None:
     for name, r in control["artifacts"].items():
         if name in recipes:
             recipes[name]["kept_in_float"] = sorted(set(recipes[name]["kept_in_float"]) | set(r["kept_in_float"]))
 
 
-def drift_pairs(config: ExportConfig, engines: dict[str, Any]) -> dict[str, str]:
-    """Every INT8 / FP16 artifact this export wrote -> its FP32 reference."""
-    pairs = {}
-    if config.int8:
-        pairs |= {int8_onnx_name(v): FP32_ONNX for v in config.qdq_variants}
-        if "openvino" in config.backends:
-            pairs[INT8_XML] = FP32_XML
-    if config.fp16:
-        pairs[FP16_ONNX] = FP32_ONNX
-        if "openvino" in config.backends:
-            pairs[FP16_XML] = FP32_XML
-    return pairs | {engine: FP32_ONNX for engine in engines}
+def drift_pairs(config: ExportConfig) -> dict[str, str]:
+    """Every INT8 / FP16 artifact this export wrote -> its FP32 reference (export.artifacts; an engine only where
+    TensorRT built it)."""
+    return {a.name: a.reference for a in config.artifacts.values() if a.reference and (config.out / a.name).is_file()}
 
 
 def read_baseline(path: Path, names: list[str] | None = None) -> dict[str, dict]:
@@ -464,27 +462,27 @@ def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, lo
         "parity": check_parity(model, config, log),
         "recipes": {},
     }
-    if "openvino" in config.backends:
+    planned = config.artifacts
+    if FP32_XML in planned:
         openvino_fp32(config, log)
     if config.int8:
         batches, manifest["calibration"] = calibration_batches(config)
         manifest["recipes"] = quantize_qdq(config, batches, [], log)
-        if "openvino" in config.backends:
+        if INT8_XML in planned:
             manifest["recipes"][INT8_XML] = openvino_int8(config, batches, [], log)
         if config.accuracy_control:
             manifest["accuracy_control"] = accuracy_control(config, batches, budgets, log)
             apply_control(manifest["recipes"], manifest["accuracy_control"])
         refresh_recipes(config.out, manifest["recipes"])
-    if config.fp16:
+    if FP16_ONNX in planned:
         manifest["recipes"][FP16_ONNX] = fp16_onnx(config, log)
-        if "openvino" in config.backends:
-            manifest["recipes"][FP16_XML] = openvino_fp16(config, log)
-    engines: dict[str, Any] = {}
-    if "tensorrt" in config.backends and (config.int8 or config.fp16):
+    if FP16_XML in planned:
+        manifest["recipes"][FP16_XML] = openvino_fp16(config, log)
+    if any(a.format == "tensorrt" for a in planned.values()):
         manifest["tensorrt"] = tensorrt_step(config, log)
         engines = manifest["tensorrt"]["engines"]
         manifest["recipes"] |= {e: {"format": "TensorRT engine", **info} for e, info in engines.items()}
-    pairs = drift_pairs(config, engines)
+    pairs = drift_pairs(config)
     if pairs:
         manifest["budgets"] = {m: b.to_dict() for m, b in budgets.items()}
         manifest["drift"] = drift_reports(config, budgets, pairs, baseline, log)

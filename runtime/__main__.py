@@ -38,6 +38,8 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.backends import BACKENDS  # the table of backends (numpy, no backend imported)
+
     p = argparse.ArgumentParser(
         prog="python -m runtime",
         description="Run the exported dual-path model on a camera, stream, video, image or folder of images: "
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="exported model: .onnx, OpenVINO .xml, TensorRT .engine")
     p.add_argument("--source", required=True, help="camera, stream, video, image or folder (see below)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"),
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                    help="inference backend (default: auto, by the model's file type and what is installed)")
     out = p.add_argument_group("output")
     out.add_argument("--headless", action="store_true", help="no window")

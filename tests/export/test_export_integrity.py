@@ -301,7 +301,7 @@ def test_tensorrt_step_builds_both_engines_and_their_script(exported, tmp_path, 
     result = pipeline.tensorrt_step(dataclasses.replace(config, out=copy), lambda _: None)
     assert result["built"] and {e: v["precision"] for e, v in result["engines"].items()} == {
         "model_int8.engine": "int8-qdq+fp16", "model_fp16.engine": "fp16"}
-    pairs = pipeline.drift_pairs(config, result["engines"])
+    pairs = pipeline.drift_pairs(dataclasses.replace(config, out=copy))  # the engines now exist
     assert pairs["model_int8.engine"] == pairs["model_fp16.engine"] == "model_fp32.onnx"
     script = (copy / "build_tensorrt_engine.sh").read_text()
     assert "model_int8_s8.onnx" in script and "model_fp16.onnx --metadata" in script
