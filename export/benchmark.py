@@ -28,14 +28,15 @@ from dualpath.telemetry import telemetry_off
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
-MODEL_SUFFIXES = (".onnx", ".xml", ".engine")
 BATCH = 32
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def artifacts(manifest: dict[str, Any]) -> list[str]:
-    """The model files the manifest lists, FP32 first."""
-    names = [n for n in manifest.get("files", {}) if Path(n).suffix in MODEL_SUFFIXES and "/" not in n]
+    """The model files the manifest lists (export.artifacts names them), FP32 first."""
+    from export.artifacts import BY_NAME
+
+    names = [n for n in manifest.get("files", {}) if n in BY_NAME]
     return sorted(names, key=lambda n: ("fp32" not in n, "fp16" not in n, n))
 
 
