@@ -2,7 +2,8 @@
 
 The engine's sidecar (runtime.backends.trt_engine) gives the model metadata and what the engine is tied to; an engine
 built for another TensorRT or GPU is refused with the command that rebuilds it, before TensorRT sees it. Device memory
-goes through cuda-python (`cuda.bindings`). Tested with fake tensorrt and cuda modules (tests/runtime/test_trt.py).
+goes through cuda-python (`cuda.bindings`). Tested with fake tensorrt and cuda modules
+(tests/runtime/test_trt_backend.py).
 """
 from __future__ import annotations
 

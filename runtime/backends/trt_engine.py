@@ -60,10 +60,13 @@ class Target:
     compute_capability: str | None = None  # "8.7": another one cannot run the engine
 
     def __post_init__(self) -> None:
-        known = lambda v: None if v is None or str(v).startswith("unknown") or str(v) == "" else str(v)  # noqa: E731
-        object.__setattr__(self, "tensorrt_version", known(self.tensorrt_version))
-        object.__setattr__(self, "gpu_name", known(self.gpu_name))
+        object.__setattr__(self, "tensorrt_version", _known(self.tensorrt_version))
+        object.__setattr__(self, "gpu_name", _known(self.gpu_name))
         object.__setattr__(self, "compute_capability", normalise_compute_capability(self.compute_capability))
+
+
+def _known(value: Any) -> str | None:
+    return None if value is None or str(value) in ("", "None") or str(value).startswith("unknown") else str(value)
 
 
 # Spellings older sidecars used -> the key written now (export/tensorrt_build.py wrote "gpu").
@@ -77,7 +80,7 @@ class Sidecar:
 
     metadata: dict[str, str]  # the model's metadata pairs, values JSON-encoded as in the ONNX (precision: the engine's)
     target: Target  # the TensorRT and GPU that built it
-    onnx: str | None = None  # the ONNX file it was built from, and its sha256 (with target: build_engine.sh's cache key)
+    onnx: str | None = None  # the ONNX file it was built from, and its sha256 (with target: the cache key)
     onnx_sha256: str | None = None
     builder: str = ""  # "build_tensorrt_engine.py" or "jetson/build_engine.sh (trtexec)"
     built_at: str | None = None
@@ -89,10 +92,14 @@ class Sidecar:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Sidecar":
-        data = {OLD_KEYS.get(k, k): v for k, v in data.items() if not (k in OLD_KEYS and OLD_KEYS[k] in data)}
-        target = Target(**{k: data.pop(k, None) for k in ("tensorrt_version", "gpu_name", "compute_capability")})
-        own = {f.name: data.pop(f.name) for f in dataclasses.fields(cls) if f.name in data and f.name != "facts"}
-        return cls(**{"metadata": {}} | own, target=target, facts=data)
+        """Any sidecar this project ever wrote: an old spelling counts where the new one is absent."""
+        data = dict(data)
+        for old, new in OLD_KEYS.items():
+            if old in data:
+                data.setdefault(new, data.pop(old))
+        target = Target(**{f.name: data.pop(f.name, None) for f in dataclasses.fields(Target)})
+        fixed = {f.name: data.pop(f.name) for f in dataclasses.fields(cls) if f.name in data and f.name != "facts"}
+        return cls(**{"metadata": {}, **fixed}, target=target, facts=data)
 
 
 def sidecar_path(engine: Path) -> Path:
@@ -163,7 +170,8 @@ def mismatches(built: Target, running: Target) -> tuple[list[str], list[str]]:
         unknown = "the sidecar has none" if built.tensorrt_version is None else "unknown here"
         warnings.append(f"TensorRT version not checked ({unknown})")
     elif built.tensorrt_version != running.tensorrt_version:
-        problems.append(f"built with TensorRT {built.tensorrt_version}, this device has TensorRT {running.tensorrt_version}")
+        problems.append(f"built with TensorRT {built.tensorrt_version}, "
+                        f"this device has TensorRT {running.tensorrt_version}")
     if built.compute_capability is None or running.compute_capability is None:
         warnings.append("GPU compute capability not checked")
     elif built.compute_capability != running.compute_capability:
@@ -258,7 +266,8 @@ def build(onnx_path: Path, out: Path, metadata: dict[str, str], max_batch: int =
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     strongly_typed = int(trt.__version__.split(".")[0]) >= 11
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "\n".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -288,7 +297,8 @@ def build(onnx_path: Path, out: Path, metadata: dict[str, str], max_batch: int =
         metadata=dict(metadata) | {"precision": json.dumps(engine_precision(qdq, half or fp16))},
         target=here(trt.__version__), onnx=onnx_path.name, onnx_sha256=file_sha256(onnx_path),
         builder="build_tensorrt_engine.py",
-        facts={"max_batch": max_batch, "fp16": fp16, "strongly_typed": strongly_typed, "engine_sha256": file_sha256(out)},
+        facts={"max_batch": max_batch, "fp16": fp16, "strongly_typed": strongly_typed,
+               "engine_sha256": file_sha256(out)},
     )
     write_sidecar(out, sidecar)
     return sidecar
