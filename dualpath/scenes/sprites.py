@@ -742,11 +742,37 @@ def _height(cover: np.ndarray, scale: float, bevel: float, dish: float) -> np.nd
     r = max(bevel, 1e-3)
     h = 2.0 * r * cv2.GaussianBlur(cover, (0, 0), _bevel_sigma(bevel, scale), borderType=cv2.BORDER_CONSTANT)
     if dish > 0:
-        d = cv2.distanceTransform((cover >= 0.5).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE) / scale
+        d = _distance_to_edge(cover >= 0.5) / scale
         s = np.clip((d - 0.6 * r) / max(float(d.max()) - 0.6 * r, 1e-3), 0.0, 1.0)
         sink = (dish * (1.0 - (1.0 - s) ** 2)).astype(np.float32)
         h -= cv2.GaussianBlur(sink, (0, 0), 1.5)  # the distance field is faceted; keep its normals smooth
     return h
+
+
+def _distance_to_edge(inside: np.ndarray) -> np.ndarray:
+    """Exact Euclidean distance (px) of each inside pixel to the outside, the same floats on every call.
+
+    OpenCV's DIST_MASK_PRECISE rounds differently depending on where its buffers lie in memory (SIMD peeling): the
+    same mask gave a serving spoon other bytes from one call to the next. Both buffers are therefore 64-byte aligned,
+    and OpenCV runs on one thread for the call (its split of rows between threads must not vary either)."""
+    src = _aligned(inside.shape, np.uint8)
+    src[...] = inside
+    dst = _aligned(inside.shape, np.float32)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE, dst=dst)
+    finally:
+        cv2.setNumThreads(threads)
+    return dst
+
+
+def _aligned(shape: tuple[int, ...], dtype: type, align: int = 64) -> np.ndarray:
+    """An empty C-contiguous array whose data starts on an `align`-byte boundary."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def _normals(h: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
