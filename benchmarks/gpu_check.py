@@ -23,6 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout without installing
 
+from dualpath import exitcodes  # noqa: E402
+
 MAX_WEIGHTS_MIB = 16
 
 
@@ -176,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.tiny and not torch.cuda.is_available():
         print("gpu_check: torch sees no CUDA GPU; run it on a GPU machine, or pass --tiny for the CPU test sizes",
               file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     if args.pretrain_minutes <= 0 or args.compare_epochs < 1 or args.workers < 1:
         print("gpu_check: --pretrain-minutes, --compare-epochs and --workers must be positive", file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     if not args.tiny:
         torch.backends.cudnn.benchmark = True
     s = sizes(args.tiny, args.pretrain_minutes, args.compare_epochs, args.workers)
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1))
     (args.out / "gpu_check.md").write_text(markdown(result))
     print(f"gpu_check: wrote {args.out / 'gpu_check.md'} and gpu_check.json ({result['wall_s']:.0f} s)")
-    return 0 if ok and result["compare"]["ok"] else 1
+    return exitcodes.OK if ok and result["compare"]["ok"] else exitcodes.VERDICT
 
 
 if __name__ == "__main__":

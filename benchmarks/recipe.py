@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import describe, headline  # noqa: E402
+from dualpath import exitcodes  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [r for r in args.rows if r not in VARIANTS]
     if unknown:
         print(f"recipe: unknown rows {unknown}; see --list", file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     if args.row:
         print(json.dumps(train_row(args.row, VARIANTS[args.row], args)))
         return 0
@@ -149,7 +150,7 @@ def run_table(args) -> int:
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             print(f"recipe: row {name} failed (exit {proc.returncode})", file=sys.stderr)
-            return 1
+            return exitcodes.BAD_INPUT if proc.returncode == exitcodes.BAD_INPUT else exitcodes.VERDICT
         rows[key] = json.loads(proc.stdout.strip().splitlines()[-1])
         _save(args.out, {"machine": describe(), "rows": rows})
         print(format_table(rows), flush=True)
@@ -172,7 +173,9 @@ def train_row(name: str, v: Variant, args) -> dict:
     torch.manual_seed(0)
     base = load_dataset(args.data)
     if len(base.labels) != 6000:
-        raise SystemExit(f"recipe: {args.data} must hold the default n6000-seed0 scenes (make demo generates them)")
+        print(f"recipe: {args.data} must hold the default n6000-seed0 scenes (make demo generates them)",
+              file=sys.stderr)
+        raise SystemExit(exitcodes.BAD_INPUT)
     splits = make_splits(base.labels, folds=1, seed=0)  # the cpu preset's split: its test part is the 1199 scenes
     arrays = base
     if v.extra_scenes:  # appended to the training part only, exactly as the trainer does

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from dualpath import contract  # noqa: E402
+from dualpath import contract, exitcodes  # noqa: E402
 from dualpath.architectures import ARCHITECTURES  # noqa: E402
 from dualpath.model import ModelConfig, build_model  # noqa: E402
 from train.data import DeviceData, Normalizer  # noqa: E402
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     if "cuda" in devices and not torch.cuda.is_available():
         print("--devices cuda: torch sees no CUDA GPU", file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     if "cuda" in devices:
         torch.backends.cudnn.benchmark = True
     results = []
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.out.write_text(json.dumps({"environment": env, "results": [asdict(r) for r in results]}, indent=1))
         print(f"\nwrote {args.out}")
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

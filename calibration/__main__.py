@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from calibration.sets import CALIBRATION_SEED, CalibrationConfig, build_calibration_set
+from dualpath import exitcodes
 from dualpath.scenes import DatasetError
 
 
@@ -33,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
                                    overwrite=args.overwrite)
     except (ValueError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     state = "reused" if ds.reused else "wrote"
     print(f"{state} {len(ds)} calibration scenes (seed {config.seed}) in {ds.path}")
     if args.preview > 0:
         _preview(ds, config, args.preview)
-    return 0
+    return exitcodes.OK
 
 
 def _preview(ds, config: CalibrationConfig, count: int) -> None:

@@ -5,12 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from dualpath import exitcodes
 from dualpath.telemetry import telemetry_off  # noqa: E402
 from export.artifacts import DEFAULT_FORMATS, FORMATS, missing_packages, unknown_formats  # noqa: E402
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
-
-EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,19 +126,19 @@ def main(argv: list[str] | None = None) -> int:
             manifest = run_export(config)
         except ExportFailed as e:
             print(f"FAILED: {e}", file=sys.stderr)
-            return EXIT_PAST_BUDGET
+            return exitcodes.VERDICT
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return exitcodes.BAD_INPUT
     except (ValueError, FileNotFoundError, PermissionError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return exitcodes.BAD_INPUT
     return verdict(manifest, args.accuracy_control)
 
 
 def verdict(manifest: dict, accuracy_control: bool) -> int:
     """Exit 1 when accuracy control could not meet its budgets or an artifact is past its drift budget."""
-    code = EXIT_OK
+    code = exitcodes.OK
     for name, r in manifest.get("accuracy_control", {}).get("artifacts", {}).items():
         if not r["met"]:
             graph = manifest["recipes"].get(name, {}).get("graph", {})
@@ -147,12 +146,12 @@ def verdict(manifest: dict, accuracy_control: bool) -> int:
                   f"{len(r['kept_in_float'])} layers in float, {graph.get('conv_gemm_int8')}/{graph.get('conv_gemm_total')} "
                   f"conv/gemm INT8, at least {manifest['accuracy_control']['min_int8_share']:.0%} required): "
                   + "; ".join(r["violations"]), file=sys.stderr)
-            code = EXIT_PAST_BUDGET
+            code = exitcodes.VERDICT
     failed = [name for name, r in manifest.get("drift", {}).items() if not r["passed"]]
     if failed:
         hint = "even with --accuracy-control" if accuracy_control else "try --accuracy-control"
         print(f"PAST BUDGET: {', '.join(failed)} (see their drift reports; {hint})", file=sys.stderr)
-        code = EXIT_PAST_BUDGET
+        code = exitcodes.VERDICT
     return code
 
 

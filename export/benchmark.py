@@ -22,12 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dualpath import exitcodes
 from dualpath.metrics import HEADLINE_KEYS
 from dualpath.telemetry import telemetry_off
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 BATCH = 32
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
@@ -210,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads < 1 or args.iters < 10 or args.rounds < 1:
         print("error: --threads and --rounds must be >= 1, --iters >= 10", file=sys.stderr)
-        return EXIT_ERROR
+        return exitcodes.BAD_INPUT
     try:
         if args.only:
             print(json.dumps(time_one(args.export / args.only, args.threads, args.iters)))
-            return EXIT_OK
+            return exitcodes.OK
         from dualpath.files import read_json
 
         manifest = read_json(args.export / "manifest.json", ValueError,
@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         register(args.export)
     except (ValueError, OSError, RuntimeError) as e:  # BackendError is a RuntimeError
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return exitcodes.BAD_INPUT
     print(f"saved {args.export / 'benchmark.md'} and benchmark.json")
-    return EXIT_OK
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from dualpath import exitcodes
 from train.config import AUGMENTS, PRESETS, RunOptions, TrainConfig, preset
 
 log = logging.getLogger("train")
@@ -77,13 +78,13 @@ def run_cli(args: argparse.Namespace, action) -> int:
         return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
     except (ValueError, DatasetError, OSError) as err:  # OSError: missing inputs, full or read-only disk
         log.error("error: %s", err)
-        return 2
+        return exitcodes.BAD_INPUT
     except KeyboardInterrupt:
         log.error("interrupted; `--resume` with the same --out continues from the last finished epoch")
-        return 130
+        return exitcodes.INTERRUPTED
     except RuntimeError as err:  # NonFiniteLossError, PretrainedWeightsUnavailable, CUDA errors
         log.error("error: %s", err)
-        return 2 if type(err).__name__ == "PretrainedWeightsUnavailable" else 1
+        return exitcodes.BAD_INPUT if type(err).__name__ == "PretrainedWeightsUnavailable" else exitcodes.VERDICT
 
 
 class _StderrHandler(logging.StreamHandler):

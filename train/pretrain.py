@@ -427,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dualpath import exitcodes
     from dualpath.files import check_writable
     from train.arguments import setup_logging
     from train.config import RunOptions
@@ -450,14 +451,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             checkpoint_minutes=args.checkpoint_minutes)
     except (ValueError, OSError) as err:
         log.error("error: %s", err)
-        return 2
+        return exitcodes.BAD_INPUT
     except KeyboardInterrupt:
         log.error("interrupted; `--resume` with the same --out continues after the last finished chunk")
-        return 130
+        return exitcodes.INTERRUPTED
     except RuntimeError as err:  # NonFiniteLossError, CUDA errors (out of memory ...)
         log.error("error: %s", err)
-        return 1
+        return exitcodes.VERDICT
     log.info("wrote %s and %s (held-out macro mAP %.3f on noisy scenes); load it with --weights %s",
              args.out / WEIGHTS_NAME, args.out / CARD_NAME, card["held_out"]["noisy"]["macro_map"],
              args.out / WEIGHTS_NAME)
-    return 0
+    return exitcodes.OK

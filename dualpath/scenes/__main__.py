@@ -6,6 +6,7 @@ import dataclasses
 import os
 import sys
 
+from dualpath import exitcodes
 from dualpath.scenes.config import SceneConfig
 
 
@@ -103,7 +104,7 @@ def _generate(args: argparse.Namespace) -> int:
     stats = ds.manifest["statistics"]
     counts = list(stats["class_counts"].values())
     print(f"objects per scene {stats['cardinality_counts']}; per class {min(counts)}..{max(counts)}")
-    return 0
+    return exitcodes.OK
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -130,7 +131,7 @@ def _preview(args: argparse.Namespace) -> int:
         title = f"seed {args.seed}, severity {cfg.degrade.severity:g}: input (degraded) | target (clean)"
     out = preview_grid(np.asarray(noisy), np.asarray(clean), np.asarray(labels), args.out, args.cols, title)
     print(f"wrote {out}")
-    return 0
+    return exitcodes.OK
 
 
 def _import_objects(args: argparse.Namespace) -> int:
@@ -152,7 +153,7 @@ def _import_objects(args: argparse.Namespace) -> int:
     if report.unknown_folders:
         print(f"  folders that are no class (ignored): {', '.join(report.unknown_folders)}")
     print(f"use it with: python -m dualpath.scenes generate --objects {args.out} ...")
-    return 0
+    return exitcodes.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         return {"generate": _generate, "preview": _preview, "import-objects": _import_objects}[args.command](args)
     except (DatasetError, ValueError, OSError) as e:  # OSError: OutputError (full / read-only disk) and missing files
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was left behind", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

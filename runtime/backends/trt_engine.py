@@ -319,6 +319,7 @@ def command(onnx_name: str, engine_name: str, max_batch: int = 32) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes as dualpath.exitcodes' (0 built, 2 bad input or environment), spelled out: this file ships alone."""
     p = argparse.ArgumentParser(description="Build a TensorRT engine from a QDQ INT8 (or FP16) ONNX on this device.")
     p.add_argument("onnx", type=Path)
     p.add_argument("--out", type=Path, required=True, help="engine file (.engine)")

@@ -5,11 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from dualpath import exitcodes
 from dualpath.telemetry import telemetry_off  # noqa: E402
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
-
-EXIT_OK, EXIT_PAST_BUDGET, EXIT_ERROR = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,16 +72,20 @@ def main(argv: list[str] | None = None) -> int:
             result = drift_report(ref, cand, args.out, config, budgets, baseline)
     except (ValueError, BackendError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return exitcodes.BAD_INPUT
     print(summary(result))
     print(f"report: {args.out / 'drift.md'}")
     if not result["passed"]:
         print("PAST BUDGET: " + "; ".join(result["violations"]), file=sys.stderr)
-        return EXIT_PAST_BUDGET
+        return exitcodes.VERDICT
     if args.accept:
-        _accept(args.out / "drift.json", args.accept)
+        try:
+            _accept(args.out / "drift.json", args.accept)
+        except OSError as e:
+            print(f"error: cannot write the baseline {args.accept}: {e.strerror or e}", file=sys.stderr)
+            return exitcodes.BAD_INPUT
         print(f"accepted as baseline: {args.accept}")
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def summary(result: dict) -> str:

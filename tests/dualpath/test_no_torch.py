@@ -6,7 +6,8 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "module", ["dualpath", "dualpath.contract", "dualpath.scenes", "dualpath.metrics", "dualpath.architectures"]
+    "module", ["dualpath", "dualpath.contract", "dualpath.scenes", "dualpath.metrics", "dualpath.architectures",
+               "dualpath.exitcodes"]
 )
 def test_import_does_not_import_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"

@@ -18,9 +18,10 @@ pytest.importorskip("torch")
 
 import onnx  # noqa: E402
 
+from dualpath.exitcodes import BAD_INPUT, OK, VERDICT  # noqa: E402
 from dualpath.files import file_sha256  # noqa: E402
 from export import accuracy_control as ac  # noqa: E402
-from export.__main__ import EXIT_ERROR, EXIT_OK, EXIT_PAST_BUDGET, main  # noqa: E402
+from export.__main__ import main  # noqa: E402
 from export_helpers import make_checkpoint  # noqa: E402  (same folder)
 from runtime.backends import load_backend  # noqa: E402
 from trt_fakes import FakeGpu, fake_tensorrt  # noqa: E402  (tests/)
@@ -136,10 +137,10 @@ def test_reexport_replaces_only_the_previous_exports_files(tmp_path, capsys):
     a = make_checkpoint(tmp_path / "a.pt", seed=0)
     b = make_checkpoint(tmp_path / "b.pt", seed=1)
     loose = ["--budget", "ssim=1", "--budget", "accuracy=1", "--budget", "macro_map=1"]  # untrained: not the point
-    assert _export(a, out, data, "--fp16", *loose) == EXIT_OK
+    assert _export(a, out, data, "--fp16", *loose) == OK
     assert (out / "model_fp16.xml").is_file() and (out / "drift" / "model_fp16_xml" / "drift.json").is_file()
     (out / "notes.txt").write_text("mine")
-    assert _export(b, out, data, "--fp16", "--backends", "onnx", "--baseline", str(out), *loose) == EXIT_OK
+    assert _export(b, out, data, "--fp16", "--backends", "onnx", "--baseline", str(out), *loose) == OK
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checkpoint"]["sha256"] == file_sha256(b)
     assert not [p for p in ("model_fp32.xml", "model_fp32.bin", "model_fp16.xml", "model_fp16.bin") if (out / p).exists()]
@@ -157,31 +158,31 @@ def test_foreign_files_and_manifests_are_refused(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "model_fp32.onnx").write_bytes(b"someone else's model")
-    assert _export(ckpt, out, tmp_path / "data") == EXIT_ERROR
+    assert _export(ckpt, out, tmp_path / "data") == BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model_fp32.onnx" in err[0] and "no dualpath manifest" in err[0]
     assert (out / "model_fp32.onnx").read_bytes() == b"someone else's model"
     (out / "model_fp32.onnx").unlink()
     (out / "manifest.json").write_text(json.dumps({"format": "other-tool/3", "files": {"x": {}}}))
-    assert _export(ckpt, out, tmp_path / "data") == EXIT_ERROR
+    assert _export(ckpt, out, tmp_path / "data") == BAD_INPUT
     assert "not a dualpath export manifest" in capsys.readouterr().err
 
 
 def test_parity_past_tolerance_fails_and_keeps_the_previous_export(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "a.pt")
     out, data = tmp_path / "out", tmp_path / "data"
-    assert _export(ckpt, out, data, "--backends", "onnx") == EXIT_OK
+    assert _export(ckpt, out, data, "--backends", "onnx") == OK
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert _export(ckpt, out, data, "--backends", "onnx", "--parity-tol", "1e-12") == EXIT_PAST_BUDGET
+    assert _export(ckpt, out, data, "--backends", "onnx", "--parity-tol", "1e-12") == VERDICT
     err = capsys.readouterr().err
     assert "FAILED" in err and "differs from torch" in err and "tolerance 1e-12" in err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # untouched, no stage left
-    assert _export(ckpt, out, data, "--parity-tol", "nan") == EXIT_ERROR
+    assert _export(ckpt, out, data, "--parity-tol", "nan") == BAD_INPUT
 
 
 def test_missing_baseline_is_a_clear_error(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "a.pt")
-    assert _export(ckpt, tmp_path / "out", tmp_path / "data", "--baseline", str(tmp_path / "none")) == EXIT_ERROR
+    assert _export(ckpt, tmp_path / "out", tmp_path / "data", "--baseline", str(tmp_path / "none")) == BAD_INPUT
     assert "--baseline takes" in capsys.readouterr().err
 
 
@@ -190,7 +191,7 @@ def test_baseline_on_other_drift_scenes_is_refused_before_any_work(exported, tmp
     ckpt = make_checkpoint(tmp_path / "a.pt")
     out = tmp_path / "out"
     assert main(["--checkpoint", str(ckpt), "--out", str(out), "--int8", "--drift-n", "40",
-                 "--baseline", str(config.out)]) == EXIT_ERROR
+                 "--baseline", str(config.out)]) == BAD_INPUT
     err = capsys.readouterr().err
     assert "measured on other drift scenes" in err and err.count("\n") == 1
     assert not list(out.iterdir())  # refused before the first artifact
@@ -199,12 +200,12 @@ def test_baseline_on_other_drift_scenes_is_refused_before_any_work(exported, tmp
 def test_bad_budgets_exit_2_before_any_work(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "a.pt")
     for flag in (["--budget", "macro_map=nan"], ["--budget", "ssim=-1"], ["--min-int8-share", "1.5"]):
-        assert _export(ckpt, tmp_path / "out", tmp_path / "data", "--int8", *flag) == EXIT_ERROR
+        assert _export(ckpt, tmp_path / "out", tmp_path / "data", "--int8", *flag) == BAD_INPUT
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:"), err
     f = tmp_path / "budgets.json"
     f.write_text('{"accuracy": {"abs": "lots"}}')
-    assert _export(ckpt, tmp_path / "out", tmp_path / "data", "--budgets-file", str(f)) == EXIT_ERROR
+    assert _export(ckpt, tmp_path / "out", tmp_path / "data", "--budgets-file", str(f)) == BAD_INPUT
     assert "must be a number" in capsys.readouterr().err
     assert not (tmp_path / "out" / "manifest.json").exists()
 
@@ -252,7 +253,7 @@ def test_accuracy_control_that_cannot_meet_its_budgets_says_so(tmp_path, capsys)
                    "--accuracy-control", *zero)
     manifest = json.loads((out / "manifest.json").read_text())
     control = manifest["accuracy_control"]["artifacts"]["model_int8_s8.onnx"]
-    assert control["met"] is False and code == EXIT_PAST_BUDGET
+    assert control["met"] is False and code == VERDICT
     err = capsys.readouterr().err
     assert "BUDGET NOT MET: model_int8_s8.onnx" in err and "at least 50% required" in err
     written = qdq_summary(onnx.load(str(out / "model_int8_s8.onnx")))

@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 import onnx  # noqa: E402
 
 from dualpath import contract  # noqa: E402
-from export.__main__ import EXIT_ERROR, main  # noqa: E402
+from dualpath.exitcodes import BAD_INPUT  # noqa: E402
+from export.__main__ import main  # noqa: E402
 from export.config import ExportConfig  # noqa: E402
 from export.pipeline import run_export  # noqa: E402
 from export_helpers import make_checkpoint as _checkpoint  # noqa: E402  (same folder)
@@ -206,25 +207,25 @@ def test_openvino_activation_ranges(ranges):
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == BAD_INPUT
     assert "cannot use checkpoint" in capsys.readouterr().err
-    assert main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "o")]) == BAD_INPUT
     assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path, capsys):
     path = _checkpoint(tmp_path / "cae.pt", arch="cae")
-    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == BAD_INPUT
     assert "'cae' model" in capsys.readouterr().err
     path = _checkpoint(tmp_path / "labels.pt", class_names=["cat", "dog"])
-    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert main(["--checkpoint", str(path), "--out", str(tmp_path / "o")]) == BAD_INPUT
     assert "other classes" in capsys.readouterr().err
 
 
 def test_unwritable_folder_is_a_clear_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--out", str(blocker / "sub")]) == EXIT_ERROR
+    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--out", str(blocker / "sub")]) == BAD_INPUT
     err = capsys.readouterr().err
     assert "cannot write" in err and "is a file, not a folder; choose another --out" in err
 
@@ -234,7 +235,7 @@ def test_missing_backend_package_is_named(tmp_path, capsys, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "openvino" else real(n, *a))
-    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o")]) == EXIT_ERROR
+    assert main(["--checkpoint", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o")]) == BAD_INPUT
     assert "needs openvino" in capsys.readouterr().err
 
 

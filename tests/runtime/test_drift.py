@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from dualpath import contract  # noqa: E402
+from dualpath.exitcodes import BAD_INPUT, OK, VERDICT  # noqa: E402
 from dualpath.metrics import METRIC_KEYS  # noqa: E402
 from runtime.drift import compare, parse_budget  # noqa: E402
-from runtime.drift.__main__ import EXIT_ERROR, EXIT_OK, EXIT_PAST_BUDGET, main  # noqa: E402
+from runtime.drift.__main__ import main  # noqa: E402
 from runtime.drift.budgets import Budget, check, load_budgets, scaled  # noqa: E402
 from test_backends import write_tiny_model  # noqa: E402  (same folder)
 
@@ -78,7 +79,7 @@ def test_compare_of_identical_outputs_has_no_drift():
 
 
 def test_same_model_passes_and_writes_the_report(models, tmp_path):
-    assert _run(models, tmp_path, "same") == EXIT_OK
+    assert _run(models, tmp_path, "same") == OK
     result = json.loads((tmp_path / "drift.json").read_text())
     assert result["passed"] and result["n"] == 24
     assert tuple(result["reference"]) == METRIC_KEYS
@@ -88,7 +89,7 @@ def test_same_model_passes_and_writes_the_report(models, tmp_path):
 
 
 def test_past_budget_exits_1_naming_the_metrics(models, tmp_path, capsys):
-    assert _run(models, tmp_path, "worse", "--budget", "ssim=0.001") == EXIT_PAST_BUDGET
+    assert _run(models, tmp_path, "worse", "--budget", "ssim=0.001") == VERDICT
     err = capsys.readouterr().err
     assert "PAST BUDGET" in err and "ssim" in err
     result = json.loads((tmp_path / "drift.json").read_text())
@@ -96,40 +97,40 @@ def test_past_budget_exits_1_naming_the_metrics(models, tmp_path, capsys):
 
 
 def test_loose_budget_passes_the_worse_model(models, tmp_path):
-    assert _run(models, tmp_path, "worse", "--budget", "ssim=1", "--budget", "accuracy=1") == EXIT_OK
+    assert _run(models, tmp_path, "worse", "--budget", "ssim=1", "--budget", "accuracy=1") == OK
 
 
 def test_baseline_gate_and_accept(models, tmp_path):
     baseline = tmp_path / "baseline.json"
-    assert _run(models, tmp_path / "a", "same", "--accept", str(baseline)) == EXIT_OK
+    assert _run(models, tmp_path / "a", "same", "--accept", str(baseline)) == OK
     assert baseline.is_file()
     # against the reference the loose budget holds, against the accepted (better) baseline it does not
     code = _run(models, tmp_path / "b", "worse", "--budget", "ssim=0.5", "--baseline", str(baseline))
     result = json.loads((tmp_path / "b" / "drift.json").read_text())
-    assert code == EXIT_OK or result["baseline"]["violations"]
+    assert code == OK or result["baseline"]["violations"]
     code = _run(models, tmp_path / "c", "worse", "--budget", "ssim=0.0001,0%", "--baseline", str(baseline))
-    assert code == EXIT_PAST_BUDGET
+    assert code == VERDICT
     assert any("(baseline)" in v for v in json.loads((tmp_path / "c" / "drift.json").read_text())["violations"])
 
 
 def test_baseline_on_other_scenes_is_an_error(models, tmp_path, capsys):
     baseline = tmp_path / "baseline.json"
-    assert _run(models, tmp_path / "a", "same", "--accept", str(baseline)) == EXIT_OK
-    assert _run(models, tmp_path / "b", "same", "--severity", "2", "--baseline", str(baseline)) == EXIT_ERROR
+    assert _run(models, tmp_path / "a", "same", "--accept", str(baseline)) == OK
+    assert _run(models, tmp_path / "b", "same", "--severity", "2", "--baseline", str(baseline)) == BAD_INPUT
     assert "other scenes" in capsys.readouterr().err
 
 
 def test_errors_exit_2(models, tmp_path, capsys):
     assert main(["--reference", str(tmp_path / "none.onnx"), "--candidate", str(models["same"]),
-                 "--out", str(tmp_path)]) == EXIT_ERROR
+                 "--out", str(tmp_path)]) == BAD_INPUT
     assert "no model file" in capsys.readouterr().err
-    assert _run(models, tmp_path, "same", "--budget", "bogus=1") == EXIT_ERROR
+    assert _run(models, tmp_path, "same", "--budget", "bogus=1") == BAD_INPUT
 
 
 def test_severity_sweep_and_plots(models, tmp_path):
     assert main(["--reference", str(models["ref"]), "--candidate", str(models["worse"]), "--out", str(tmp_path),
                  "--n", "20", "--sweep-n", "20", "--severities", "0,2", "--data-root", str(models["data"]),
-                 "--budget", "ssim=1"]) == EXIT_OK
+                 "--budget", "ssim=1"]) == OK
     result = json.loads((tmp_path / "drift.json").read_text())
     assert [r["severity"] for r in result["severity_sweep"]] == [0.0, 2.0]
     for png in ("probs.png", "per_class_ap.png", "recon.png", "severity.png"):

@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from dualpath import contract  # noqa: E402
+from dualpath.exitcodes import BAD_INPUT, VERDICT  # noqa: E402
 from runtime.backends.metadata import ModelMetadata  # noqa: E402
-from runtime.drift.__main__ import EXIT_ERROR, EXIT_PAST_BUDGET, main  # noqa: E402
+from runtime.drift.__main__ import main  # noqa: E402
 from runtime.drift.budgets import Budget, load_budgets, parse_budget  # noqa: E402
 from test_backends import write_tiny_model  # noqa: E402  (same folder)
 
@@ -50,9 +51,9 @@ def test_budget_values_of_the_wrong_type_or_not_finite_are_refused(limits):
 
 def test_a_nan_budget_cannot_switch_the_gate_off(models, tmp_path, capsys):
     """The worse model fails an ssim budget; a NaN budget for it must not turn that into a pass."""
-    assert _run(models, tmp_path / "a", "worse", "--budget", "ssim=0.001") == EXIT_PAST_BUDGET
+    assert _run(models, tmp_path / "a", "worse", "--budget", "ssim=0.001") == VERDICT
     capsys.readouterr()
-    assert _run(models, tmp_path / "b", "worse", "--budget", "ssim=nan") == EXIT_ERROR
+    assert _run(models, tmp_path / "b", "worse", "--budget", "ssim=nan") == BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: budget ssim.abs") and "Traceback" not in err[0]
     assert not (tmp_path / "b" / "drift.json").exists()
@@ -63,7 +64,7 @@ def test_a_nan_budget_cannot_switch_the_gate_off(models, tmp_path, capsys):
 def test_bad_budgets_file_exits_2_with_one_line(models, tmp_path, capsys, content):
     f = tmp_path / "budgets.json"
     f.write_text(content)
-    assert _run(models, tmp_path / "o", "worse", "--budgets-file", str(f)) == EXIT_ERROR
+    assert _run(models, tmp_path / "o", "worse", "--budgets-file", str(f)) == BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: budget "), err
     with pytest.raises(ValueError):
@@ -72,14 +73,14 @@ def test_bad_budgets_file_exits_2_with_one_line(models, tmp_path, capsys, conten
 
 def test_relabelled_candidate_is_refused_naming_the_difference(models, tmp_path, capsys):
     """Same weights, class_names reversed: every delta would be 0, and the runtime would name the wrong objects."""
-    assert _run(models, tmp_path, "relabelled") == EXIT_ERROR
+    assert _run(models, tmp_path, "relabelled") == BAD_INPUT
     err = capsys.readouterr().err
     assert "disagree on class_names" in err and contract.CLASS_NAMES[0] in err and err.count("\n") == 1
     assert not (tmp_path / "drift.json").exists()
 
 
 def test_other_normalisation_is_refused(models, tmp_path, capsys):
-    assert _run(models, tmp_path, "other_std") == EXIT_ERROR
+    assert _run(models, tmp_path, "other_std") == BAD_INPUT
     assert "disagree on std" in capsys.readouterr().err
 
 
