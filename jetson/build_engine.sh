@@ -11,6 +11,9 @@
 #
 # Environment: TRTEXEC (default: trtexec on PATH, else /usr/src/tensorrt/bin/trtexec), MAX_BATCH (default 1; the
 # ONNX has a dynamic batch axis), WORKSPACE_MIB (default 1024), PYTHON (default python3), FORCE=1.
+#
+# Exit codes, as in every dualpath command: 0 built (or up to date), 1 trtexec ran and failed to build the engine,
+# 2 bad input or environment (no such ONNX file, no trtexec, a sidecar that cannot be written), with one line.
 set -euo pipefail
 
 usage() { echo "usage: $0 MODEL_int8_s8.onnx [ENGINE]   (see the comments at the top of this script)" >&2; exit 2; }
@@ -22,20 +25,20 @@ MAX_BATCH=${MAX_BATCH:-1}
 WORKSPACE_MIB=${WORKSPACE_MIB:-1024}
 here=$(cd "$(dirname "$0")" && pwd)
 
-[ -f "$onnx" ] || { echo "error: no such ONNX file: $onnx (copy the export's model_int8_s8.onnx (and metadata.json) here)" >&2; exit 1; }
-case "$onnx" in *.onnx) ;; *) echo "error: $onnx is not an .onnx file" >&2; exit 1 ;; esac
+[ -f "$onnx" ] || { echo "error: no such ONNX file: $onnx (copy the export's model_int8_s8.onnx (and metadata.json) here)" >&2; exit 2; }
+case "$onnx" in *.onnx) ;; *) echo "error: $onnx is not an .onnx file" >&2; exit 2 ;; esac
 
 TRTEXEC=${TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}
 [ -x "$TRTEXEC" ] || {
     echo "error: trtexec not found. JetPack installs it as /usr/src/tensorrt/bin/trtexec (sudo apt install" \
          "nvidia-jetpack, or tensorrt); on a desktop it comes with the TensorRT tar / deb packages. Or set TRTEXEC=..." >&2
-    exit 1
+    exit 2
 }
 
 # Which TensorRT, from the banner every trtexec run prints: "&&&& RUNNING TensorRT.trtexec [TensorRT v100300] ...".
 banner=$("$TRTEXEC" --help 2>&1 | grep -m1 -o 'TensorRT v[0-9]*' || true)
 code=${banner#TensorRT v}
-[ -n "$code" ] || { echo "error: cannot tell the TensorRT version from '$TRTEXEC --help'" >&2; exit 1; }
+[ -n "$code" ] || { echo "error: cannot tell the TensorRT version from '$TRTEXEC --help'" >&2; exit 2; }
 trt_major=$((code / 10000))
 
 if [ "${FORCE:-0}" != 1 ] && "$PYTHON" "$here/sidecar.py" check "$engine" "$onnx" "$TRTEXEC"; then

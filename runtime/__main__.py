@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from dualpath import exitcodes
 from dualpath.telemetry import telemetry_off  # noqa: E402
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
@@ -24,11 +25,12 @@ models (--backend auto picks by file type and what is installed):
   model.onnx -> onnxruntime   model.xml -> openvino   model.engine -> tensorrt (built on this device)
 
 exit codes:
-  0  the source ended, --max-frames was reached, q / Esc in the window, or Ctrl-C (a summary is printed)
-  1  the model, source or outputs cannot be used (the message says what to do); or no usable frame at all
-     or a video that stops decoding for --max-bad-frames frames in a row
-  2  bad command line
-  3  a live source stopped delivering frames and did not come back after --retries reopen attempts
+  0  the source ended, --max-frames was reached, q / Esc in the window, or Ctrl-C / SIGTERM (a summary is printed)
+  1  the run failed midway (a summary is printed): a live source stopped delivering frames and did not come back
+     after --retries reopen attempts, a video stopped decoding for --max-bad-frames frames in a row, or inference
+     failed
+  2  bad input or environment (one line says what to do): a bad command line; a model, source or output that
+     cannot be used, at the start or when writing (a full disk); a source that gave no usable frame at all
 
 examples:
   python -m runtime --model model_int8.xml --source /dev/video0 --top 3 --smooth 0.3
@@ -125,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.print_usage(sys.stderr)
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.BAD_INPUT
     try:
         with StopOnSignal() as stop:
             summary = run(config, should_stop=stop)
-    except (RunError, SourceError, DisplayError, BackendError) as e:
+    except (RunError, SourceError, DisplayError, BackendError) as e:  # the model, source or an output
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exitcodes.BAD_INPUT
     print(summary.line())
+    if summary.exit_code != exitcodes.OK:
+        print(f"error: {summary.end_reason}", file=sys.stderr)
     if config.benchmark:
         print(summary.report.line())
     if config.benchmark_json:
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             summary.report.write_json(config.benchmark_json)
         except OSError as e:
             print(f"error: cannot write --benchmark-json {config.benchmark_json}: {e.strerror}", file=sys.stderr)
-            return 1
+            return exitcodes.BAD_INPUT
     return summary.exit_code
 
 

@@ -4,7 +4,9 @@
 
 numpy + OpenCV + one backend from runtime.backends; never torch. Every stage is timed per frame (runtime.bench).
 The loop ends when the source ends or is lost, at --max-frames, on q / Esc in the window, or when `should_stop()`
-says so (the CLI wires SIGINT / SIGTERM to it); every ending returns a RunSummary rather than raising.
+says so (the CLI wires SIGINT / SIGTERM to it); every ending returns a RunSummary rather than raising, its exit code
+one of dualpath.exitcodes: OK, VERDICT for a run that failed midway (a live source lost, a video that stopped
+decoding, inference that failed), BAD_INPUT for a source that gave no usable frame at all.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from dualpath import contract
+from dualpath import contract, exitcodes
+from runtime.backends.base import BackendError
 from runtime.bench import STAGES, BenchmarkReport, LatencyRecorder, peak_rss_mib, rss_mib
 from runtime.overlay import Window, overlay_size, render_overlay
 from runtime.preprocess import FrameError, Preprocessor, to_bgr
@@ -27,14 +30,12 @@ from runtime.sources import FrameSource, open_source
 
 log = logging.getLogger("runtime")
 
-# Exit codes of `python -m runtime` (documented in --help): 0 also for Ctrl-C, the normal way to end a live demo.
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOURCE_LOST = 0, 1, 2, 3
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "FFV1"}
 MAX_BAD_FRAMES_IN_A_ROW = 50  # default --max-bad-frames: then the source is not giving usable frames at all
 
 
 class RunError(RuntimeError):
-    """The run cannot start or go on as asked; the message says what to change."""
+    """The run cannot start or go on as asked (an output that cannot be written); the message says what to change."""
 
 
 @dataclass
@@ -132,10 +133,19 @@ class JsonlSink:
             raise RunError(f"cannot write --jsonl {path}: {e.strerror}") from None
 
     def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        try:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except OSError as e:  # a full disk, mid-run
+            raise self._error(e) from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as e:  # the last buffer, on a full disk
+            raise self._error(e) from None
+
+    def _error(self, e: OSError) -> RunError:
+        return RunError(f"cannot write --jsonl {self._file.name}: {e.strerror}; free space or write it elsewhere")
 
 
 class VideoSink:
@@ -219,9 +229,16 @@ class _Loop:
         return self.window.show(canvas) if self.window else True
 
     def close(self) -> None:
+        """Closes every sink, then raises the first RunError (a JSON lines file whose last buffer did not fit)."""
+        error = None
         for sink in (self.jsonl, self.video, self.window):
-            if sink is not None:
-                sink.close()
+            try:
+                if sink is not None:
+                    sink.close()
+            except RunError as e:
+                error = error or e
+        if error is not None:
+            raise error
 
 
 def run(
@@ -234,7 +251,8 @@ def run(
     clock: Callable[[], float] = time.perf_counter,
 ) -> RunSummary:
     """Run the loop. What is passed in (backend, source, window) is the caller's to close; what run opens it closes.
-    Raises RunError / SourceError / BackendError / DisplayError only before the first frame."""
+    Raises RunError / SourceError / BackendError / DisplayError before the first frame (the model, source or an output
+    cannot be used), and RunError when an output cannot be written later (a full disk)."""
     owned = []
     if config.benchmark_json:  # found out before the run, not after it
         _check_output(config.benchmark_json, "--benchmark-json")
@@ -264,7 +282,8 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
     capacity = max(1, (config.max_frames or 0) - config.warmup) if config.max_frames else None
     recorder = LatencyRecorder(capacity) if capacity else LatencyRecorder()
     frames = bad = bad_in_a_row = 0
-    end_reason, exit_code = "", EXIT_OK
+    end_reason, exit_code = "", exitcodes.OK
+    source_gave_up = False  # the source ended the run (not --max-frames, q or a signal)
     t_start = clock() if config.warmup == 0 else None
     rss_start = rss_mib() if config.warmup == 0 else None
     last_error = ""
@@ -281,7 +300,8 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
             if frame is None:
                 end_reason = f"source {source.end_reason}"
                 broken = getattr(source, "broken", False)  # a file that stopped decoding before its end
-                exit_code = EXIT_SOURCE_LOST if source.lost else EXIT_ERROR if broken else EXIT_OK
+                exit_code = exitcodes.VERDICT if source.lost or broken else exitcodes.OK  # a failed run, or done
+                source_gave_up = True
                 break
             t.append(clock())
             try:
@@ -292,12 +312,17 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
                 if bad <= 3:
                     log.warning("unusable frame %s: %s", frame.name or frames + bad, e)
                 if bad_in_a_row >= config.max_bad_frames:
-                    end_reason, exit_code = f"{bad_in_a_row} unusable frames in a row (last: {e})", EXIT_ERROR
+                    end_reason, exit_code = f"{bad_in_a_row} unusable frames in a row (last: {e})", exitcodes.VERDICT
+                    source_gave_up = True
                     break
                 continue
             bad_in_a_row = 0
             t.append(clock())
-            out = loop.backend.infer({loop.input_name: x})
+            try:
+                out = loop.backend.infer({loop.input_name: x})
+            except BackendError as e:  # e.g. a TensorRT execution that failed mid-run
+                end_reason, exit_code = f"inference failed: {e}", exitcodes.VERDICT
+                break
             t.append(clock())
             probs = np.asarray(out[contract.OUTPUT_PROBS], np.float32)[0]
             scores = loop.smoother(probs) if loop.smoother else probs
@@ -316,8 +341,9 @@ def _run_loop(loop: _Loop, should_stop: Callable[[], bool], clock: Callable[[], 
                 break
     except KeyboardInterrupt:  # run() without the CLI's signal handlers
         end_reason = "interrupted"
-    if frames == 0 and exit_code == EXIT_OK and end_reason.startswith("source"):
-        end_reason, exit_code = f"no usable frame from the source ({end_reason}{'; ' + last_error if last_error else ''})", EXIT_ERROR
+    if frames == 0 and source_gave_up:  # bad input, not a run that failed midway
+        detail = end_reason + (f"; {last_error}" if last_error and last_error not in end_reason else "")
+        end_reason, exit_code = f"no usable frame from the source ({detail})", exitcodes.BAD_INPUT
     seconds = clock() - t_start if t_start is not None else 0.0
     timed = recorder.count
     report = BenchmarkReport(

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dualpath import contract
+from dualpath import contract, exitcodes
 from dualpath.scenes import SceneConfig
 from dualpath.scenes.dataset import render_range
 
@@ -58,14 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
     scenes = render_range(SceneConfig(), args.seed, 0, args.n)["noisy"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: cannot make the folder of --out {args.out}: {e.strerror}; choose another --out", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     try:
         path = write_scene_video(args.out, scenes, size=args.size, hold=args.hold)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # a bad --size, an unwritable --out
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exitcodes.BAD_INPUT
     print(f"wrote {path}: {args.n} scenes x {args.hold} frames, {args.size}x{args.size}")
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""python -m runtime against broken models, sources, frames and outputs. Its exit codes (python -m runtime --help):
-0 the source ended (or Ctrl-C), 1 the model / source / outputs cannot be used or no usable frame, 2 a bad command
-line, 3 a live source lost. Every failure is one line; JSON lines are whole lines; nothing runs before the checks."""
+"""python -m runtime against broken models, sources, frames and outputs. Its exit codes (python -m runtime --help, the
+same as every command's, dualpath.exitcodes): 0 the source ended (or Ctrl-C), 1 a run that failed midway (a live
+source lost, a video that stopped decoding), 2 bad input: a bad command line, a model / source / output that cannot be
+used, no usable frame at all. Every failure is one line; JSON lines are whole lines; nothing runs before the checks."""
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from dualpath import contract
+from dualpath.exitcodes import BAD_INPUT, OK, VERDICT
 from fault_checks import ROOT, error_line, run_module
 from runtime.__main__ import main
 
@@ -84,16 +86,24 @@ def test_undecodable_frames_are_skipped_and_counted(onnx_model, video, tmp_path,
     assert records[-1]["skipped"] == len([k for k in bad if k < last_good])  # skipped before the last frame run
 
 
-@pytest.mark.parametrize("limit, code", [(5, 1), (21, 0), (20, 1)])
+@pytest.mark.parametrize("limit, code", [(5, VERDICT), (21, OK), (20, VERDICT)])
 def test_a_run_of_undecodable_frames_ends_the_video_at_the_limit(onnx_model, video, tmp_path, capsys, limit, code):
     source, jsonl = _damaged(video, tmp_path, range(10, 30)), tmp_path / "out.jsonl"
     assert run(onnx_model, source, "--jsonl", jsonl, "--max-bad-frames", limit) == code
     line = _summary(capsys.readouterr().out)
-    if code == 1:
+    if code == VERDICT:
         assert line.startswith("summary: 10 frames") and f"after {limit} undecodable frames in a row" in line
         assert len(_jsonl(jsonl)) == 10
     else:
         assert line.startswith("summary: 40 frames (20 undecodable") and _jsonl(jsonl)[-1]["skipped"] == 20
+
+
+def test_a_video_that_never_decodes_is_bad_input(onnx_model, video, tmp_path, capsys):
+    source = _damaged(video, tmp_path, range(0, 20))
+    assert run(onnx_model, source, "--max-bad-frames", 5) == BAD_INPUT
+    captured = capsys.readouterr()
+    assert "no usable frame from the source" in _summary(captured.out)
+    assert "after 5 undecodable frames in a row" in error_line(captured.err)
 
 
 def test_random_damage_all_through_the_file(onnx_model, video, tmp_path, capsys):
@@ -161,7 +171,7 @@ def _props(onnx_model):
 def test_a_foreign_model_with_copied_metadata_is_refused_naming_the_shapes(onnx_model, tmp_path, capsys, kind, shapes):
     model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model), **kind)
     jsonl = tmp_path / "out.jsonl"
-    assert run(model, _image(tmp_path, np.zeros((64, 64, 3), np.uint8)), "--jsonl", jsonl) == 1
+    assert run(model, _image(tmp_path, np.zeros((64, 64, 3), np.uint8)), "--jsonl", jsonl) == BAD_INPUT
     line = error_line(capsys.readouterr().err)
     assert "is not the model its dualpath metadata describes" in line and shapes in line
     assert not jsonl.exists()
@@ -212,7 +222,7 @@ def test_broken_models(onnx_model, tmp_path, capsys, damage, message):
         for key, value in (props.items() if damage != "no-metadata" else ()):
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(model))
-    assert run(model, _image(tmp_path, np.zeros((8, 8, 3), np.uint8))) == 1
+    assert run(model, _image(tmp_path, np.zeros((8, 8, 3), np.uint8))) == BAD_INPUT
     assert message in error_line(capsys.readouterr().err)
 
 
@@ -253,10 +263,10 @@ def test_sources_that_cannot_be_used(onnx_model, video, tmp_path, capsys, source
     jsonl = tmp_path / "out.jsonl"
     t0 = time.perf_counter()
     code = run(onnx_model, source.format(tmp=tmp_path), "--jsonl", jsonl, "--retries", "0")
-    assert code == 1
+    assert code == BAD_INPUT
     err = capsys.readouterr()
     if "no usable frame" in message:
-        assert message in _summary(err.out) and "Traceback" not in err.err
+        assert message in _summary(err.out) and message in error_line(err.err)
     else:
         assert message in error_line(err.err)
     assert time.perf_counter() - t0 < 30
@@ -283,7 +293,7 @@ def test_unusual_frames_run(onnx_model, tmp_path, capsys, name, array):
 
 def test_a_frame_of_an_unsupported_kind_is_named(onnx_model, tmp_path, capsys):
     source = _image(tmp_path, np.full((48, 64, 3), 0.5, np.float32), "float.tiff")
-    assert run(onnx_model, source) == 1
+    assert run(onnx_model, source) == BAD_INPUT
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert "no usable frame" in _summary(captured.out) and "got dtype float32" in _summary(captured.out)
@@ -321,12 +331,20 @@ def test_unwritable_outputs_fail_before_the_run(onnx_model, request, video, tmp_
         target.mkdir()
     t0 = time.perf_counter()
     code = run(onnx_model, video[0], flag, target, "--loop", "--max-frames", "2000")
-    assert code == 1
+    assert code == BAD_INPUT
     captured = capsys.readouterr()
     error_line(captured.err)
     assert "summary:" not in captured.out  # refused before the first frame, not after 2000
     assert time.perf_counter() - t0 < 10
     assert not (target.is_file())
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_an_output_that_fills_up_midway_is_one_line_and_exit_2(onnx_model, video, capsys):
+    """--jsonl on a full disk: the first buffer that cannot be written ends the run, one line, no traceback."""
+    assert run(onnx_model, video[0], "--jsonl", "/dev/full", "--loop", "--max-frames", "2000") == BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith("error: cannot write --jsonl /dev/full: No space left on device")
 
 
 # ------------------------------------------------------------------------------------------------ command line
@@ -345,7 +363,7 @@ def test_unwritable_outputs_fail_before_the_run(onnx_model, request, video, tmp_
     (["--benchmark", "--max-frames", "5", "--warmup", "5"], "must exceed --warmup"),
 ])
 def test_bad_options_exit_2(onnx_model, video, tmp_path, capsys, extra, message):
-    assert run(onnx_model, video[0], *extra) == 2
+    assert run(onnx_model, video[0], *extra) == BAD_INPUT
     assert message in error_line(capsys.readouterr().err)
 
 
@@ -380,4 +398,4 @@ def test_the_real_command_prints_one_line_for_a_foreign_model(onnx_model, tmp_pa
     model = _foreign(tmp_path / "foreign.onnx", _props(onnx_model), probs=10)
     done = run_module("runtime", "--model", model, "--source", _image(tmp_path, np.zeros((9, 9, 3), np.uint8)),
                       "--headless")
-    assert done.returncode == 1 and "[N, 10]" in error_line(done.stderr) and done.stdout == ""
+    assert done.returncode == BAD_INPUT and "[N, 10]" in error_line(done.stderr) and done.stdout == ""

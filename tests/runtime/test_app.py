@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from dualpath import contract
+from dualpath.exitcodes import BAD_INPUT, OK, VERDICT
 from dualpath.scenes import SceneConfig
 from dualpath.scenes.dataset import render_range
 from runtime.demo_video import write_scene_video
-from runtime.app import EXIT_ERROR, EXIT_OK, EXIT_SOURCE_LOST, RunConfig, run, select_labels
+from runtime.app import RunConfig, run, select_labels
+from runtime.backends import BackendError
 from runtime.overlay import display_problem, overlay_size, render_overlay
 from runtime.sources import Frame, FrameSource
 
@@ -85,7 +87,7 @@ def test_run_on_a_scene_video_gives_the_probabilities_of_the_scenes_fed_directly
     backend = FakeBackend()
     config = RunConfig(model="fake.onnx", source=str(scene_video), headless=True, jsonl=str(tmp_path / "out.jsonl"))
     summary = run(config, backend=backend)
-    assert (summary.frames, summary.exit_code, summary.end_reason) == (N_SCENES, EXIT_OK, "source end of file")
+    assert (summary.frames, summary.exit_code, summary.end_reason) == (N_SCENES, OK, "source end of file")
     lines = _jsonl(tmp_path / "out.jsonl")
     direct = backend.infer({"image": contract.preprocess(scenes["noisy"])})["probs"]
     # JSON keeps 6 decimals, and a batch of 10 sums in another float32 order than 10 single frames: 1e-5.
@@ -144,28 +146,56 @@ def test_unusable_frames_are_skipped_and_counted(caplog):
     good = np.zeros((48, 64, 3), np.uint8)
     frames = [good, np.zeros((5, 5), np.float64), np.zeros((48, 64, 4), np.uint8), np.zeros((0, 3), np.uint8)]
     summary = run(RunConfig(model="m", source="x", headless=True), backend=FakeBackend(), source=ListSource(frames))
-    assert (summary.frames, summary.bad_frames, summary.exit_code) == (2, 2, EXIT_OK)
+    assert (summary.frames, summary.bad_frames, summary.exit_code) == (2, 2, OK)
     assert "dtype float64" in caplog.text and "2 unusable frames" in summary.line()
 
 
-def test_a_source_of_only_unusable_frames_is_an_error():
-    summary = run(RunConfig(model="m", source="x", headless=True), backend=FakeBackend(),
+@pytest.mark.parametrize("limit", [3, 50])  # the source ends, or --max-bad-frames ends the run first
+def test_a_source_of_only_unusable_frames_is_bad_input(limit):
+    summary = run(RunConfig(model="m", source="x", headless=True, max_bad_frames=limit), backend=FakeBackend(),
                   source=ListSource([np.zeros((4, 4), np.int32)] * 3))
-    assert summary.exit_code == EXIT_ERROR and "no usable frame" in summary.end_reason and "dtype int32" in summary.end_reason
+    assert summary.exit_code == BAD_INPUT and "no usable frame" in summary.end_reason
+    assert summary.end_reason.count("dtype int32") == 1
 
 
-def test_a_lost_live_source_ends_the_run_with_a_summary_and_exit_code_3():
+def test_a_lost_live_source_is_a_failed_run_exit_code_1():
     frames = [np.zeros((48, 64, 3), np.uint8)] * 3
     summary = run(RunConfig(model="m", source="x", headless=True), backend=FakeBackend(), source=ListSource(frames, lost=True))
-    assert (summary.frames, summary.exit_code) == (3, EXIT_SOURCE_LOST)
+    assert (summary.frames, summary.exit_code) == (3, VERDICT)
     assert summary.line().startswith("summary: 3 frames") and "stopped delivering frames" in summary.line()
+
+
+def test_a_live_source_lost_before_its_first_frame_is_bad_input():
+    summary = run(RunConfig(model="m", source="x", headless=True), backend=FakeBackend(), source=ListSource([], lost=True))
+    assert (summary.frames, summary.exit_code) == (0, BAD_INPUT)
+    assert "no usable frame from the source (source stopped delivering frames)" in summary.end_reason
+
+
+def test_unusable_frames_after_good_ones_end_a_failed_run():
+    frames = [np.zeros((48, 64, 3), np.uint8)] * 2 + [np.zeros((4, 4), np.int32)] * 5
+    summary = run(RunConfig(model="m", source="x", headless=True, max_bad_frames=5), backend=FakeBackend(),
+                  source=ListSource(frames))
+    assert (summary.frames, summary.exit_code) == (2, VERDICT) and "5 unusable frames in a row" in summary.end_reason
+
+
+def test_inference_that_fails_midway_ends_a_failed_run():
+    class FailingBackend(FakeBackend):
+        def infer(self, feeds):
+            if self.calls == 2:
+                raise BackendError("TensorRT execution failed (see the TensorRT log above)")
+            return super().infer(feeds)
+
+    summary = run(RunConfig(model="m", source="x", headless=True), backend=FailingBackend(),
+                  source=ListSource([np.zeros((48, 64, 3), np.uint8)] * 5))
+    assert (summary.frames, summary.exit_code) == (2, VERDICT)
+    assert summary.end_reason == "inference failed: TensorRT execution failed (see the TensorRT log above)"
 
 
 def test_should_stop_ends_the_run_cleanly(scene_video):
     calls = iter([False, False, True])
     summary = run(RunConfig(model="m", source=str(scene_video), headless=True), backend=FakeBackend(),
                   should_stop=lambda: next(calls))
-    assert (summary.frames, summary.end_reason, summary.exit_code) == (2, "interrupted", EXIT_OK)
+    assert (summary.frames, summary.end_reason, summary.exit_code) == (2, "interrupted", OK)
 
 
 def test_benchmark_report_times_after_the_warmup(scene_video):

@@ -135,7 +135,7 @@ def test_openvino_ir_benchmark_line_and_json(exported, videos, tmp_path, capsys)
         (["--model", "{onnx}", "--source", "csi://0"], "GStreamer"),
     ],
 )
-def test_bad_inputs_give_clear_messages_and_exit_1(args, message, exported, videos, tmp_path, capsys):
+def test_bad_inputs_give_clear_messages_and_exit_2(args, message, exported, videos, tmp_path, capsys):
     (tmp_path / "weights.pt").write_bytes(b"pt")
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n")
@@ -143,7 +143,7 @@ def test_bad_inputs_give_clear_messages_and_exit_1(args, message, exported, vide
     if message == "GStreamer" and "GStreamer:                   YES" in cv2.getBuildInformation():
         pytest.skip("this OpenCV has GStreamer")
     fill = {"tmp": tmp_path, "video": videos[".mkv"], "onnx": exported["onnx"]}
-    assert main([a.format(**fill) for a in args] + ["--headless"]) == 1
+    assert main([a.format(**fill) for a in args] + ["--headless"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 

@@ -150,7 +150,7 @@ def test_build_engine_script_runs_trtexec_and_writes_the_sidecar(tmp_path):
     assert mismatches(built.target, ORIN) == ([], [])
 
     missing = build(tmp_path / "nope.onnx")
-    assert missing.returncode == 1 and "no such ONNX file" in missing.stderr
+    assert missing.returncode == 2 and "no such ONNX file" in missing.stderr  # bad input
 
 
 def test_build_engine_script_builds_an_fp16_engine_without_int8(tmp_path):
