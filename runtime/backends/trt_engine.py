@@ -288,7 +288,7 @@ def build(onnx_path: Path, out: Path, metadata: dict[str, str], max_batch: int =
     config.set_timing_cache(cache, ignore_mismatch=False)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
-        raise RuntimeError("TensorRT failed to build the engine (see its log above)")
+        raise EngineBuildFailed("TensorRT failed to build the engine (see its log above)")
     _atomic_write(out, bytes(engine))
     if timing_cache is not None:
         _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
@@ -313,13 +313,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class EngineBuildFailed(RuntimeError):
+    """TensorRT read the model but built no engine: a failed run (exit 1, as trtexec's failure in build_engine.sh)."""
+
+
 def command(onnx_name: str, engine_name: str, max_batch: int = 32) -> str:
     return (f"python3 build_tensorrt_engine.py {onnx_name} --metadata metadata.json --out {engine_name} "
             f"--max-batch {max_batch} --timing-cache tensorrt.cache")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes as dualpath.exitcodes' (0 built, 2 bad input or environment), spelled out: this file ships alone."""
+    """Exit codes as dualpath.exitcodes' (0 built, 1 TensorRT built no engine, 2 bad input or environment), spelled
+    out: this file ships alone."""
     p = argparse.ArgumentParser(description="Build a TensorRT engine from a QDQ INT8 (or FP16) ONNX on this device.")
     p.add_argument("onnx", type=Path)
     p.add_argument("--out", type=Path, required=True, help="engine file (.engine)")
@@ -338,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sidecar = build(args.onnx, args.out, model_metadata(args.onnx, args.metadata), args.max_batch,
                         not args.no_fp16, timing_cache=args.timing_cache)
+    except EngineBuildFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

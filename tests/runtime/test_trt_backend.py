@@ -112,3 +112,13 @@ def test_the_build_script_runs_alone(built, tmp_path, capsys):
     assert "built" in capsys.readouterr().out
     assert json.loads(trt_engine.read_sidecar(tmp_path / "b.engine").metadata["precision"]) == "fp32"
     assert trt_engine.main([str(tmp_path / "none.onnx"), "--out", str(tmp_path / "x.engine")]) == 2
+
+
+def test_an_engine_tensorrt_does_not_build_is_a_failed_run(built, tmp_path, monkeypatch, capsys):
+    """Exit 1, as trtexec failing in jetson/build_engine.sh; no engine file is left behind."""
+    import tensorrt
+
+    monkeypatch.setattr(tensorrt.Builder, "build_serialized_network", lambda self, network, config: None)
+    (tmp_path / "metadata.json").write_text(json.dumps(trt_engine.model_metadata(tmp_path / "tiny.onnx")))
+    assert trt_engine.main([str(tmp_path / "tiny.onnx"), "--out", str(tmp_path / "f.engine")]) == 1
+    assert "failed to build the engine" in capsys.readouterr().err and not (tmp_path / "f.engine").exists()
