@@ -93,12 +93,13 @@ VARIANTS.update({
 
 
 def preset_variant(name: str = "cpu") -> Variant:
-    """The row of a train preset as `python -m train --preset NAME` trains it (phase 2 lr; bf16 where the CPU has it)."""
+    """The row of a train preset as `python -m train --preset NAME --pretrained none` trains it (its recipe from random
+    init: phase 2 lr; bf16 where the CPU has it). Rows here train from scratch; the shipped weights are not used."""
     from train.config import preset
     from train.experiment import cpu_has_native_bf16
 
     cfg = preset(name)
-    return Variant(f"the `{name}` preset as make demo trains it", arch=cfg.arch, backbone=cfg.backbone,
+    return Variant(f"the `{name}` preset from scratch (--pretrained none)", arch=cfg.arch, backbone=cfg.backbone,
                    model_options=dict(cfg.model_options), loss=cfg.loss, recon_weight=cfg.recon_weight,
                    cls_weight=cfg.cls_weight, lr=cfg.phase2_lr, batch_size=cfg.batch_size,
                    weight_decay=cfg.weight_decay, augment=cfg.augment, extra_scenes=cfg.extra_scenes,
