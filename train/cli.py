@@ -27,12 +27,13 @@ cross-validation metrics, report.md shows them with the plots."""
 
 EPILOG = """\
 examples:
-  python -m train --preset cpu --model dualpath --loss asl --folds 1 --out runs/cpu-asl
-  python -m train --preset paper --weights densenet121.pth --out runs/paper     (offline ImageNet weights)
+  python -m train --preset cpu --model dualpath --loss asl --folds 1 --out runs/cpu-asl  (shipped pretrained weights)
+  python -m train --preset cpu --pretrained none --out runs/cpu-scratch          (from random initialisation)
+  python -m train --preset paper --pretrained densenet121.pth --out runs/paper   (offline ImageNet weights)
   torchrun --nproc_per_node 4 -m train --preset paper --out runs/paper-ddp       (multi-GPU, DDP)
   python -m train --resume --out runs/cpu-asl                                    (continue a stopped run)
   python -m train compare --preset cpu --folds 1 --out runs/compare              (the paper's Tables I-III)
-  python -m train pretrain --scenes 200000 --out weights/densenet_small          (a scene-pretrained backbone)
+  python -m train pretrain --budget-minutes 100 --out weights/densenet_small     (a scene-pretrained backbone)
 
 presets: """ + "; ".join(
     f"{name}: {c.backbone}, pretrained {c.pretrained}, {c.n_scenes} scenes, {c.epochs} epochs, {c.folds} fold(s)"
