@@ -1,0 +1,106 @@
+"""Does a finished `cpu`-preset run meet design.md's recognition targets? One table, one JSON, exit 1 if not.
+
+    python benchmarks/demo_targets.py --run runs/demo [--demo-minutes 11.8] [--out benchmarks/results/demo_targets.json]
+
+`make demo` runs it last (with --demo-started, into runs/demo/targets.json) and prints its verdict.
+
+Reads what the run folder already holds: metrics.json (the held-out test, the default split of the 6000 scenes),
+config.json (which weights it started from) and each fold's log.csv (seconds per epoch: the training time, the
+held-out evaluation not included). The targets depend on the start (design.md, "Performance targets"):
+  from the shipped scene-pretrained backbone: macro mAP >= 0.75, top-T accuracy >= 0.95, SSIM >= 0.75;
+  from random init (--pretrained none):       macro mAP >= 0.55, top-T accuracy >= 0.90, SSIM >= 0.72;
+and in both, training <= 12 minutes (on an idle 2-core box: the figure only means that where it was measured so) and,
+with --demo-minutes (the wall time of the whole `make demo`, which `make demo` passes), `make demo` < 20 minutes.
+Exit codes: 0 every target met, 1 one missed, 2 a run folder that is not a finished run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _machine import describe, headline  # noqa: E402
+
+from dualpath import exitcodes  # noqa: E402
+
+# (metric, at least) per start; "minutes" limits are upper bounds.
+TARGETS = {
+    "pretrained": {"macro_map": 0.75, "accuracy": 0.95, "ssim": 0.75},
+    "scratch": {"macro_map": 0.55, "accuracy": 0.90, "ssim": 0.72},
+}
+TRAINING_MINUTES, DEMO_MINUTES = 12.0, 20.0
+
+
+class NotARun(ValueError):
+    """The folder is not a finished training run."""
+
+
+def read_run(run: Path) -> dict:
+    """Held-out metrics, the weights it started from and the training minutes of a finished run folder."""
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())["train_config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise NotARun(f"{run} is not a finished training run ({e}); train one with "
+                      "`python -m train --preset cpu --out DIR`") from e
+    logs = sorted(run.glob("fold*/log.csv"))
+    if not logs:
+        raise NotARun(f"{run} has no fold*/log.csv; is it a run folder of python -m train?")
+    seconds = 0.0
+    for log in logs:
+        with log.open(newline="") as f:
+            seconds += sum(float(row["seconds"]) for row in csv.DictReader(f))
+    return {"metrics": {k: metrics.get(k) for k in TARGETS["scratch"]}, "pretrained": config.get("pretrained", "none"),
+            "training_minutes": seconds / 60.0, "epochs": config.get("epochs"), "folds": len(logs)}
+
+
+def verdicts(result: dict, demo_minutes: float | None) -> list[dict]:
+    start = "scratch" if result["pretrained"] == "none" else "pretrained"
+    rows = [{"target": f"{k} >= {v}", "measured": result["metrics"][k],
+             "met": result["metrics"][k] is not None and result["metrics"][k] >= v}
+            for k, v in TARGETS[start].items()]
+    rows.append({"target": f"training <= {TRAINING_MINUTES:g} min", "measured": round(result["training_minutes"], 2),
+                 "met": result["training_minutes"] <= TRAINING_MINUTES})
+    if demo_minutes is not None:
+        rows.append({"target": f"make demo < {DEMO_MINUTES:g} min", "measured": demo_minutes,
+                     "met": demo_minutes < DEMO_MINUTES})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, default=Path("runs/demo"), help="a finished run folder (default runs/demo)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--demo-minutes", type=float, help="wall time of the whole make demo, to check it too")
+    when.add_argument("--demo-started", type=float, metavar="UNIX_TIME",
+                      help="when make demo started (date +%%s): its wall time is now minus this")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/demo_targets.json"), help="JSON results file")
+    args = p.parse_args(argv)
+    if args.demo_started is not None:
+        args.demo_minutes = round((time.time() - args.demo_started) / 60.0, 2)
+    try:
+        result = read_run(args.run)
+    except NotARun as e:
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    rows = verdicts(result, args.demo_minutes)
+    machine = describe()
+    start = "from random init" if result["pretrained"] == "none" else f"from {result['pretrained']}"
+    print(f"{args.run}: {result['epochs']} epochs {start}, {result['folds']} fold(s); {headline(machine)}")
+    print(f"{'target':<26} {'measured':>10}  verdict")
+    for row in rows:
+        measured = "n/a" if row["measured"] is None else f"{row['measured']:.4g}"
+        print(f"{row['target']:<26} {measured:>10}  {'met' if row['met'] else 'NOT MET'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"run": str(args.run), **result, "targets": rows, "machine": machine}, indent=1))
+    return exitcodes.OK if all(row["met"] for row in rows) else exitcodes.VERDICT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
