@@ -1,24 +1,16 @@
 """benchmarks/demo_targets.py: design.md's recognition targets read from a finished run folder."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def targets():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("demo_targets", ROOT / "benchmarks" / "demo_targets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def targets(load_benchmark):
+    return load_benchmark("demo_targets")
 
 
 def _with_metrics(run: Path, dest: Path, **metrics) -> Path:

@@ -1,24 +1,13 @@
 """benchmarks/recipe.py: the pieces its table rests on (the rows themselves need the 6000-scene set and minutes)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def recipe():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("recipe_bench", ROOT / "benchmarks" / "recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["recipe_bench"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def recipe(load_benchmark):
+    return load_benchmark("recipe")
 
 
 def test_plain_cnn_reference_is_the_issue_s_network(recipe):
