@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import describe, headline  # noqa: E402
 
 from dualpath import exitcodes  # noqa: E402
+from dualpath.files import read_json  # noqa: E402
 
 # (metric, at least) per start; "minutes" limits are upper bounds.
 TARGETS = {
@@ -43,12 +44,18 @@ class NotARun(ValueError):
 
 def read_run(run: Path) -> dict:
     """Held-out metrics, the weights it started from and the training minutes of a finished run folder."""
-    try:
-        metrics = json.loads((run / "metrics.json").read_text())
-        config = json.loads((run / "config.json").read_text())["train_config"]
-    except (OSError, ValueError, KeyError) as e:
-        raise NotARun(f"{run} is not a finished training run ({e}); train one with "
-                      "`python -m train --preset cpu --out DIR`") from e
+    how = "train one with `python -m train --preset cpu --out DIR`"
+
+    def load(name: str) -> dict:
+        try:
+            return read_json(run / name, NotARun, f"{run} is not a finished training run (no {name}); {how}",
+                             f"{run} is not a finished training run ({name}: {{error}}); {how}", expect=dict)
+        except OSError as e:
+            raise NotARun(f"{run} is not a finished training run ({e}); {how}") from e
+
+    metrics, config = load("metrics.json"), load("config.json").get("train_config")
+    if not isinstance(config, dict):
+        raise NotARun(f"{run} is not a finished training run (config.json has no train_config); {how}")
     logs = sorted(run.glob("fold*/log.csv"))
     if not logs:
         raise NotARun(f"{run} has no fold*/log.csv; is it a run folder of python -m train?")

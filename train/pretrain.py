@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from dualpath.model.config import BACKBONES, STEMS
+from dualpath.model.weights import CARD_FORMAT
 
 log = logging.getLogger("train")
 
@@ -37,7 +38,6 @@ log = logging.getLogger("train")
 PRETRAIN_SEED_START = 10_000_000
 PRETRAIN_SEED_END = 11_000_000  # exclusive: room for a million chunks
 WEIGHTS_NAME, CARD_NAME, CHECKPOINT_NAME = "backbone.pth", "backbone.json", "pretrain.pt"
-CARD_FORMAT = "dualpath-scene-pretrained-backbone/1"
 
 
 def check_seeds_disjoint() -> None:

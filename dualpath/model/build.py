@@ -6,7 +6,7 @@ import importlib
 from dualpath.architectures import ARCHITECTURES
 from dualpath.model.base import Model
 from dualpath.model.config import ModelConfig
-from dualpath.model.weights import apply_weights, check_card, fitting_hint, load_weights
+from dualpath.model.weights import apply_weights, check_card, load_weights
 
 
 def model_class(arch: str) -> type[Model]:
@@ -26,6 +26,6 @@ def build_model(config: ModelConfig, load_pretrained: bool = True) -> Model:
         check_card(config.pretrained, config.backbone, config.stem)
         state = load_weights(config.pretrained)
         for backbone in model.backbones():
-            apply_weights(backbone, state, config.pretrained, hint=fitting_hint(config.backbone, config.stem))
+            apply_weights(backbone, state, config.pretrained, made_for=(config.backbone, config.stem))
         model.pretrained_loaded = True
     return model

@@ -25,6 +25,7 @@ _HOW_TO_FIX = (
 # working directory is looked up from the project root, so the presets' "weights/..." works from anywhere.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_WEIGHTS = PROJECT_ROOT / "weights"
+CARD_FORMAT = "dualpath-scene-pretrained-backbone/1"  # the card's "format"; any version after the slash is read
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -60,7 +61,8 @@ def fitting_hint(backbone: str, stem: str) -> str:
     """One sentence naming the file that fits this backbone and stem, or how to make one."""
     fits = fitting_weights(backbone, stem)
     if fits:
-        return f"the file that fits backbone {backbone!r} with stem {stem!r} is {_shown(fits[0])} (--pretrained {_shown(fits[0])})"
+        shown = _shown(fits[0])
+        return f"the file that fits backbone {backbone!r} with stem {stem!r} is {shown} (--pretrained {shown})"
     return (f"no shipped weights fit backbone {backbone!r} with stem {stem!r}: make them with `python -m train pretrain "
             f"--backbone {backbone} --stem {stem} --out weights/<name>`, or pass --pretrained none to train from scratch")
 
@@ -106,12 +108,14 @@ def read_card(source: str) -> dict | None:
         data = json.loads(card.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read the card {card} of {source} ({err}); fix or remove it") from err
-    is_card = isinstance(data, dict) and str(data.get("format", "")).startswith("dualpath-scene-pretrained-backbone")
+    is_card = isinstance(data, dict) and str(data.get("format", "")).startswith(CARD_FORMAT.split("/")[0])
     return data if is_card else None
 
 
-def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str, hint: str = "") -> None:
-    """Copy `state` into `backbone`, or say plainly why it does not fit (and `hint`: which file would)."""
+def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str,
+                  made_for: tuple[str, str] | None = None) -> None:
+    """Copy `state` into `backbone`, or say plainly why it does not fit (with `made_for`, the (backbone, stem) the
+    model asked for: which shipped file would)."""
     own = backbone.state_dict()
     # Files older than BatchNorm's num_batches_tracked (the published ImageNet one) lack it; BatchNorm's
     # own loader fills it in, as it does for torchvision.
@@ -128,7 +132,7 @@ def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], sourc
         raise ValueError(
             f"weights from {source} do not fit this DenseNet backbone: {details}. "
             "A torchvision densenet121 state dict goes with backbone='densenet121'; the smaller backbones "
-            "need a state dict saved from the same size" + (f"; {hint}" if hint else "")
+            "need a state dict saved from the same size" + (f"; {fitting_hint(*made_for)}" if made_for else "")
         )
     backbone.load_state_dict(state, strict=True)
 
