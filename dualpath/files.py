@@ -214,3 +214,50 @@ def read_json(path: str | Path, error: type[Exception], missing: str, corrupt: s
 
 _JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
                type(None): "null"}
+
+
+# ------------------------------------------------------------------------------------------------ outputs vs inputs
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether paths `a` and `b` name one file: the same inode where both exist (hard links, symlinks, `./x` vs `x`,
+    case-insensitive file systems), else the same resolved path (symlinks in the folders followed), so an output that
+    does not exist yet is compared too."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one of them does not exist (yet)
+        pass
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _paths(value: Any) -> list[Path]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    return [Path(v) for v in value if v is not None and v != ""]
+
+
+def refuse_output_over_input(outputs: dict[str, Any], inputs: dict[str, Any],
+                             error: type[Exception] = OutputError) -> None:
+    """Raise `error` (one line naming the path, both roles and what to do) when a file a command writes is also a file
+    it reads, or when two outputs are one file. Rule: no command writes over a file it reads.
+
+    outputs / inputs: {role: a path, several paths, or None (not given)}, where a role is how the user named it
+    ("--save", "--model", "the model's weights file"). Paths are compared resolved, links and hard links included
+    (same_file). Call it before any work starts, before any output is opened."""
+    seen: list[tuple[str, Path]] = []
+    for role, value in outputs.items():
+        for out in _paths(value):
+            for in_role, in_value in inputs.items():
+                for path in _paths(in_value):
+                    if same_file(out, path):
+                        what = f"{in_role} {path}" if Path(path) != out else in_role
+                        raise error(f"{role} {out} is also {what}, which this command reads: writing it would destroy "
+                                    f"it; choose another {role.split()[0] if role.startswith('--') else 'output'}")
+            for other_role, other in seen:
+                if same_file(out, other):
+                    raise error(f"{role} {out} and {other_role} {other} are the same file; give each output its own "
+                                "path")
+            seen.append((role, out))
