@@ -108,6 +108,112 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+# ------------------------------------------------------------------------------------------------ one writer per output
+
+LOCK_NAME = ".dualpath.lock"  # inside a folder that files are written into (a run folder, an export)
+_HELD: dict[str, int] = {}  # lock files this process holds -> how many `with folder_lock` hold each
+
+
+class FolderBusy(OutputError):
+    """Another live process is writing the same output (str(): one line naming it and what to do)."""
+
+
+def lock_path(path: str | Path, inside: bool = True) -> Path:
+    """The lock file of output `path`: inside it (a folder written into), or beside it as `.NAME.lock` (a folder or
+    file replaced as a whole by a rename in its parent, where a file inside would be replaced with it)."""
+    path = Path(os.path.abspath(path))
+    return path / LOCK_NAME if inside else path.parent / f".{path.name}.lock"
+
+
+def _busy(path: Path, lock: Path, flag: str) -> FolderBusy:
+    holder = ""
+    for _ in range(20):  # the holder writes its pid just after taking the lock
+        with contextlib.suppress(OSError):
+            holder = lock.read_text().strip()
+        if holder:
+            break
+        threading.Event().wait(0.01)
+    pid, _, what = holder.partition(" ")
+    who = f"another {what or 'process'} (pid {pid})" if pid.isdigit() else "another process"
+    return FolderBusy(f"{who} is writing {path}; wait for it or choose another {flag}")
+
+
+@contextlib.contextmanager
+def folder_lock(path: str | Path, what: str, inside: bool = True, flag: str = "--out",
+                wait: bool = False) -> Iterator[Path]:
+    """Hold the one-writer lock of output `path` (a folder, or with inside=False a folder or file replaced whole)
+    while the block runs. A second writer gets FolderBusy: "another <what> (pid N) is writing <path>; wait for it or
+    choose another --out" (wait=True: it waits instead). The lock is an flock on a small file that records the
+    holder's pid: the kernel drops it when the process ends, however it ends (kill -9 included), so a killed writer
+    never leaves it held; the file is removed on the way out. Re-entrant within a process. Creates `path` (inside)
+    when missing, and removes it again when it is still empty at the end."""
+    import fcntl
+
+    path = Path(path)
+    lock = lock_path(path, inside)
+    key = str(lock)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield lock
+        finally:
+            _HELD[key] -= 1
+        return
+    created = inside and not path.exists()
+    with writing(path):
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                raise _busy(path, lock, flag) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:  # the file may have been removed by the holder we waited for: lock the file that is there now
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {what}\n".encode())
+    _HELD[key] = 1
+    try:
+        yield lock
+    finally:
+        del _HELD[key]
+        with contextlib.suppress(OSError):
+            os.unlink(lock)  # before the lock goes: a waiter then finds the file gone and takes a fresh one
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty: a command refused before it wrote anything leaves no folder
+
+
+def check_unlocked(path: str | Path, inside: bool = True, flag: str = "--out") -> None:
+    """FolderBusy when another process holds folder_lock(path) (for readers that must not read half a write)."""
+    import fcntl
+
+    path = Path(path)
+    lock = lock_path(path, inside)
+    if str(lock) in _HELD:
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no writer
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(path, lock, flag) from None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Ctrl-C (SIGINT) and SIGTERM that arrive inside are raised when it ends, to the handlers the program had. For
