@@ -14,6 +14,7 @@ from dualpath import contract
 from dualpath.scenes.bank import Bank, Sprite, build_bank, canvas_px_per_cm
 from dualpath.scenes.config import SceneConfig
 from dualpath.scenes.degrade import degrade
+from dualpath.scenes.importer import MIN_OBJECT_PIXELS
 from dualpath.scenes.layout import scene_classes
 
 _SCENE_STREAM = 0x5CE  # seed-sequence tag of the per-scene random stream
@@ -141,8 +142,13 @@ def _visible_fractions(objects: list[_Placed], size: int, vis: list[np.ndarray] 
     return np.array([float(v.sum()) / max(o.full_area, 1e-6) for v, o in zip(vis, objects)], np.float32)
 
 
-def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, classes) -> list[_Placed]:
+def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank,
+                   classes) -> tuple[list[_Placed], tuple[int, ...]]:
+    """The placed objects and their classes: every class of `classes`, except one whose best try would leave it (or
+    an object under it) with fewer than MIN_OBJECT_PIXELS visible pixels in the output, which is left out unlabelled:
+    a scene never labels an object no one can see."""
     objects: list[_Placed] = []
+    placed_classes: list[int] = []
     fractions = np.zeros(0, np.float32)  # visible share of each placed object
     anchors: list[tuple[np.ndarray, float]] = []
     size = config.render_size
@@ -172,10 +178,20 @@ def _place_objects(rng: np.random.Generator, config: SceneConfig, bank: Bank, cl
             if margin >= 0.0:
                 break
         candidate, centre, scale, visible = best  # a crowded scene that never fits keeps the try that came closest
+        if best_margin < 0.0 and objects and _hides_an_object(objects + [candidate], config):
+            continue  # no try leaves every object visible: this one is not placed (nor labelled)
         objects.append(candidate)
+        placed_classes.append(int(c))
         fractions = visible if visible is not None else _visible_fractions(objects, size)
         anchors.append((centre, max(sprite.rgba.shape[:2]) * scale))
-    return objects
+    return objects, tuple(placed_classes)
+
+
+def _hides_an_object(objects: list[_Placed], config: SceneConfig) -> bool:
+    """Whether some object shows fewer than MIN_OBJECT_PIXELS pixels of its visible mask at the output size (the
+    masks a data set stores)."""
+    masks, _, _ = _masks_and_boxes(objects, config.render_size, config.image_size)
+    return bool((masks.reshape(len(objects), -1).sum(1) < MIN_OBJECT_PIXELS).any())
 
 
 def _background(rng: np.random.Generator, config: SceneConfig, bank: Bank) -> np.ndarray:
@@ -263,7 +279,7 @@ def render_scene(config: SceneConfig, seed: int, index: int) -> Scene:
     # Philox is counter-based: keyed by (seed, index) it gives independent streams and is cheap to set up per scene
     # (a SeedSequence costs more than some of the rendering).
     rng = np.random.Generator(np.random.Philox(key=[index, seed], counter=[0, 0, 0, _SCENE_STREAM]))
-    objects = _place_objects(rng, config, bank, classes)
+    objects, classes = _place_objects(rng, config, bank, classes)
     canvas = _composite(rng, config, bank, objects)
     s = config.image_size
     clean = cv2.convertScaleAbs(_to_output(canvas, s))  # rounds and saturates to uint8

@@ -9,6 +9,7 @@ The folder is built under a temporary name and renamed at the end, so a folder w
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing as mp
@@ -23,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.files import check_writable, file_sha256, process_alive, read_json, writing
+from dualpath.files import check_unlocked, check_writable, file_sha256, folder_lock, process_alive, read_json, writing
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
@@ -210,28 +211,53 @@ def generate_dataset(
     workers: int = 1,
     progress: bool = True,
     overwrite: bool = False,
+    what: str = "scene generation",
+    wait: bool = False,
 ) -> SceneDataset:
     """Generate scenes 0..n-1 of (config, seed) into `out`, or reuse it if it already holds exactly that data set.
+
+    One writer at a time (dualpath.files.folder_lock beside `out`; `what` names this writer to a second one, which
+    gets FolderBusy, or with `wait` waits and then reuses what the first one made). A symbolic link `out` is
+    followed: the data set is written where it points. --overwrite replaces only our own files in a data set folder
+    (the arrays, manifest.json, preview.png) and keeps everything else there.
 
     With workers > 1 the scenes are rendered in fresh worker processes ("spawn"), so a script that calls this needs
     the usual `if __name__ == "__main__":` guard around its entry point.
     """
-    if n < 1:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    out = Path(out)
+    out = _resolve_link(Path(out))
     wanted = identity(config, seed, n)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} exists and is not a folder; choose another --out")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            return _reuse(out, wanted)
-        _check_ours(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        if not wait:
+            check_unlocked(out, inside=False)
+            return _reuse(out, wanted)  # reading only: a set in a read-only place is still a good set
+        with contextlib.suppress(OSError):
+            with folder_lock(out, what, inside=False, wait=True):
+                pass  # the writer (if any) is done
+        return _reuse(out, wanted)
     check_writable(out, "folder")
-    with writing(out):
+    with folder_lock(out, what, inside=False, wait=wait), writing(out):
+        if out.exists() and any(out.iterdir()):  # a writer we waited for may have made it meanwhile
+            if not overwrite:
+                return _reuse(out, wanted)
+            _check_ours(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         return _generate(config, seed, n, out, wanted, workers, progress)
+
+
+def _resolve_link(out: Path) -> Path:
+    """Where a symbolic link `out` points (decided before any work: the data set is written there)."""
+    if not out.is_symlink():
+        return out
+    target = Path(os.path.realpath(out))
+    if target.exists() and not target.is_dir():
+        raise DatasetError(f"{out} is a link to {target}, which is not a folder; choose another --out")
+    return target
 
 
 def _reuse(out: Path, wanted: dict[str, Any]) -> SceneDataset:
@@ -249,7 +275,7 @@ def _reuse(out: Path, wanted: dict[str, Any]) -> SceneDataset:
 
 def _check_ours(out: Path) -> None:
     """--overwrite replaces a scenes data set (its manifest says so, or it holds only our file names), never a
-    folder of other files."""
+    folder of other files; in a data set folder it replaces only our own files (OWN_FILES) and keeps the rest."""
     try:
         ours = _read_manifest(out).get("format") == FORMAT
     except DatasetError:
@@ -260,6 +286,26 @@ def _check_ours(out: Path) -> None:
             f"--overwrite only replaces a scenes data set, and {out} is not one (no dualpath manifest.json; it holds "
             f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}): nothing was changed; choose another --out"
         )
+    blocked = sorted(name for name in OWN_FILES if (out / name).is_dir())
+    if blocked:
+        raise DatasetError(f"{out}/{blocked[0]} is a folder where the data set's file goes: nothing was changed; "
+                           "move it away or choose another --out")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished data set in `tmp` to `out`: a rename when `out` is new; into an existing folder, our own
+    files only (manifest.json removed first and written last, so the folder never looks complete half-way), and
+    every other file there is kept."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    (out / "manifest.json").unlink(missing_ok=True)
+    (out / "preview.png").unlink(missing_ok=True)  # a preview of the previous set (calibration writes one)
+    for name in sorted(OWN_FILES - {"manifest.json"}):
+        if (tmp / name).exists():
+            os.replace(tmp / name, out / name)
+    os.replace(tmp / "manifest.json", out / "manifest.json")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _generate(config: SceneConfig, seed: int, n: int, out: Path, wanted: dict[str, Any], workers: int,
@@ -290,9 +336,7 @@ def _generate(config: SceneConfig, seed: int, n: int, out: Path, wanted: dict[st
             a.flush()
         del arrays
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -325,8 +369,7 @@ def load_dataset(path: str | Path, verify: bool = True, mmap: bool = False) -> S
     manifest = _read_manifest(path)
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{path} is not a scenes data set (format {manifest.get('format')!r})")
-    if not isinstance(manifest.get("seed"), int) or not isinstance(manifest.get("config"), dict):
-        raise DatasetError(f"{path}/manifest.json has no seed or config: the folder is corrupt; generate it again")
+    check_manifest(path, manifest)
     arrays = {}
     for name in ARRAYS:
         info = _file_entry(path, manifest, name)
@@ -334,7 +377,7 @@ def load_dataset(path: str | Path, verify: bool = True, mmap: bool = False) -> S
             a = np.load(path / info["file"], mmap_mode="r" if mmap else None, allow_pickle=False)
         except (OSError, ValueError, EOFError) as e:
             raise DatasetError(f"{path}/{info['file']} cannot be read ({e}); generate the data set again") from None
-        if list(a.shape) != info["shape"] or str(a.dtype) != info["dtype"]:
+        if list(a.shape) != list(info["shape"]) or str(a.dtype) != info["dtype"]:
             raise DatasetError(
                 f"{path}/{info['file']} is {a.dtype}{list(a.shape)}, the manifest says {info['dtype']}{info['shape']}; "
                 "the folder is corrupt: generate it again"
@@ -352,3 +395,60 @@ def _file_entry(path: Path, manifest: dict[str, Any], name: str) -> dict[str, An
         raise DatasetError(f"{path}/manifest.json has no complete record of {name}.npy: the folder is corrupt; "
                            "generate it again")
     return info
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """A data set manifest against its schema (what load_dataset and generate read from it): DatasetError naming the
+    first field that is missing or of the wrong type."""
+    def bad(field: str, why: str) -> DatasetError:
+        shown = repr(value)[:60] if (value := _lookup(manifest, field)) is not _MISSING else "missing"
+        return DatasetError(f"{path}/manifest.json: {field} is {shown} ({why}); the folder is corrupt: generate it again")
+
+    for field in ("seed", "n"):
+        if not _integer(manifest.get(field)):
+            raise bad(field, "an integer belongs there")
+    if not isinstance(manifest.get("config"), dict):
+        raise bad("config", "a SceneConfig object belongs there")
+    try:
+        SceneConfig.from_dict(manifest["config"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise bad("config", f"not a SceneConfig: {e}") from None
+    n = manifest["n"]
+    for name in ARRAYS:
+        info = _file_entry(path, manifest, name)
+        where = f"files.{name}"
+        if info["file"] != f"{name}.npy":
+            raise bad(f"{where}.file", f"this array's file is {name}.npy, inside the folder")
+        shape = info["shape"]
+        if not isinstance(shape, list) or not shape or not all(_integer(d) and d >= 0 for d in shape):
+            raise bad(f"{where}.shape", "a list of sizes belongs there")
+        if shape[0] != n:
+            raise bad(f"{where}.shape", f"{shape[0]} scenes, the manifest's n is {n}")
+        dtype = str(_shapes(SceneConfig(), 1)[name][1])
+        if info["dtype"] != dtype:
+            raise bad(f"{where}.dtype", f"this array is {dtype}")
+        digest = info["sha256"]
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise bad(f"{where}.sha256", "a sha256 hex digest belongs there")
+    stats = manifest.get("statistics")
+    if not isinstance(stats, dict):
+        raise bad("statistics", "an object belongs there")
+    for key in ("class_counts", "cardinality_counts"):
+        counts = stats.get(key)
+        if not isinstance(counts, dict) or not counts or not all(_integer(v) for v in counts.values()):
+            raise bad(f"statistics.{key}", "an object of counts belongs there")
+
+
+_MISSING = object()
+
+
+def _lookup(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data

@@ -12,6 +12,7 @@ Which end of the object points up cannot be known from a mask; it is left as the
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ PHOTO_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".t
 MASK_DIR = "masks"
 MASK_SUFFIX = "_mask"
 MARGIN = 3  # transparent pixels around the tight crop
+# An object is at least this many pixels: a photo whose mask has fewer is skipped, a bank sprite with fewer opaque
+# (alpha >= 128) pixels is refused, and a scene never labels an object with fewer visible pixels (compose.py).
+MIN_OBJECT_PIXELS = 16
 WORK_SIDE = 384  # photos are segmented at most this large: the masks need no more, and grabCut cost grows with area
 BANK_FORMAT = "dualpath-object-bank/1"
 
@@ -94,6 +98,7 @@ def save_object_bank(path: str | os.PathLike, sprites: dict[int, list[np.ndarray
             raise ValueError(f"sprite keys are class indices 0..{contract.NUM_CLASSES - 1}, got {index!r}")
         for j, rgba in enumerate(items):
             _check_sprite(rgba, f"sprite {j} of class {index}")
+            _check_visible(rgba, f"sprite {j} of class {index}", "leave it out of the bank")
             arrays[f"sprite_{int(index):02d}_{j:05d}"] = np.ascontiguousarray(rgba)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,10 +125,27 @@ def load_object_bank(path: str | os.PathLike) -> dict[int, list[np.ndarray]]:
         raise ValueError(f"object bank {str(path)!r} was made for other classes than dualpath.contract's; {hint}")
     sprites: dict[int, list[np.ndarray]] = {}
     for key in sorted(k for k in arrays if k.startswith("sprite_")):
-        _, index, _ = key.split("_")
+        match = _SPRITE_KEY.fullmatch(key)
+        if match is None or int(match["index"]) >= contract.NUM_CLASSES:
+            raise ValueError(f"object bank {str(path)!r} holds {key!r}, which is not a sprite name (sprite_<class "
+                             f"0..{contract.NUM_CLASSES - 1}>_<number>, e.g. sprite_03_00000); {hint}")
         _check_sprite(arrays[key], f"{key} in {path}")
-        sprites.setdefault(int(index), []).append(arrays[key])
+        _check_visible(arrays[key], f"{key} in {path}", hint)
+        sprites.setdefault(int(match["index"]), []).append(arrays[key])
     return sprites
+
+
+_SPRITE_KEY = re.compile(r"sprite_(?P<index>\d+)_(?P<number>\d+)")
+
+
+def _check_visible(rgba: np.ndarray, what: str, hint: str) -> None:
+    """A sprite must show an object: at least MIN_OBJECT_PIXELS opaque pixels (alpha >= 128), as import_objects
+    asks of a photo's mask; a fully transparent or 1x1 sprite would make scenes label objects nobody can see."""
+    opaque = int(np.count_nonzero(rgba[..., 3] >= 128))
+    if opaque < MIN_OBJECT_PIXELS:
+        h, w = rgba.shape[:2]
+        raise ValueError(f"{what} is {w}x{h} with {opaque} opaque pixel(s) (alpha >= 128), fewer than the "
+                         f"{MIN_OBJECT_PIXELS} an object needs; {hint}")
 
 
 # --- finding files ---------------------------------------------------------------------------------------------
@@ -227,7 +249,7 @@ def _fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
 def _mask_problem(mask: np.ndarray) -> str:
     count = np.count_nonzero(mask)
     cover = float(count) / mask.size
-    if cover < 0.002 or count < 16:
+    if cover < 0.002 or count < MIN_OBJECT_PIXELS:
         return "the mask is empty"
     if cover > 0.9:
         return f"the mask covers {cover:.0%} of the photo"
