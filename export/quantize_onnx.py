@@ -90,6 +90,8 @@ def calibrate(fp32_path: Path, batches: Iterable[dict[str, np.ndarray]], method:
               shared_cache_path: Path) -> None:
     """Run the calibration data through the FP32 model; write its tensor ranges to cache_path, and the same ranges
     with each concat group widened to one range to shared_cache_path."""
+    import io
+
     import onnx
     from onnxruntime.quantization import create_calibrator
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -102,7 +104,14 @@ def calibrate(fp32_path: Path, batches: Iterable[dict[str, np.ndarray]], method:
             calibrate_method=_method(method),
             extra_options={"percentile": 99.99} if method == "percentile" else {},
         )
-        calibrator.collect_data(ort_reader(batches))
+        # Histogram methods (entropy, percentile) get one batch per collect_data call: ONNX Runtime's
+        # HistogramCalibrater stacks every call's outputs per tensor with np.asarray, which fails on batches of
+        # different sizes (the last, partial one: "inhomogeneous shape"), and keeps them all in memory until then.
+        # Its collector merges histograms across calls (and prints a line per call: kept off our log). MinMax merges
+        # exact min / max per call: one call, as before.
+        with contextlib.redirect_stdout(io.StringIO()):
+            for chunk in ([batch] for batch in batches) if method != "minmax" else [batches]:
+                calibrator.collect_data(ort_reader(chunk))
         ranges = calibrator.compute_data()
         del calibrator
     save_tensors_data(ranges, cache_path)
