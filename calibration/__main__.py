@@ -35,10 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    except KeyboardInterrupt:  # the set is written under a temporary name, removed on the way out
+        print(f"interrupted: nothing half-written was left in {args.out}; run the command again", file=sys.stderr)
+        return exitcodes.INTERRUPTED
     state = "reused" if ds.reused else "wrote"
     print(f"{state} {len(ds)} calibration scenes (seed {config.seed}) in {ds.path}")
     if args.preview > 0:
-        _preview(ds, config, args.preview)
+        try:
+            _preview(ds, config, args.preview)
+        except KeyboardInterrupt:  # the set is whole; the preview is written atomically, or not at all
+            print(f"interrupted: the calibration set in {ds.path} is whole, its preview was not written",
+                  file=sys.stderr)
+            return exitcodes.INTERRUPTED
     return exitcodes.OK
 
 

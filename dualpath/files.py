@@ -367,3 +367,21 @@ def refuse_output_over_input(outputs: dict[str, Any], inputs: dict[str, Any],
                     raise error(f"{role} {out} and {other_role} {other} are the same file; give each output its own "
                                 "path")
             seen.append((role, out))
+
+
+def inside(folder: str | Path, name: Any, what: str = "a path") -> Path:
+    """`folder / name` for a relative `name` read from a file (a manifest's file list, a report's folder): resolved,
+    links included, it must lie inside `folder` (resolved too), or ValueError names it. `what` says where the name
+    was read ("manifest.json's files"). Returns the path under `folder` as given (not resolved)."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"{what} holds {name!r}, which is not a file name inside {folder}; fix or remove that entry")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"{what} names {name!r}, which lies outside {folder}; a name there must be relative to "
+                         "it and stay inside: fix or remove that entry")
+    base = Path(folder).resolve()
+    target = (base / relative).resolve()
+    if target != base and base not in target.parents:
+        raise ValueError(f"{what} names {name!r}, which leads out of {folder} (through a link, to {target}); "
+                         "fix or remove that entry, or remove the link")
+    return Path(folder) / relative

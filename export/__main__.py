@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy control aims at this share of each budget on its validation scenes, so the "
                         "drift gate on other scenes passes with room (default 0.5)")
     p.add_argument("--drift-n", type=int, default=1000, help="held-out scenes per drift report (default 1000)")
-    p.add_argument("--severities", default="0,1,2,3", help="degradation sweep in the drift reports ('' for none)")
+    p.add_argument("--severities", default="0,1,2,3", type=severities,
+                   help="degradation sweep in the drift reports ('' for none)")
     p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
     p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
                    help="drift budget, e.g. accuracy=0.003 or macro_map=1%% (default: design.md's)")
@@ -96,7 +97,7 @@ def config_from_args(args):
         calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges,
         qdq_variants=_names(args.qdq_variants),
         accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,
-        severities=tuple(float(s) for s in args.severities.split(",") if s.strip()), sweep_n=args.sweep_n,
+        severities=args.severities, sweep_n=args.sweep_n,
         budgets=budgets_from_args(args), opset=args.opset or OPSET, exporter=args.exporter,
         data_root=args.data_root, workers=args.workers, threads=args.threads, max_batch=args.max_batch, **optional,
     )
@@ -104,6 +105,14 @@ def config_from_args(args):
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def severities(text: str) -> tuple[float, ...]:
+    """--severities: comma-separated numbers ('' for none); anything else is a usage error (exit 2)."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, 4], got {text!r}") from None
 
 
 def formats(text: str) -> tuple[str, ...]:
@@ -133,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, PermissionError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    except KeyboardInterrupt:  # the staging folder and every temporary are gone; publishing finishes or restores
+        print(f"interrupted: nothing half-written was left in {args.out} (it holds what it held before, or this "
+              "export whole if it was already published); run the command again", file=sys.stderr)
+        return exitcodes.INTERRUPTED
     return verdict(manifest, args.accuracy_control)
 
 

@@ -109,13 +109,14 @@ def run_benchmark(folder: Path, manifest: dict[str, Any], threads: int = 2, iter
     """Time every model file of the export in `folder` (`rounds` rounds over all of them, each artifact in a fresh
     process every round); write benchmark.md and benchmark.json there; return a summary for the manifest. Files the
     runtime here cannot load (a TensorRT engine without TensorRT) are listed, not timed."""
+    from dualpath.files import inside
     from runtime.backends import BackendError, available, resolve
 
     if not manifest.get("files"):  # during an export, the manifest's file list is written when it is published
         manifest = manifest | {"files": {p.name: {} for p in folder.iterdir() if p.is_file()}}
     rows, timings = [], {}
     for name in artifacts(manifest):
-        path = folder / name
+        path = inside(folder, name, f"{folder / 'manifest.json'}'s files")  # never a file outside the export
         row: dict[str, Any] = {"artifact": name, "bytes": artifact_bytes(path),
                                "precision": _precision(manifest, name), "drift": _deltas(manifest, name)}
         try:

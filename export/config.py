@@ -82,7 +82,27 @@ class ExportConfig:
                              f"{self.bench_rounds}, {self.bench_iters}")
         if not 0.0 < self.control_margin <= 1.0:
             raise ValueError(f"control_margin must be in (0, 1], got {self.control_margin}")
+        self._check_late_flags()
         if self.accuracy_control and not self.int8:
             raise ValueError("--accuracy-control needs --int8")
         if self.int8 and "tensorrt" in self.backends and "s8" not in self.qdq_variants:
             raise ValueError("the TensorRT engine is built from the s8 QDQ model: keep 's8' in qdq_variants")
+
+    def _check_late_flags(self) -> None:
+        """What the export uses only after the models are built (the drift reports, scene workers, threads, the seeds
+        of its scene sets), refused now rather than after minutes of work."""
+        from calibration.sets import ACCURACY_CONTROL_SEED
+        from runtime.drift.report import DriftConfig
+        from runtime.drift.sets import DRIFT_SEED
+
+        try:
+            DriftConfig(n=self.drift_n, severities=self.severities, sweep_n=self.sweep_n, data_root=self.data_root,
+                        workers=self.workers)
+        except ValueError as e:
+            raise ValueError(f"drift reports: {e} (--drift-n, --sweep-n, --severities, --workers)") from None
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.calib_seed in (DRIFT_SEED, ACCURACY_CONTROL_SEED):
+            raise ValueError(f"calib_seed {self.calib_seed} is the seed of the "
+                             f"{'drift' if self.calib_seed == DRIFT_SEED else 'accuracy-control'} scenes: calibrating on "
+                             f"them would grade the model on its own calibration scenes; choose another --calib-seed")

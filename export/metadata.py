@@ -42,8 +42,14 @@ def check_checkpoint_contract(ckpt: dict[str, Any], source: str) -> None:
 
 
 def model_metadata(ckpt: dict[str, Any], checkpoint_sha256: str, precision: str, **extra: Any) -> ModelMetadata:
+    from dualpath.seeds import training_ranges
+
     metrics = ckpt.get("metrics") or {}
+    train_config = ckpt.get("train_config")
+    # the scenes it was trained on: runtime.drift refuses drift scenes that overlap them (dualpath.seeds)
+    scenes = [r.to_dict() for r in training_ranges(train_config if isinstance(train_config, dict) else None)]
     return ModelMetadata.from_contract(
+        training_scenes=scenes,
         outputs=OUTPUTS,
         precision=precision,
         model_config=ckpt.get("model_config", {}),

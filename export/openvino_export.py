@@ -25,12 +25,24 @@ def convert(onnx_path: Path):
     return ov.convert_model(str(onnx_path))
 
 
+# The inference precision an FP16 IR is shipped with, per OpenVINO device (its metadata's inference_precision, which
+# runtime.backends.ov honours). x86 CPU plugins compute float models in bf16 where the CPU has AVX512_BF16 / AMX, and
+# bf16's 8-bit mantissa does not hold the drift budget (issue 19: -0.019 / -0.034 macro mAP on tiny exports), so the
+# CPU runs it in f32 (FP16 weights, decompressed); GPUs compute f16, what the artifact is for.
+FP16_INFERENCE_PRECISION = {"CPU": "f32", "GPU": "f16"}
+
+
 def save_ir(model, xml_path: Path, props: dict[str, str], compress_to_fp16: bool = False) -> None:
     """Write model.xml + model.bin atomically: both go to a temporary folder, .bin is moved first, .xml last
     (the .xml is what marks the pair complete). compress_to_fp16: OpenVINO's own FP16 weight compression (float
-    weights stored as FP16, decompressed by the plugin: FP16 compute where the device has it, e.g. GPUs, ARM)."""
+    weights stored as FP16, decompressed by the plugin: FP16 compute where the device has it, e.g. GPUs, ARM); its
+    metadata then names the inference precision per device (FP16_INFERENCE_PRECISION) unless props do."""
+    import json
+
     import openvino as ov
 
+    if compress_to_fp16 and "inference_precision" not in props:
+        props = {**props, "inference_precision": json.dumps(FP16_INFERENCE_PRECISION)}
     write_rt_info(model, props)
     xml_path = Path(xml_path)
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.stem}.tmp") as tmp:
@@ -108,3 +120,26 @@ def _weight_kind(node, depth: int = 6) -> str | None:
     if kind == "FakeQuantize" and found[0]:  # quantized in memory, before compression on save
         return "int8"
     return found[0]
+
+
+def recorded_inference_precision(xml_path: Path) -> dict | None:
+    """The inference precision per device an IR's metadata asks for ({"CPU": "f32", ...}), read back from the file;
+    None when it names none (the device's default, or f32 for an FP32 artifact: runtime.backends.ov)."""
+    import json
+
+    import openvino as ov
+
+    from runtime.backends.ov import rt_info_props
+
+    value = rt_info_props(ov.Core().read_model(str(xml_path))).get("inference_precision")
+    return json.loads(value) if value else None
+
+
+def record_inference_precisions(folder: Path, manifest: dict) -> None:
+    """Each OpenVINO IR's recipe in `manifest` names the inference precision its metadata asks for, read back from
+    the file in `folder` (the FP16 IR's: FP16_INFERENCE_PRECISION), which the runtime and the drift reports use."""
+    for name, recipe in manifest.get("recipes", {}).items():
+        if name.endswith(".xml") and (Path(folder) / name).is_file():
+            asked = recorded_inference_precision(Path(folder) / name)
+            if asked:
+                recipe["inference_precision"] = asked

@@ -45,12 +45,25 @@ def load_checked_checkpoint(path: Path):
 
 
 def check_seeds(ckpt: dict, config: ExportConfig) -> None:
+    """No scene this export calibrates, tunes or measures on is one the checkpoint was trained on (its data set,
+    extra scenes and backbone pretraining stream, whatever their seeds; dualpath.seeds): ValueError otherwise."""
+    from calibration import ACCURACY_CONTROL_SEED
+    from dualpath.seeds import SceneRange, check_disjoint, training_ranges
     from runtime.drift.sets import DRIFT_SEED
 
-    data_seed = (ckpt.get("train_config") or {}).get("data_seed")
-    if data_seed in (config.calib_seed, DRIFT_SEED):
-        raise ValueError(f"the checkpoint was trained on scenes of seed {data_seed}, which calibration / drift sets "
-                         "use; choose another --calib-seed (drift sets use runtime.drift.DRIFT_SEED)")
+    train_config = ckpt.get("train_config")
+    used = training_ranges(train_config if isinstance(train_config, dict) else None)
+    wanted = [SceneRange(DRIFT_SEED, 0, config.parity_n, role="parity scenes")]
+    if config.int8:
+        wanted.append(SceneRange(config.calib_seed, 0, config.calib_n, role="calibration scenes (--calib-seed)"))
+    if config.accuracy_control:
+        wanted.append(SceneRange(ACCURACY_CONTROL_SEED, 0, min(config.drift_n, 500), role="accuracy-control scenes"))
+    if any(a.reference for a in config.artifacts.values()):
+        n = max(config.drift_n, config.sweep_n if config.severities else 0)
+        wanted.append(SceneRange(DRIFT_SEED, 0, n, role="drift scenes"))
+    check_disjoint(used, wanted, str(config.checkpoint),
+                   fix=f"train on a data set of another seed (calibration uses {config.calib_seed}, accuracy control "
+                       f"{ACCURACY_CONTROL_SEED}, drift {DRIFT_SEED}), or pass another --calib-seed")
 
 
 def export_fp32_onnx(model, ckpt: dict, sha: str, config: ExportConfig, log: Callable[[str], None]) -> dict:
@@ -361,7 +374,7 @@ def drift_pairs(config: ExportConfig) -> dict[str, str]:
 def read_baseline(path: Path, names: list[str] | None = None) -> dict[str, dict]:
     """A previous export (its folder or manifest.json) -> {artifact: its drift.json}, read before anything is
     replaced (the baseline may be the folder being exported into)."""
-    from dualpath.files import read_json
+    from dualpath.files import inside, read_json
 
     manifest_path = path / "manifest.json" if path.is_dir() else path
     manifest = read_json(manifest_path, ValueError, missing=f"no export manifest at {manifest_path}; --baseline takes "
@@ -369,10 +382,15 @@ def read_baseline(path: Path, names: list[str] | None = None) -> dict[str, dict]
                          corrupt=f"{manifest_path} is not valid JSON ({{error}})")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("drift"), dict) or not manifest["drift"]:
         raise ValueError(f"{manifest_path} holds no drift reports; --baseline needs an export made with --int8 or --fp16")
-    return {name: read_json(manifest_path.parent / r["report"] / "drift.json", ValueError,
-                            missing=f"the baseline's drift report {r['report']}/drift.json is missing; export it again",
-                            corrupt=f"the baseline's {r['report']}/drift.json is corrupt ({{error}})")
-            for name, r in manifest["drift"].items()}
+    reports = {}
+    for name, r in manifest["drift"].items():
+        report = r.get("report") if isinstance(r, dict) else None
+        what = f"{manifest_path}'s drift report of {name}"
+        inside(manifest_path.parent, report, what)  # a relative folder name, then its drift.json, links resolved
+        reports[name] = read_json(inside(manifest_path.parent, f"{report}/drift.json", what), ValueError,
+                                  missing=f"the baseline's drift report {report}/drift.json is missing; export it again",
+                                  corrupt=f"the baseline's {report}/drift.json is corrupt ({{error}})", expect=dict)
+    return reports
 
 
 def drift_config(config: ExportConfig):
@@ -429,10 +447,12 @@ def summary_table(drift: dict[str, Any]) -> str:
 def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole export; returns the manifest (also written to out/manifest.json). Built in a staging folder inside
     config.out and published when complete; the previous export's files (and only those) are replaced."""
-    from export.folder import previous_files, publish, staging
+    from export.folder import check_publishable, planned_names, previous_files, publish, staging
+    from export.openvino_export import record_inference_precisions
 
     ensure_writable_folder(config.out)
     previous = previous_files(config.out)
+    check_publishable(config.out, planned_names(config), previous)  # drift/ a file, a link elsewhere, a mount...
     baseline = read_baseline(config.baseline) if config.baseline else None
     if baseline:
         check_baseline_scenes(baseline, config)
@@ -441,6 +461,7 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict
     with staging(config.out) as stage:
         staged_log = lambda line: log(line.replace(str(stage), str(config.out)))  # noqa: E731
         manifest = build_all(dataclasses.replace(config, out=stage), model, ckpt, baseline, staged_log)
+        record_inference_precisions(stage, manifest)  # the OpenVINO IRs' (FP16: f32 on CPUs), in their recipes
         publish(stage, config.out, previous, manifest)
     log(f"manifest: {config.out / 'manifest.json'}")
     return manifest

@@ -24,7 +24,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.files import check_unlocked, check_writable, file_sha256, folder_lock, process_alive, read_json, writing
+from dualpath.files import (check_unlocked, check_writable, file_sha256, folder_lock, inside, process_alive, read_json,
+                            writing)
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
@@ -394,6 +395,10 @@ def _file_entry(path: Path, manifest: dict[str, Any], name: str) -> dict[str, An
     if not isinstance(info, dict) or not {"file", "shape", "dtype", "sha256"} <= set(info):
         raise DatasetError(f"{path}/manifest.json has no complete record of {name}.npy: the folder is corrupt; "
                            "generate it again")
+    try:  # a name read from the manifest: inside the folder, links included (dualpath.files.inside)
+        inside(path, info["file"], f"{path}/manifest.json's {name} file")
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     return info
 
 

@@ -18,10 +18,12 @@ class OpenVinoBackend(Backend):
                  hint: str = "LATENCY", static_batch: bool = True, precision: str = "auto") -> None:
         """device: an OpenVINO device name ("CPU", "GPU", "AUTO"); hint: "LATENCY" | "THROUGHPUT".
 
-        precision: the plugin's inference precision. "auto" runs an FP32 artifact in f32 (OpenVINO's CPU plugin
-        otherwise runs it in bf16 on CPUs with AVX-512 BF16 or AMX, measured on this project's dev box, and GPUs in
-        f16) and every other artifact at the device's default; "f32" | "bf16" | "f16" ask for one, "default"
-        leaves it to the device. `inference_precision` says what the compiled model uses.
+        precision: the plugin's inference precision. "auto" runs an artifact at the precision its metadata asks
+        for on this device (inference_precision: {"CPU": "f32", "GPU": "f16"} for the FP16 IR, whose drift budget
+        bf16 does not hold), an FP32 artifact in f32 (OpenVINO's CPU plugin otherwise runs it in bf16 on CPUs with
+        AVX-512 BF16 or AMX, measured on this project's dev box, and GPUs in f16) and every other artifact at the
+        device's default; "f32" | "bf16" | "f16" ask for one, "default" leaves it to the device.
+        `inference_precision` says what the compiled model uses.
 
         static_batch: compile the model once per batch size seen, with that batch size fixed (up to
         MAX_STATIC_BATCHES sizes, then the dynamic-batch model). OpenVINO's CPU plugin runs a static shape
@@ -43,7 +45,8 @@ class OpenVinoBackend(Backend):
         self._config = {"PERFORMANCE_HINT": hint.upper()}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
-        asked = inference_precision(precision, self.metadata.extra.get("precision"), self._device)
+        asked = inference_precision(precision, self.metadata.extra.get("precision"), self._device,
+                                    self.metadata.extra.get("inference_precision"))
         if asked:
             self._config["INFERENCE_PRECISION_HINT"] = asked
         shape = self._model.inputs[0].get_partial_shape()
@@ -95,13 +98,17 @@ def _dims(port) -> tuple:
 PRECISIONS = ("auto", "default", "f32", "bf16", "f16")
 
 
-def inference_precision(asked: str, artifact_precision: str | None, device: str) -> str | None:
-    """The INFERENCE_PRECISION_HINT to compile with (None: the device's default); see OpenVinoBackend."""
+def inference_precision(asked: str, artifact_precision: str | None, device: str,
+                        recorded: object = None) -> str | None:
+    """The INFERENCE_PRECISION_HINT to compile with (None: the device's default); see OpenVinoBackend. `recorded`:
+    the artifact's metadata inference_precision ({device: precision}), what its export measured holds the budget."""
     if asked not in PRECISIONS:
         raise BackendError(f"unknown OpenVINO precision {asked!r}; choose one of {', '.join(PRECISIONS)}")
     if asked == "default" or device not in ("CPU", "GPU"):  # AUTO / MULTI take no such property
         return None
     if asked == "auto":
+        if isinstance(recorded, dict) and recorded.get(device) in PRECISIONS[2:]:
+            return recorded[device]
         return "f32" if artifact_precision == "fp32" else None
     return asked
 

@@ -32,6 +32,12 @@ class DriftConfig:
     plots: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("n", "sweep_n", "batch_size", "workers", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.n < 20 or self.sweep_n < 20:
             raise ValueError(f"n and sweep_n must be >= 20 scenes for metrics to mean anything, got {self.n}, {self.sweep_n}")
         if self.batch_size < 1:
@@ -59,6 +65,27 @@ def check_same_contract(reference, candidate) -> None:
                              f"({_short(a)} vs {_short(b)}); compare artifacts of the same export")
 
 
+def check_unseen(reference, candidate, config: DriftConfig) -> None:
+    """The drift scenes must not be scenes the model was trained on: the artifacts' metadata names the training
+    scenes (training_scenes, written by python -m export; older artifacts say nothing, and are not checked).
+    ValueError naming the artifact and both scene ranges otherwise."""
+    from dualpath.seeds import SceneRange, check_disjoint
+
+    n = max(config.n, config.sweep_n if config.severities else 0)
+    wanted = [SceneRange(config.seed, 0, n, role=f"drift scenes (seed {config.seed})")]
+    for backend in (reference, candidate):
+        raw = backend.metadata.extra.get("training_scenes")
+        if raw is None:
+            continue
+        try:
+            if not isinstance(raw, list):
+                raise ValueError(f"not a list: {raw!r}")
+            used = [SceneRange.from_dict(r) for r in raw]
+        except ValueError as e:
+            raise ValueError(f"{backend.path}: its metadata's training_scenes is corrupt ({e}); export it again") from None
+        check_disjoint(used, wanted, str(backend.path), fix="choose another --seed for the drift scenes")
+
+
 def _short(value) -> str:
     if isinstance(value, (list, tuple)) and len(value) > 4:
         return "[" + ", ".join(map(str, value[:3])) + f", ... ({len(value)})]"
@@ -78,6 +105,7 @@ def drift_report(reference, candidate, out: str | Path, config: DriftConfig = Dr
     """Compare two loaded backends; write drift.json, drift.md and plots into `out`; return the result."""
     budgets = DEFAULT_BUDGETS if budgets is None else budgets
     check_same_contract(reference, candidate)
+    check_unseen(reference, candidate, config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result, ds, ref, cand = evaluate(reference, candidate, config, config.severity, config.n)
