@@ -30,7 +30,10 @@ exit codes:
      after --retries reopen attempts, a video stopped decoding for --max-bad-frames frames in a row, or inference
      failed
   2  bad input or environment (one line says what to do): a bad command line; a model, source or output that
-     cannot be used, at the start or when writing (a full disk); a source that gave no usable frame at all
+     cannot be used, at the start or when writing (a full disk); an output that is also a file the run reads (the
+     model, its .bin / sidecar, the source); a source that gave no usable frame at all, or that did not answer
+     within --timeout
+  A run that fails (1 or 2) leaves existing --jsonl / --save / --benchmark-json files as they were.
 
 examples:
   python -m runtime --model model_int8.xml --source /dev/video0 --top 3 --smooth 0.3
@@ -68,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--retries", type=int, default=3,
                      help="reopen a live source this many times when it stops delivering (default 3)")
     src.add_argument("--loop", action="store_true", help="start video files and images again at their end")
+    src.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="how long a camera or stream (rtsp://, http://) may take to open and give a frame, at the "
+                     "start and at each reopen (default 10); 'connecting to ...' is printed meanwhile")
     src.add_argument("--max-bad-frames", type=int, default=50, metavar="N",
                      help="end the run after N undecodable or unusable frames in a row (default 50; fewer are "
                      "skipped and counted in the summary and the JSON lines)")
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             jsonl=args.jsonl, save=args.save, max_frames=args.max_frames, threshold=args.threshold, top=args.top,
             smooth=args.smooth, retries=args.retries, loop=args.loop, benchmark=args.benchmark,
             benchmark_json=args.benchmark_json, warmup=args.warmup, threads=args.threads,
-            max_bad_frames=args.max_bad_frames,
+            max_bad_frames=args.max_bad_frames, timeout=args.timeout,
         )
     except ValueError as e:
         parser.print_usage(sys.stderr)
@@ -135,15 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     print(summary.line())
-    if summary.exit_code != exitcodes.OK:
-        print(f"error: {summary.end_reason}", file=sys.stderr)
+    if summary.exit_code != exitcodes.OK:  # a failed run replaces no output: --benchmark-json is not written either
+        kept = f"; --benchmark-json {config.benchmark_json} not written" if config.benchmark_json else ""
+        print(f"error: {summary.end_reason}{kept}", file=sys.stderr)
     if config.benchmark:
         print(summary.report.line())
-    if config.benchmark_json:
+    if config.benchmark_json and summary.exit_code == exitcodes.OK:
         try:
             summary.report.write_json(config.benchmark_json)
         except OSError as e:
-            print(f"error: cannot write --benchmark-json {config.benchmark_json}: {e.strerror}", file=sys.stderr)
+            print(f"error: cannot write --benchmark-json {config.benchmark_json}: {e.strerror or e}", file=sys.stderr)
             return exitcodes.BAD_INPUT
     return summary.exit_code
 

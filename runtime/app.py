@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from runtime.bench import STAGES, BenchmarkReport, LatencyRecorder, peak_rss_mib
 from runtime.overlay import Window, overlay_size, render_overlay
 from runtime.preprocess import FrameError, Preprocessor, to_bgr
 from runtime.smoothing import ScoreSmoother
-from runtime.sources import FrameSource, open_source
+from runtime.sources import OPEN_TIMEOUT_S, FrameSource, SourceError, open_source, source_files
 
 log = logging.getLogger("runtime")
 
@@ -58,6 +59,7 @@ class RunConfig:
     warmup: int | None = None  # frames run before timing starts; None: 20 with --benchmark, else 0
     threads: int | None = None  # CPU inference threads (ONNX Runtime / OpenVINO); None: the backend's choice
     max_bad_frames: int = MAX_BAD_FRAMES_IN_A_ROW  # undecodable or unusable frames in a row that end the run
+    timeout: float = OPEN_TIMEOUT_S  # seconds a live source may take to open / give a frame (each (re)open)
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and self.max_frames < 1:
@@ -78,6 +80,8 @@ class RunConfig:
             raise ValueError(f"--warmup must be >= 0 frames, got {self.warmup}")
         if self.max_bad_frames < 1:
             raise ValueError(f"--max-bad-frames must be >= 1, got {self.max_bad_frames}")
+        if not 0 < self.timeout < float("inf"):  # NaN fails too
+            raise ValueError(f"--timeout is seconds > 0, got {self.timeout}")
         if self.max_frames is not None and self.benchmark and self.warmup >= self.max_frames:
             raise ValueError(f"--max-frames ({self.max_frames}) must exceed --warmup ({self.warmup}) to time anything")
         if self.save and Path(self.save).suffix.lower() not in VIDEO_CODECS:
@@ -116,50 +120,129 @@ def open_backend(config: RunConfig):
 # ------------------------------------------------------------------------------------------------ outputs
 
 
-def _check_output(path: str, flag: str) -> None:
-    from dualpath.files import check_writable
+OUTPUT_FLAGS = {"jsonl": "--jsonl", "save": "--save", "benchmark_json": "--benchmark-json"}
 
+
+def check_outputs(config: RunConfig) -> None:
+    """Before anything is opened: every output can be written, and none is a file the run reads (the model, its
+    weights or sidecar, the source video / image / any image of the source folder) or another output. RunError."""
+    from dualpath.files import check_writable, refuse_output_over_input
+    from runtime.backends import model_files
+
+    outputs = {flag: getattr(config, name) for name, flag in OUTPUT_FLAGS.items() if getattr(config, name)}
+    if not outputs:
+        return
     try:
-        check_writable(path, "file", flag)
+        for flag, path in outputs.items():
+            if not (Path(path).is_char_device() or Path(path).is_fifo()):  # /dev/full, a pipe: written as they are
+                check_writable(path, "file", flag)
+        try:
+            read = source_files(config.source)
+        except (SourceError, OSError):  # the source's own error comes when it is opened
+            read = []
+        refuse_output_over_input(outputs, {"--model": model_files(config.model), "--source": read}, error=RunError)
     except OSError as e:
         raise RunError(str(e)) from None
 
 
+class OutputFile:
+    """Where one output of a run is written, so that a run that fails leaves an existing output as it was.
+
+    The file is opened at the first usable frame, never before (a run that gets no usable frame creates nothing).
+    A path that holds no file yet is then written directly: a long live run's --jsonl can be read (tail -f) while it
+    runs, as before. A path that holds a regular file is written under a temporary name beside it (.NAME.tmpPID.EXT,
+    named on stderr at the start so it can be followed) and renamed over the old file only when the run ends well
+    (exit 0: the source ended, --max-frames, q / Esc, Ctrl-C / SIGTERM); when it fails (exit 1 or 2) the old file
+    stays as it was and what this run wrote is kept beside it as NAME.partial.EXT (or removed when nothing was
+    written). We chose this over always writing a temporary: a new file then keeps the streaming it had, and the
+    only cost, for a file being replaced, is following the temporary instead. Devices and FIFOs (/dev/stdout, a pipe)
+    are written directly."""
+
+    def __init__(self, path: str | Path, flag: str) -> None:
+        self.path, self.flag = Path(path), flag
+        self.replaces = self.path.is_file()
+        self.writing = self.path
+        if self.replaces:
+            from dualpath.files import _remove_stale_temporaries  # those of killed runs
+
+            _remove_stale_temporaries(self.path)
+            self.writing = self.path.with_name(f".{self.path.stem}.tmp{os.getpid()}{self.path.suffix}")
+        self.opened = False
+
+    @property
+    def partial(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
+
+    def finish(self, ok: bool) -> str:
+        """Put the output in place (ok) or leave the old one (not ok); returns a note for the summary ("" if none)."""
+        if not self.replaces or not self.opened:
+            return ""
+        if ok:
+            os.replace(self.writing, self.path)
+            return ""
+        if self.writing.exists() and self.writing.stat().st_size > 0:
+            os.replace(self.writing, self.partial)
+            return f"{self.flag} {self.path} was left as it was (this run's output: {self.partial})"
+        self.writing.unlink(missing_ok=True)
+        return f"{self.flag} {self.path} was left as it was"
+
+    def discard(self) -> None:
+        """After an exception: the temporary goes, the old file stays."""
+        if self.replaces:
+            self.writing.unlink(missing_ok=True)
+
+
 class JsonlSink:
     def __init__(self, path: str) -> None:
-        try:
-            self._file = open(path, "w", buffering=1 << 16)
-        except OSError as e:
-            raise RunError(f"cannot write --jsonl {path}: {e.strerror}") from None
+        self.target = OutputFile(path, "--jsonl")
+        self._file = None
 
     def write(self, record: dict) -> None:
+        if self._file is None:
+            try:
+                self._file = open(self.target.writing, "w", buffering=1 << 16)
+            except OSError as e:
+                raise RunError(f"cannot write --jsonl {self.target.path}: {e.strerror}") from None
+            self.target.opened = True
         try:
             self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
         except OSError as e:  # a full disk, mid-run
             raise self._error(e) from None
 
     def close(self) -> None:
+        if self._file is None:
+            return
         try:
             self._file.close()
         except OSError as e:  # the last buffer, on a full disk
             raise self._error(e) from None
 
     def _error(self, e: OSError) -> RunError:
-        return RunError(f"cannot write --jsonl {self._file.name}: {e.strerror}; free space or write it elsewhere")
+        return RunError(f"cannot write --jsonl {self.target.path}: {e.strerror}; free space or write it elsewhere")
 
 
 class VideoSink:
+    """The overlay video, opened at the first frame written (see OutputFile)."""
+
     def __init__(self, path: str, fps: float | None) -> None:
-        codec = VIDEO_CODECS[Path(path).suffix.lower()]
-        self._writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), fps or 30.0, overlay_size())
-        if not self._writer.isOpened():
-            raise RunError(f"cannot write the video {path} with codec {codec}: check the folder exists and is writable")
+        self.target = OutputFile(path, "--save")
+        self._fps = fps or 30.0
+        self._codec = VIDEO_CODECS[Path(path).suffix.lower()]
+        self._writer = None
 
     def write(self, canvas: np.ndarray) -> None:
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(str(self.target.writing), cv2.VideoWriter_fourcc(*self._codec), self._fps,
+                                           overlay_size())
+            if not self._writer.isOpened():
+                raise RunError(f"cannot write the video {self.target.path} with codec {self._codec}: check the folder "
+                               "exists and is writable")
+            self.target.opened = True
         self._writer.write(canvas)
 
     def close(self) -> None:
-        self._writer.release()
+        if self._writer is not None:
+            self._writer.release()
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -228,8 +311,10 @@ class _Loop:
             self.video.write(canvas)
         return self.window.show(canvas) if self.window else True
 
-    def close(self) -> None:
-        """Closes every sink, then raises the first RunError (a JSON lines file whose last buffer did not fit)."""
+    def close(self, ok: bool | None) -> list[str]:
+        """Closes every sink, then puts the files in place (ok: the run ended well), leaves the old ones (ok False:
+        the run failed) or only removes the temporaries (None: an exception is on its way). Returns notes for the
+        summary; raises the first RunError (a JSON lines file whose last buffer did not fit)."""
         error = None
         for sink in (self.jsonl, self.video, self.window):
             try:
@@ -237,8 +322,26 @@ class _Loop:
                     sink.close()
             except RunError as e:
                 error = error or e
+        notes = []
+        for sink in (self.jsonl, self.video):
+            if sink is None:
+                continue
+            try:
+                if ok is None or error is not None:
+                    sink.target.discard()
+                else:
+                    notes.append(sink.target.finish(ok))
+            except OSError as e:
+                error = error or RunError(f"cannot put {sink.target.flag} {sink.target.path} in place: {e.strerror}")
         if error is not None:
             raise error
+        return [n for n in notes if n]
+
+    def announce(self) -> None:
+        for sink in (self.jsonl, self.video):
+            if sink is not None and sink.target.replaces:
+                log.warning("%s %s exists: this run writes %s, which replaces it when the run ends well",
+                            sink.target.flag, sink.target.path, sink.target.writing.name)
 
 
 def run(
@@ -254,24 +357,32 @@ def run(
     Raises RunError / SourceError / BackendError / DisplayError before the first frame (the model, source or an output
     cannot be used), and RunError when an output cannot be written later (a full disk)."""
     owned = []
-    if config.benchmark_json:  # found out before the run, not after it
-        _check_output(config.benchmark_json, "--benchmark-json")
+    check_outputs(config)  # found out before the run, not after it
     try:
         if backend is None:
             backend = open_backend(config)
             owned.append(backend)
         if source is None:
             source = open_source(config.source, loop=config.loop, retries=config.retries, backoff_s=config.backoff_s,
-                                 max_failures=config.max_bad_frames)
+                                 max_failures=config.max_bad_frames, timeout_s=config.timeout)
             owned.append(source)
         if window is None and not config.headless and not config.benchmark:
             window = Window(f"dualpath - {Path(config.model).name}")
             owned.append(window)
         loop = _Loop(config, backend, source, window)
+        loop.announce()
         try:
-            return _run_loop(loop, should_stop, clock)
-        finally:
-            loop.close()
+            summary = _run_loop(loop, should_stop, clock)
+        except BaseException:
+            try:
+                loop.close(None)
+            except RunError:
+                pass  # the exception on its way says more
+            raise
+        notes = loop.close(summary.exit_code == exitcodes.OK)
+        if notes:
+            summary.end_reason += "; " + "; ".join(notes)
+        return summary
     finally:
         for thing in owned:
             thing.close()

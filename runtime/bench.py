@@ -101,4 +101,6 @@ class BenchmarkReport:
         return " | ".join(parts)
 
     def write_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from dualpath.files import write_text
+
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")  # atomically: a whole report or the old one

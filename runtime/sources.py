@@ -17,6 +17,8 @@ undecodable frames in a row (`broken`).
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ LIVE_KINDS = frozenset({"csi", "camera", "stream", "gstreamer"})
 SOURCE_FORMS = "csi://N, /dev/videoN or N, rtsp://..., a GStreamer pipeline, a video file, an image or a folder of images"
 
 CSI_DEFAULTS = {"width": 1280, "height": 720, "fps": 30, "flip": 0}
+OPEN_TIMEOUT_S = 10.0  # default --timeout: seconds a live source may take to open and give its first frame
 
 
 class SourceError(RuntimeError):
@@ -116,6 +119,22 @@ def parse_source(uri: str) -> SourceSpec:
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return SourceSpec("image", str(path))
     return SourceSpec("video", str(path))
+
+
+def source_files(spec: SourceSpec | str) -> list[Path]:
+    """The files a source reads (a video, an image, every image of a folder, a camera's device file), for the check
+    that no output is written over one of them; nothing for streams."""
+    if isinstance(spec, str):
+        spec = parse_source(spec)
+    if spec.kind in ("video", "image") or (spec.kind == "camera" and isinstance(spec.target, str)):
+        return [Path(spec.target)]
+    if spec.kind == "folder":
+        return _folder_images(Path(spec.target))
+    return []
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 def csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30, flip: int = 0) -> str:
@@ -316,11 +335,34 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def _video_capture(target: str | int, api: int, failure: str) -> Callable[[], Capture]:
+def _video_capture(target: str | int, api: int, failure: str, timeout_s: float | None = None,
+                   description: str = "") -> Callable[[], Capture]:
+    """An opener of cv2.VideoCapture(target, api). With `timeout_s` (live sources) it says "connecting to ..." on
+    stderr, gives FFmpeg its open / read timeouts (so a stream that never answers, or answers and sends nothing, fails
+    after timeout_s instead of FFmpeg's own 30 s) and opens in a watchdog thread, for the backends that take no
+    timeout (V4L2, GStreamer): past the timeout the open is given up (the thread is left to finish on its own, and
+    what it opens is released) with a SourceError naming --timeout."""
+
+    def plain() -> Capture:
+        if timeout_s is not None and api == cv2.CAP_FFMPEG:
+            ms = max(1, int(timeout_s * 1000))
+            return cv2.VideoCapture(target, api, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        return cv2.VideoCapture(target, api)
+
     def opener() -> Capture:
-        cap = cv2.VideoCapture(target, api)
+        if timeout_s is None:
+            cap = plain()
+        else:
+            print(f"connecting to {description or target} (--timeout {timeout_s:g} s) ...", file=sys.stderr, flush=True)
+            cap = _within(plain, timeout_s + (2.0 if api == cv2.CAP_FFMPEG else 0.0))  # FFmpeg stops itself first
+            if cap is None:
+                raise SourceError(f"{description or target} did not answer within {timeout_s:g} s (--timeout): "
+                                  f"{failure.partition(': ')[2] or 'check it'}, or give it more --timeout")
         if not cap.isOpened():
             cap.release()
+            if timeout_s is not None and api == cv2.CAP_FFMPEG:
+                failure_text = f"{failure} (no answer within --timeout {timeout_s:g} s, or refused)"
+                raise SourceError(failure_text)
             raise SourceError(failure)
         if api != cv2.CAP_GSTREAMER:  # live streams: keep the queue short so frames are recent
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
@@ -329,7 +371,40 @@ def _video_capture(target: str | int, api: int, failure: str) -> Callable[[], Ca
     return opener
 
 
-def _capture_opener(spec: SourceSpec, build_info: str) -> tuple[Callable[[], Capture], str]:
+def _within(open_capture: Callable[[], Capture], seconds: float) -> Capture | None:
+    """open_capture() in a daemon thread; None when it has not returned within `seconds` (cv2 releases the GIL while
+    it opens, so the wait is real). A capture the thread opens after that is released."""
+    done = threading.Event()
+    box: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            cap = open_capture()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+            cap = None
+        with lock:
+            if done.is_set():  # given up on: nobody will release it
+                if cap is not None:
+                    cap.release()
+                return
+            box["cap"] = cap
+            done.set()
+
+    threading.Thread(target=work, name="open-source", daemon=True).start()
+    finished = done.wait(seconds)
+    with lock:
+        if not finished and not done.is_set():
+            done.set()  # tells the thread it was given up on
+            return None
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["cap"]  # type: ignore[return-value]
+
+
+def _capture_opener(spec: SourceSpec, build_info: str,
+                    timeout_s: float | None = OPEN_TIMEOUT_S) -> tuple[Callable[[], Capture], str]:
     if spec.kind in ("csi", "gstreamer"):
         if not gstreamer_available(build_info):
             raise SourceError(gstreamer_missing_message(spec.kind))
@@ -338,17 +413,18 @@ def _capture_opener(spec: SourceSpec, build_info: str) -> tuple[Callable[[], Cap
             f"GStreamer could not start {pipeline!r}; on a Jetson check the camera with "
             "`gst-launch-1.0 nvarguscamerasrc num-buffers=30 ! fakesink` and `sudo systemctl restart nvargus-daemon`"
         )
-        return _video_capture(pipeline, cv2.CAP_GSTREAMER, failure), f"csi://{spec.target}" if spec.kind == "csi" else "gstreamer"
+        description = f"csi://{spec.target}" if spec.kind == "csi" else "gstreamer"
+        return _video_capture(pipeline, cv2.CAP_GSTREAMER, failure, timeout_s, description), description
     if spec.kind == "camera":
         api = cv2.CAP_V4L2 if isinstance(spec.target, str) else cv2.CAP_ANY
         failure = (
             f"cannot open camera {spec.target}: is it connected and not used by another program? "
             "(`v4l2-ctl --list-devices` lists the cameras)"
         )
-        return _video_capture(spec.target, api, failure), f"camera {spec.target}"
+        return _video_capture(spec.target, api, failure, timeout_s, f"camera {spec.target}"), f"camera {spec.target}"
     if spec.kind == "stream":
         failure = f"cannot open stream {spec.target}: check the URL, the network and any credentials"
-        return _video_capture(spec.target, cv2.CAP_FFMPEG, failure), str(spec.target)
+        return _video_capture(spec.target, cv2.CAP_FFMPEG, failure, timeout_s, str(spec.target)), str(spec.target)
     failure = f"cannot open video {spec.target}: corrupt, or not a format / codec this OpenCV's FFmpeg reads"
     return _video_capture(spec.target, cv2.CAP_ANY, failure), str(spec.target)
 
@@ -361,18 +437,22 @@ def open_source(
     backoff_s: float = 0.25,
     build_info: str | None = None,
     max_failures: int = 50,
+    timeout_s: float = OPEN_TIMEOUT_S,
 ) -> FrameSource:
-    """Open what a SourceSpec (or a source string) names. Raises SourceError with what to check."""
+    """Open what a SourceSpec (or a source string) names. Raises SourceError with what to check. `timeout_s`: how long
+    a live source (camera, stream, GStreamer) may take to open, and a stream to give a frame, each time it is opened."""
+    if not timeout_s > 0:
+        raise ValueError(f"the timeout must be > 0 seconds, got {timeout_s}")
     if isinstance(spec, str):
         spec = parse_source(spec)
     if spec.kind == "image":
         return ImageFilesSource([Path(spec.target)], str(spec.target), loop=loop)
     if spec.kind == "folder":
         folder = Path(spec.target)
-        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        return ImageFilesSource(paths, f"folder {folder}", loop=loop)
+        return ImageFilesSource(_folder_images(folder), f"folder {folder}", loop=loop)
     if loop and spec.live:
         log.warning("--loop applies to files; ignored for the live source %s", spec.target)
-    opener, description = _capture_opener(spec, cv2.getBuildInformation() if build_info is None else build_info)
+    opener, description = _capture_opener(spec, cv2.getBuildInformation() if build_info is None else build_info,
+                                          timeout_s if spec.live else None)
     return CaptureSource(opener, description, live=spec.live, loop=loop and not spec.live, retries=retries,
                          backoff_s=backoff_s, max_failures=max_failures)

@@ -32,7 +32,8 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     ".plan": ("tensorrt",),
 }
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "MetadataError", "ModelMetadata", "available", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "MetadataError", "ModelMetadata", "available", "load_backend",
+           "model_files"]
 
 
 def available(name: str) -> bool:
@@ -65,6 +66,19 @@ def resolve(path: Path, backend: str = "auto") -> str:
 
 def _suffixes_of(backend: str) -> str:
     return ", ".join(s for s, names in SUFFIXES.items() if backend in names)
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """Every file loading `path` reads: the model, an OpenVINO IR's weights (.bin), a TensorRT engine's sidecar
+    (model.engine.json, or model.json for hand-built engines). For the check that no output is written over one."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    files = [path]
+    if suffix == ".xml":
+        files.append(path.with_suffix(".bin"))
+    elif suffix in SUFFIXES and "tensorrt" in SUFFIXES[suffix]:
+        files += [path.with_name(path.name + ".json"), path.with_suffix(".json")]
+    return files
 
 
 def load_backend(path: str | Path, backend: str = "auto", **options: Any) -> Backend:

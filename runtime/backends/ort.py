@@ -17,6 +17,9 @@ class OrtBackend(Backend):
         """threads: intra-op threads (None: ONNX Runtime's choice). providers override device ("auto" | "cpu" |
         "cuda"); "auto" takes the best provider this onnxruntime build has (CUDA where present, else the CPU)."""
         super().__init__(path)
+        from dualpath.telemetry import telemetry_off
+
+        telemetry_off()  # ORT_DISABLE_TELEMETRY=1 before onnxruntime is imported, else it looks up a Microsoft host
         import onnxruntime as ort
 
         options = ort.SessionOptions()
