@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = CalibrationConfig(n=args.n, seed=args.seed)
         ds = build_calibration_set(config, args.out, workers=args.workers, progress=sys.stderr.isatty(),
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, wait=False)  # a second calibration into it: exit 2
     except (ValueError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT

@@ -42,11 +42,13 @@ class CalibrationConfig:
 
 
 def build_calibration_set(config: CalibrationConfig, out: str | Path, workers: int = 1,
-                          progress: bool = False, overwrite: bool = False) -> SceneDataset:
+                          progress: bool = False, overwrite: bool = False, wait: bool = True) -> SceneDataset:
     """The scenes of `config` in folder `out`, generated once and reused (checked against the manifest) after;
-    overwrite replaces a different scenes data set there (never a folder of other files)."""
+    overwrite replaces a different scenes data set there (never a folder of other files). One writer at a time:
+    with `wait` (a cache, as the export uses it) a second one waits and then reuses the set; without it (python -m
+    calibration) it gets FolderBusy, exit 2."""
     return generate_dataset(config.scenes, seed=config.seed, n=config.n, out=out, workers=workers, progress=progress,
-                            overwrite=overwrite)
+                            overwrite=overwrite, what="calibration", wait=wait)
 
 
 class CalibrationBatches:

@@ -447,24 +447,26 @@ def summary_table(drift: dict[str, Any]) -> str:
 def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """The whole export; returns the manifest (also written to out/manifest.json). Built in a staging folder inside
     config.out and published when complete; the previous export's files (and only those) are replaced."""
+    from dualpath.files import folder_lock
     from export.folder import check_publishable, planned_names, previous_files, publish, staging
     from export.openvino_export import record_inference_precisions
 
     ensure_writable_folder(config.out)
-    previous = previous_files(config.out)
-    check_publishable(config.out, planned_names(config), previous)  # drift/ a file, a link elsewhere, a mount...
-    baseline = read_baseline(config.baseline) if config.baseline else None
-    if baseline:
-        check_baseline_scenes(baseline, config)
-    model, ckpt = load_checked_checkpoint(config.checkpoint)
-    check_seeds(ckpt, config)
-    with staging(config.out) as stage:
-        staged_log = lambda line: log(line.replace(str(stage), str(config.out)))  # noqa: E731
-        manifest = build_all(dataclasses.replace(config, out=stage), model, ckpt, baseline, staged_log)
-        record_inference_precisions(stage, manifest)  # the OpenVINO IRs' (FP16: f32 on CPUs), in their recipes
-        publish(stage, config.out, previous, manifest)
-    log(f"manifest: {config.out / 'manifest.json'}")
-    return manifest
+    with folder_lock(config.out, "export"):  # one writer per export folder (a second export: exit 2)
+        previous = previous_files(config.out)
+        check_publishable(config.out, planned_names(config), previous)  # drift/ a file, a link elsewhere, a mount...
+        baseline = read_baseline(config.baseline) if config.baseline else None
+        if baseline:
+            check_baseline_scenes(baseline, config)
+        model, ckpt = load_checked_checkpoint(config.checkpoint)
+        check_seeds(ckpt, config)
+        with staging(config.out) as stage:
+            staged_log = lambda line: log(line.replace(str(stage), str(config.out)))  # noqa: E731
+            manifest = build_all(dataclasses.replace(config, out=stage), model, ckpt, baseline, staged_log)
+            record_inference_precisions(stage, manifest)  # the OpenVINO IRs' (FP16: f32 on CPUs), in their recipes
+            publish(stage, config.out, previous, manifest)
+        log(f"manifest: {config.out / 'manifest.json'}")
+        return manifest
 
 
 def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, log) -> dict[str, Any]:

@@ -63,19 +63,23 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--select-metric", help="validation metric that picks the best checkpoint (metrics.json key)")
 
 
-def run_cli(args: argparse.Namespace, action) -> int:
-    """Shared by train and compare: logging, config, data, and the mapping of errors to exit codes."""
+def run_cli(args: argparse.Namespace, action, what: str = "training") -> int:
+    """Shared by train and compare: logging, config, data, and the mapping of errors to exit codes. `what` names the
+    command to a second one started on the same --out (one writer per run folder: dualpath.files.folder_lock)."""
+    import contextlib
+
     from dualpath.scenes import DatasetError
 
-    from dualpath.files import check_writable
+    from dualpath.files import check_writable, folder_lock
+    from dualpath.processes import sigterm_as_interrupt
+    from train.distributed import env_from_environ
 
     setup_logging(args.quiet)
     try:
-        check_writable(args.out, "into")  # before the data is generated and the model trained
-        cfg = resolve_config(args)
-        dataset = resolve_dataset(args, cfg)
-        cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
-        return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
+        with sigterm_as_interrupt():  # SIGTERM stops the run as Ctrl-C does (data workers ended, exit 130)
+            check_writable(args.out, "into")  # before the data is generated and the model trained
+            with folder_lock(args.out, what) if env_from_environ().is_main else contextlib.nullcontext():
+                return _run_cli(args, action)
     except (ValueError, DatasetError, OSError) as err:  # OSError: missing inputs, full or read-only disk
         log.error("error: %s", err)
         return exitcodes.BAD_INPUT
@@ -85,6 +89,13 @@ def run_cli(args: argparse.Namespace, action) -> int:
     except RuntimeError as err:  # NonFiniteLossError, PretrainedWeightsUnavailable, CUDA errors
         log.error("error: %s", err)
         return exitcodes.BAD_INPUT if type(err).__name__ == "PretrainedWeightsUnavailable" else exitcodes.VERDICT
+
+
+def _run_cli(args: argparse.Namespace, action) -> int:
+    cfg = resolve_config(args)
+    dataset = resolve_dataset(args, cfg)
+    cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
+    return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -205,7 +216,8 @@ def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):
     if data is not None:
         log.info("data set: %s", data)
         return load_dataset(data)
-    kwargs = dict(seed=cfg.data_seed, n=cfg.n_scenes, workers=args.workers, progress=not args.quiet and sys.stderr.isatty())
+    kwargs = dict(seed=cfg.data_seed, n=cfg.n_scenes, workers=args.workers, progress=not args.quiet and sys.stderr.isatty(),
+                  what="training's data generation", wait=True)  # a cache: a second training waits, then reuses it
     if (args.data_root / "manifest.json").is_file():
         # The root itself may hold a data set (e.g. `python -m dualpath.scenes generate --out data/scenes`): use it
         # when it is exactly this one (generate_dataset reuses an identical folder and refuses a different one).
@@ -247,4 +259,5 @@ def generate_extra(config, seed: int, n: int, root: Path, *, workers: int, progr
 
     out = root / f"extra-n{n}-seed{seed}-{cache_tag(config)}"
     log.info("extra training scenes: %s (generated once, reused afterwards)", out)
-    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=progress)
+    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=progress,
+                            what="training's data generation", wait=True)  # a cache: wait, then reuse

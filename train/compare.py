@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rows = tuple(r for r in ROWS if args.rows is None or r.name in args.rows)
     return run_cli(
-        args, lambda cfg, dataset, opts, resume, extra: run_compare(cfg, args.out, dataset, opts, resume, rows, extra)
+        args, lambda cfg, dataset, opts, resume, extra: run_compare(cfg, args.out, dataset, opts, resume, rows, extra),
+        what="comparison",
     )
 
 

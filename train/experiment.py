@@ -10,6 +10,7 @@ Run folder layout:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from dualpath import contract, metrics
-from dualpath.files import atomic_path, read_json, remove_stale_temporaries, write_json
+from dualpath.files import atomic_path, folder_lock, read_json, remove_stale_temporaries, write_json
 from dualpath.metrics import METRIC_KEYS
 from train import checkpoint as ckpt_io
 from train import distributed, report
@@ -88,8 +89,10 @@ def run_experiment(
     threads = torch.get_num_threads()
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
+    stack = contextlib.ExitStack()
     try:
         if env.is_main:
+            stack.enter_context(folder_lock(out, "training"))  # one writer per run folder (re-entrant)
             resume = _prepare_run_folder(out, cfg, dataset, resume)
         resume = distributed.broadcast_flag(resume, env, rt.device)  # the other processes follow process 0
         splits = _splits(out, cfg, dataset.labels, env)
@@ -109,6 +112,7 @@ def run_experiment(
         distributed.barrier(env)
         return summary
     finally:
+        stack.close()
         torch.set_num_threads(threads)
         if handler is not None:
             logging.getLogger("train").removeHandler(handler)
@@ -136,12 +140,24 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
                 f"--resume: the run in {out} was started with a different setup:\n  " + "\n  ".join(diffs)
                 + "\nresume with the original settings (and data), or choose another --out"
             )
+        _check_checkpoints(out, cfg)
         return True
     if resume:
         log.info("--resume: nothing to resume in %s yet, starting a new run", out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(config_path, record)
     return False
+
+
+def _check_checkpoints(out: Path, cfg: TrainConfig) -> None:
+    """Before anything is trained: every fold's checkpoints that --resume continues from or evaluates are whole and
+    this run's own (a last.pt or best.pt copied in from another run is refused, naming the settings that differ)."""
+    for fold_dir in sorted(out.glob("fold*")):
+        for name in ("last.pt", "best.pt"):
+            path = fold_dir / name
+            if path.is_file():
+                ckpt = ckpt_io.load_checkpoint(path)
+                ckpt_io.check_resumable(path, ckpt, cfg.to_dict())
 
 
 def _data_record(dataset: SceneArrays) -> dict:

@@ -146,6 +146,8 @@ def train_fold(
     fold_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = fold_dir / "last.pt", fold_dir / "best.pt"
     saved = ckpt_io.load_checkpoint(last_path) if resume and last_path.is_file() else None
+    if saved is not None:
+        ckpt_io.check_resumable(last_path, saved, cfg.to_dict())  # this run's own, with its loop state whole
 
     torch.manual_seed(cfg.seed * 1000 + fold_index)  # same initialisation on every process and on a rerun
     model = build_model(model_config(cfg), load_pretrained=saved is None)

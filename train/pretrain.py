@@ -127,7 +127,10 @@ class ChunkSource:
     def __init__(self, cfg: PretrainConfig, root: Path, workers: int = 1) -> None:
         self.cfg, self.root, self.workers = cfg, root, workers
         worker = cfg.generate == "worker"
-        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if worker else None
+        from dualpath.processes import ignore_interrupts_in_worker
+
+        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                                        initializer=ignore_interrupts_in_worker) if worker else None
         self.pending: dict[int, list[Future]] = {}
         self.wait_s = 0.0  # time training waited for scenes
 
@@ -168,8 +171,10 @@ class ChunkSource:
         return [self.pool.submit(render_images, chunk_seed(k), int(a), int(b)) for a, b in zip(bounds, bounds[1:])]
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        """Workers ended now (a prefetched chunk is not waited for; an interrupted run leaves none behind)."""
+        from dualpath.processes import stop_pool
+
+        stop_pool(self.pool)
 
 
 # --- training -----------------------------------------------------------------------------------------------------
@@ -262,10 +267,13 @@ def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
     except Exception as err:  # torn or foreign file
         raise ValueError(f"cannot read {path} ({err}); remove it to start over") from err
     saved = ckpt.get("pretrain_config") if isinstance(ckpt, dict) else None
-    if saved is None:
+    if not isinstance(saved, dict):
         raise ValueError(f"{path} is not a pretraining checkpoint; remove it or pass another --out")
+    _check_state(path, ckpt)
+    # what was trained: --scenes / --budget-minutes may grow a run, and --generate is how scenes are made
     fixed = ("backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr")
-    changed = [f"{k} {saved[k]!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed if saved[k] != getattr(cfg, k)]
+    changed = [f"{k} {saved.get(k, '(none)')!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed
+               if saved.get(k) != getattr(cfg, k)]
     if changed:
         raise ValueError(f"{path} is a run of another configuration ({'; '.join(changed)}): resume it with its own "
                          "flags, or pass another --out")
@@ -273,6 +281,39 @@ def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
     return Progress(**ckpt["progress"])
+
+
+def _check_state(path: Path, ckpt: dict) -> None:
+    """pretrain.pt against its schema (what load_state reads): ValueError naming the file and the field."""
+    import dataclasses
+
+    def bad(field: str, value, wanted: str) -> ValueError:
+        shown = "missing" if value is _MISSING else f"{type(value).__name__} {repr(value)[:40]}"
+        return ValueError(f"{path}: field {field} is {shown}, {wanted} belongs there; it is not a usable pretraining "
+                          "checkpoint: remove it to start over, or pass another --out")
+
+    for key in ("model", "optimizer"):
+        if not isinstance(ckpt.get(key, _MISSING), dict):
+            raise bad(key, ckpt.get(key, _MISSING), "an object (a state dict)")
+    rng = ckpt.get("torch_rng", _MISSING)
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        raise bad("torch_rng", rng, "a uint8 tensor (torch.get_rng_state())")
+    progress = ckpt.get("progress", _MISSING)
+    if not isinstance(progress, dict):
+        raise bad("progress", progress, "an object")
+    for f in dataclasses.fields(Progress):
+        value = progress.get(f.name, _MISSING)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (isinstance(value, int) and not isinstance(value, bool)) if f.type in ("int", int) else (
+            number or (value is None and "None" in str(f.type)))
+        if not ok:
+            raise bad(f"progress.{f.name}", value, "an integer" if f.type in ("int", int) else "a number")
+    unknown = sorted(set(progress) - {f.name for f in dataclasses.fields(Progress)})
+    if unknown:
+        raise bad(f"progress.{unknown[0]}", progress[unknown[0]], "no such field")
+
+
+_MISSING = object()
 
 
 def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv) -> dict:
@@ -321,10 +362,18 @@ def _machine() -> dict:
 
 def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, half: bool = False,
                  argv: Sequence[str] = (), workers: int = 1, checkpoint_minutes: float = 0.0) -> dict:
+    from dualpath.files import folder_lock
+
+    check_seeds_disjoint()
+    with folder_lock(out, "pretraining"):  # one writer per run folder
+        return _run_pretrain(cfg, out, opts, resume, half, argv, workers, checkpoint_minutes)
+
+
+def _run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Sequence[str], workers: int,
+                  checkpoint_minutes: float) -> dict:
     from train.distributed import DistEnv
     from train.experiment import resolve_runtime
 
-    check_seeds_disjoint()
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT_NAME
     if ckpt.exists() and not resume:
@@ -428,27 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from dualpath import exitcodes
-    from dualpath.files import check_writable
+    from dualpath.processes import sigterm_as_interrupt
     from train.arguments import setup_logging
-    from train.config import RunOptions
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
+
     try:
-        check_writable(args.out, "into")
-        cfg = PretrainConfig(backbone=args.backbone, stem=args.stem, scenes=args.scenes,
-                             budget_minutes=args.budget_minutes, chunk=args.chunk, held_out=args.held_out,
-                             batch_size=args.batch_size, lr=args.lr, augment=args.augment, generate=args.generate,
-                             seed=args.seed)
-        opts = RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
-                          progress=not args.quiet, tensorboard=False, threads=args.threads)
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        if args.checkpoint_minutes < 0:
-            raise ValueError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
-        card = run_pretrain(cfg, args.out, opts, resume=args.resume, half=args.half, argv=argv, workers=args.workers,
-                            checkpoint_minutes=args.checkpoint_minutes)
+        with sigterm_as_interrupt():  # SIGTERM stops the run as Ctrl-C does: the scene worker ended, exit 130
+            card = _checked_run(args, argv)
     except (ValueError, OSError) as err:
         log.error("error: %s", err)
         return exitcodes.BAD_INPUT
@@ -462,3 +500,22 @@ def main(argv: Sequence[str] | None = None) -> int:
              args.out / WEIGHTS_NAME, args.out / CARD_NAME, card["held_out"]["noisy"]["macro_map"],
              args.out / WEIGHTS_NAME)
     return exitcodes.OK
+
+
+def _checked_run(args: argparse.Namespace, argv: list[str]) -> dict:
+    from dualpath.files import check_writable
+    from train.config import RunOptions
+
+    check_writable(args.out, "into")
+    cfg = PretrainConfig(backbone=args.backbone, stem=args.stem, scenes=args.scenes,
+                         budget_minutes=args.budget_minutes, chunk=args.chunk, held_out=args.held_out,
+                         batch_size=args.batch_size, lr=args.lr, augment=args.augment, generate=args.generate,
+                         seed=args.seed)
+    opts = RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
+                      progress=not args.quiet, tensorboard=False, threads=args.threads)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.checkpoint_minutes < 0:
+        raise ValueError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
+    return run_pretrain(cfg, args.out, opts, resume=args.resume, half=args.half, argv=argv, workers=args.workers,
+                        checkpoint_minutes=args.checkpoint_minutes)

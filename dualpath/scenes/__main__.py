@@ -135,16 +135,18 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _import_objects(args: argparse.Namespace) -> int:
-    from dualpath.files import check_writable
+    from dualpath.files import check_writable, folder_lock
     from dualpath.scenes.importer import import_objects, save_object_bank
 
     check_writable(args.out, "file")
-    sprites, report = import_objects(args.folder)
-    total = sum(report.imported.values())
-    if total == 0:
-        raise ValueError(f"no object imported from {args.folder} ({len(report.imported)} class folder(s), "
-                         f"{len(report.skipped)} file(s) skipped as unreadable or without an object): nothing written")
-    save_object_bank(args.out, sprites)
+    with folder_lock(args.out, "object import", inside=False):  # one writer per bank: a second one exits 2
+        sprites, report = import_objects(args.folder)
+        total = sum(report.imported.values())
+        if total == 0:
+            raise ValueError(f"no object imported from {args.folder} ({len(report.imported)} class folder(s), "
+                             f"{len(report.skipped)} file(s) skipped as unreadable or without an object): nothing "
+                             "written")
+        save_object_bank(args.out, sprites)
     print(f"imported {total} objects into {args.out}; skipped {len(report.skipped)}")
     for name, count in sorted(report.imported.items()):
         print(f"  {name:15s} {count}")
@@ -158,10 +160,12 @@ def _import_objects(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from dualpath.processes import sigterm_as_interrupt
     from dualpath.scenes.dataset import DatasetError
 
     try:
-        return {"generate": _generate, "preview": _preview, "import-objects": _import_objects}[args.command](args)
+        with sigterm_as_interrupt():  # SIGTERM ends the run as Ctrl-C does: workers stopped, one line, exit 130
+            return {"generate": _generate, "preview": _preview, "import-objects": _import_objects}[args.command](args)
     except (DatasetError, ValueError, OSError) as e:  # OSError: OutputError (full / read-only disk) and missing files
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT

@@ -26,6 +26,7 @@ import numpy as np
 from dualpath import contract
 from dualpath.files import (check_unlocked, check_writable, file_sha256, folder_lock, inside, process_alive, read_json,
                             writing)
+from dualpath.processes import ignore_interrupts_in_worker, stop_pool
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
 from dualpath.scenes.config import GENERATOR_VERSION, SceneConfig
@@ -94,6 +95,7 @@ def render_range(config: SceneConfig, seed: int, start: int, stop: int) -> dict[
 def _worker_init(config: SceneConfig, bank: Bank) -> None:
     import cv2
 
+    ignore_interrupts_in_worker()  # Ctrl-C reaches the whole process group: the parent ends its workers
     cv2.setNumThreads(1)  # one process per core: OpenCV's own threads would only fight over the same cores
     install_bank(config, bank)
 
@@ -124,8 +126,13 @@ def iter_chunks(
         for t in tasks:
             yield _task(t)
     else:
-        with scene_pool(config, workers) as own:
+        own = scene_pool(config, workers)
+        try:
             yield from own.map(_task, tasks)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM), or a failure: no worker outlives the run
+            stop_pool(own)
+            raise
+        own.shutdown(wait=True)
 
 
 def _inputs_fingerprint(config: SceneConfig) -> dict[str, str]:
@@ -319,10 +326,14 @@ def _generate(config: SceneConfig, seed: int, n: int, out: Path, wanted: dict[st
         t0 = time.perf_counter()
         arrays = {name: _open_array(tmp / f"{name}.npy", shape, dtype) for name, (shape, dtype) in _shapes(config, n).items()}
         bar = _progress_bar(n, progress)
-        for start, chunk in iter_chunks(config, seed, n, workers):
-            for name, a in chunk.items():
-                arrays[name][start : start + len(a)] = a
-            bar.update(len(chunk["labels"]))
+        chunks = iter_chunks(config, seed, n, workers)
+        try:
+            for start, chunk in chunks:
+                for name, a in chunk.items():
+                    arrays[name][start : start + len(a)] = a
+                bar.update(len(chunk["labels"]))
+        finally:
+            chunks.close()  # interrupted here: the workers are stopped now, not when the generator is collected
         bar.close()
         seconds = time.perf_counter() - t0
         manifest = dict(wanted)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from dualpath.files import atomic_path
+from dualpath.files import atomic_path, folder_lock
 from dualpath.metrics import HEADLINE_KEYS, METRIC_KEYS
 from runtime.drift import plots
 from runtime.drift.budgets import DEFAULT_BUDGETS, Budget, check
@@ -107,6 +107,12 @@ def drift_report(reference, candidate, out: str | Path, config: DriftConfig = Dr
     check_same_contract(reference, candidate)
     check_unseen(reference, candidate, config)
     out = Path(out)
+    with folder_lock(out, "drift check"):  # one writer per report folder: a second one exits 2
+        return _drift_report(reference, candidate, out, config, budgets, baseline, names)
+
+
+def _drift_report(reference, candidate, out: Path, config: DriftConfig, budgets: Mapping[str, Budget],
+                  baseline: Mapping[str, Any] | None, names: Mapping[str, str] | None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     result, ds, ref, cand = evaluate(reference, candidate, config, config.severity, config.n)
     result["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}

@@ -13,4 +13,5 @@ def drift_dataset(data_root: str | Path, n: int, severity: float = 1.0, seed: in
     """n drift scenes at a degradation severity (1 = the training mix), cached under data_root."""
     config = SceneConfig().with_severity(severity)
     out = Path(data_root) / f"drift-n{n}-seed{seed}-sev{severity:g}-{cache_tag(config)}"
-    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=False)
+    return generate_dataset(config, seed=seed, n=n, out=out, workers=workers, progress=False,
+                            what="drift check's scene generation", wait=True)  # a cache: wait, then reuse
