@@ -71,6 +71,7 @@ class ModelMetadata:
         except json.JSONDecodeError as e:
             raise MetadataError(f"{source} has corrupt metadata ({e}); export it again") from None
         extra = {k: v for k, v in values.items() if k not in REQUIRED_KEYS}
+        _check_types(values, source)
         return cls(
             class_names=tuple(values["class_names"]),
             image_size=int(values["image_size"]),
@@ -80,3 +81,29 @@ class ModelMetadata:
             output_names=tuple(values["output_names"]),
             extra=extra,
         )
+
+
+def _is_number(v: Any) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# field -> (what it must be, the check): every value read from a model file is checked before it is used
+_SCHEMA = {
+    "class_names": ("a list of names (strings)", lambda v: isinstance(v, list) and all(isinstance(n, str) and n for n in v)),
+    "image_size": ("a whole number of pixels > 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    "mean": ("a list of 3 finite numbers", lambda v: isinstance(v, list) and len(v) == 3 and all(map(_is_number, v))),
+    "std": ("a list of 3 finite numbers > 0",
+            lambda v: isinstance(v, list) and len(v) == 3 and all(_is_number(x) and x > 0 for x in v)),
+    "input_name": ("a tensor name (a string)", lambda v: isinstance(v, str) and bool(v)),
+    "output_names": ("a list of tensor names (strings)",
+                     lambda v: isinstance(v, list) and bool(v) and all(isinstance(n, str) for n in v)),
+}
+
+
+def _check_types(values: Mapping[str, Any], source: str) -> None:
+    for key, (what, ok) in _SCHEMA.items():
+        if not ok(values[key]):
+            raise MetadataError(f"{source}: its dualpath metadata field {key} must be {what}, got "
+                                f"{json.dumps(values[key])[:80]}; export the model again with `python -m export`")

@@ -122,7 +122,18 @@ def read_sidecar(engine: Path, error: type[Exception] = ValueError) -> Sidecar:
         raise error(f"cannot read the engine sidecar {path} ({e}): {rebuild}") from None
     if not isinstance(data, dict):
         raise error(f"the engine sidecar {path} is not a JSON object: {rebuild}")
-    return Sidecar.from_dict(data)
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise error(f"the engine sidecar {path}: field metadata must be an object of JSON texts, got "
+                    f"{json.dumps(metadata)[:80]}: {rebuild}")
+    for key in ("tensorrt_version", "gpu_name", "gpu", "onnx", "onnx_sha256", "builder", "built_at"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise error(f"the engine sidecar {path}: field {key} must be a string, got {json.dumps(data[key])[:80]}: "
+                        f"{rebuild}")
+    try:
+        return Sidecar.from_dict(data)
+    except (TypeError, ValueError) as e:  # e.g. a compute_capability of [8, "x"]
+        raise error(f"the engine sidecar {path} is not one this project writes ({e}): {rebuild}") from None
 
 
 def write_sidecar(engine: Path, sidecar: Sidecar) -> Path:

@@ -34,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--severities", type=_floats, default=(), help="sweep, e.g. 0,1,2,3 (empty: no sweep)")
     p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where drift scene sets are cached")
-    p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT", help="replaces the defaults")
-    p.add_argument("--budgets-file", type=Path, help="JSON budgets (flags add to / override it)")
+    p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
+                   help="that metric's budget (label_flip_rate=0.05 for the share of scenes changing top-T labels); "
+                   "the other metrics keep their defaults")
+    p.add_argument("--budgets-file", type=Path, help="JSON budgets on top of the defaults (flags override it)")
     p.add_argument("--baseline", type=Path, help="drift.json of the last accepted export; also gate against it")
     p.add_argument("--accept", type=Path, metavar="PATH", help="when the report passes, write it here as the new baseline")
     p.add_argument("--reference-backend", default="auto")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                              sweep_n=args.sweep_n, data_root=args.data_root, workers=args.workers,
                              plots=not args.no_plots)
         budgets = budgets_from_args(args)
-        baseline = _read_baseline(args.baseline) if args.baseline else None
+        check_outputs(args)
+        baseline = _read_baseline(args.baseline, budgets) if args.baseline else None
         options = {"threads": args.threads} if args.threads else {}
         with load_backend(args.reference, args.reference_backend, **options) as ref, \
                 load_backend(args.candidate, args.candidate_backend, **options) as cand:
@@ -73,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, BackendError, DatasetError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
+    except KeyboardInterrupt:  # the report is staged inside --out and published whole, or not at all
+        print(f"interrupted: nothing half-written was left in {args.out} (it holds the report it held before, if "
+              "any); run the command again", file=sys.stderr)
+        return exitcodes.INTERRUPTED
     print(summary(result))
     print(f"report: {args.out / 'drift.md'}")
     if not result["passed"]:
@@ -84,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:
             print(f"error: cannot write the baseline {args.accept}: {e.strerror or e}", file=sys.stderr)
             return exitcodes.BAD_INPUT
+        except KeyboardInterrupt:  # written atomically: the old baseline, or the new one whole
+            print(f"interrupted: the report in {args.out} is whole; the baseline {args.accept} was not replaced "
+                  "(or was, whole)", file=sys.stderr)
+            return exitcodes.INTERRUPTED
         print(f"accepted as baseline: {args.accept}")
     return exitcodes.OK
 
@@ -99,12 +110,33 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _read_baseline(path: Path) -> dict:
-    from dualpath.files import read_json
+def check_outputs(args) -> None:
+    """Before any work: --out can be written into, and no file of the report (nor --accept) is a file this command
+    reads (the models and their .bin / sidecars, --baseline, --budgets-file). --accept may name --baseline: replacing
+    the baseline by a report that passed it is what --accept is for (atomically, only after it passed)."""
+    from dualpath.files import check_writable, refuse_output_over_input
+    from runtime.backends import model_files
+    from runtime.drift.report import report_files
 
-    return read_json(path, ValueError,
+    check_writable(args.out, "into", "--out")
+    inputs = {"--reference": model_files(args.reference), "--candidate": model_files(args.candidate),
+              "--budgets-file": args.budgets_file}
+    refuse_output_over_input({"--out": report_files(args.out)}, inputs | {"--baseline": args.baseline},
+                             error=ValueError)
+    refuse_output_over_input({"--out": report_files(args.out), "--accept": args.accept}, inputs, error=ValueError)
+    if args.accept:
+        check_writable(args.accept, "file", "--accept")
+
+
+def _read_baseline(path: Path, budgets) -> dict:
+    from dualpath.files import read_json
+    from runtime.drift.report import check_baseline
+
+    data = read_json(path, ValueError,
                      missing=f"no baseline at {path}; make one with --accept {path} on an export you trust",
                      corrupt=f"baseline {path} is not valid JSON ({{error}})")
+    check_baseline(data, budgets, source=f"baseline {path}")
+    return data
 
 
 def _accept(report: Path, baseline: Path) -> None:

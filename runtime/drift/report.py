@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from dualpath.files import atomic_path, folder_lock
+from dualpath.files import folder_lock, interrupts_deferred, process_alive
 from dualpath.metrics import HEADLINE_KEYS, METRIC_KEYS
 from runtime.drift import plots
-from runtime.drift.budgets import DEFAULT_BUDGETS, Budget, check
+from runtime.drift.budgets import DEFAULT_BUDGETS, OUTPUT_KEYS, Budget, check
 from runtime.drift.compare import compare, run_backend
 from runtime.drift.sets import DRIFT_SEED, drift_dataset
 
@@ -113,7 +115,8 @@ def drift_report(reference, candidate, out: str | Path, config: DriftConfig = Dr
 
 def _drift_report(reference, candidate, out: Path, config: DriftConfig, budgets: Mapping[str, Budget],
                   baseline: Mapping[str, Any] | None, names: Mapping[str, str] | None) -> dict[str, Any]:
-    out.mkdir(parents=True, exist_ok=True)
+    if baseline is not None:
+        check_baseline(baseline, budgets)
     result, ds, ref, cand = evaluate(reference, candidate, config, config.severity, config.n)
     result["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     result["data"] = {"path": str(ds.path), "seed": ds.seed, "sha256_noisy": ds.manifest["files"]["noisy"]["sha256"]}
@@ -122,23 +125,108 @@ def _drift_report(reference, candidate, out: Path, config: DriftConfig, budgets:
     result["runtimes"] = {role: {"backend": be.name, "inference_precision": getattr(be, "inference_precision", None)}
                           for role, be in (("reference", reference), ("candidate", candidate))}
     result["budgets"] = {m: b.to_dict() for m, b in budgets.items()}
-    result["violations"] = check(budgets, result["reference"], result["candidate"])
+    result["violations"] = check(budgets, result["reference"], result["candidate"], outputs=result["outputs"])
     if baseline is not None:
         result["baseline"] = baseline_check(baseline, result, config, budgets)
         result["violations"] += result["baseline"]["violations"]
     result["passed"] = not result["violations"]
     if config.severities:
         result["severity_sweep"] = severity_sweep(reference, candidate, config)
-    if config.plots:
-        result["plots"] = write_plots(out, result, ds, ref, cand)
-    _write(out / "drift.json", json.dumps(_finite(result), indent=1) + "\n")
-    _write(out / "drift.md", markdown(result))
+    with staged(out) as stage:  # a report is published whole or not at all: the old one stays until then
+        if config.plots:
+            result["plots"] = write_plots(stage, result, ds, ref, cand)
+        (stage / "drift.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
+        (stage / "drift.md").write_text(markdown(result))
     return result
+
+
+REPORT_FILES = ("drift.json", "drift.md")
+PLOT_FILES = ("probs.png", "per_class_ap.png", "recon.png", "severity.png")  # write_plots' names
+_STAGE = ".drift.tmp"
+
+
+def report_files(out: str | Path) -> list[Path]:
+    """Every file a report writes into `out` (for the check that none is a file the command reads)."""
+    return [Path(out) / name for name in REPORT_FILES + PLOT_FILES]
+
+
+class staged:
+    """Write a report into a hidden folder inside `out` (.drift.tmpPID), then move its files into `out` at once
+    (Ctrl-C and SIGTERM wait until they are all moved) and remove the plots of an older report that this one did not
+    draw, so that drift.md never sits beside another run's plots. A report that fails or is interrupted leaves `out`
+    as it was. Staging inside `out` keeps the moves renames on one file system, wherever `out` leads."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.stage = self.out / f"{_STAGE}{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for old in self.out.glob(f"{_STAGE}*"):  # those of killed runs
+            pid = old.name[len(_STAGE):]
+            if old.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.stage.mkdir()
+        return self.stage
+
+    def __exit__(self, kind, *exc) -> None:
+        try:
+            if kind is None:
+                with interrupts_deferred():
+                    written = {p.name for p in self.stage.iterdir()}
+                    for name in REPORT_FILES + PLOT_FILES:
+                        if name in written:
+                            os.replace(self.stage / name, self.out / name)
+                        elif name in PLOT_FILES:
+                            (self.out / name).unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def check_baseline(baseline: Any, budgets: Mapping[str, Budget], source: str = "the baseline") -> None:
+    """A baseline (an accepted drift.json) must hold what the gate reads: config.n / seed / severity and the
+    candidate's value of every budgeted metric, as finite numbers. ValueError naming `source` and the field."""
+
+    def bad(field: str, what: str, value: Any = None, missing: bool = False) -> ValueError:
+        found = "it is missing" if missing else f"got {json.dumps(value)[:60]}"
+        return ValueError(f"{source}: field {field} must be {what}, {found}; accept a baseline again with --accept "
+                          "on an export you trust")
+
+    if not isinstance(baseline, Mapping):
+        kind = {list: "an array", type(None): "null", str: "a string"}.get(type(baseline), "a number")
+        raise ValueError(f"{source} must be a JSON object (a drift.json), got {kind}; accept a baseline again with "
+                         "--accept on an export you trust")
+    for name in ("config", "candidate"):
+        if name not in baseline:
+            raise bad(name, "an object", missing=True)
+        if not isinstance(baseline[name], Mapping):
+            raise bad(name, "an object", baseline[name])
+    for key in DriftConfig().identity():
+        if key not in baseline["config"]:
+            raise bad(f"config.{key}", "a number", missing=True)
+        if not _finite_number(baseline["config"][key]):
+            raise bad(f"config.{key}", "a number", baseline["config"][key])
+    for metric in budgets:
+        if metric in OUTPUT_KEYS:
+            continue
+        if metric not in baseline["candidate"]:
+            raise bad(f"candidate.{metric}", "a finite number", missing=True)
+        if not _finite_number(baseline["candidate"][metric]):
+            raise bad(f"candidate.{metric}", "a finite number", baseline["candidate"][metric])
+    if not isinstance(baseline.get("artifacts", {}), Mapping):
+        raise bad("artifacts", "an object", baseline["artifacts"])
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def baseline_check(baseline: Mapping[str, Any], result: dict, config: DriftConfig,
                    budgets: Mapping[str, Budget]) -> dict[str, Any]:
-    """The candidate against the last accepted candidate (a drift.json), on the same scenes."""
+    """The candidate against the last accepted candidate (a drift.json), on the same scenes. The budgets on the
+    outputs (label_flip_rate) are the candidate's against its reference, not against the baseline."""
+    check_baseline(baseline, budgets)
     theirs = {k: baseline.get("config", {}).get(k) for k in config.identity()}
     if theirs != config.identity():
         raise ValueError(
@@ -192,7 +280,9 @@ def markdown(result: Mapping[str, Any]) -> str:
     o = result["outputs"]
     lines += [
         "", "| output drift | value |", "|---|---:|",
-        f"| scenes whose top-T labels changed | {o['label_flip_rate']:.2%} |",
+        f"| scenes whose top-T labels changed | {o['label_flip_rate']:.2%}"
+        + (f" (budget {result['budgets']['label_flip_rate']['abs']:.2%})" if "label_flip_rate" in result["budgets"] else "")
+        + " |",
         f"| mean / max abs delta p | {o['mean_abs_delta_p']:.5f} / {o['max_abs_delta_p']:.4f} |",
         f"| mean / max abs delta recon | {o['mean_abs_delta_recon']:.5f} / {o['max_abs_delta_recon']:.4f} |",
         f"| SQNR probs / recon (dB) | {o['sqnr_probs_db']:.1f} / {o['sqnr_recon_db']:.1f} |",
@@ -226,7 +316,3 @@ def _finite(value: Any) -> Any:
         return [_finite(v) for v in value]
     return value
 
-
-def _write(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)

@@ -71,7 +71,8 @@ def test_backends_onnx_writes_no_openvino_file(tmp_path):
     assert main(["--checkpoint", str(make_checkpoint(tmp_path / "a.pt")), "--out", str(out), "--backends", "onnx",
                  "--int8", "--fp16", "--calib-n", "16", "--drift-n", "20", "--severities", "",
                  "--data-root", str(tmp_path / "data"), "--threads", "1",
-                 "--budget", "ssim=1", "--budget", "accuracy=1", "--budget", "macro_map=1"]) == OK  # untrained
+                 "--budget", "ssim=1", "--budget", "accuracy=1", "--budget", "macro_map=1",
+                 "--budget", "label_flip_rate=1"]) == OK  # untrained
     manifest = json.loads((out / "manifest.json").read_text())
     models = {n for n in manifest["files"] if n.startswith("model_")}
     assert models == {"model_fp32.onnx", "model_int8_u8.onnx", "model_int8_s8.onnx", "model_fp16.onnx"}

@@ -136,7 +136,8 @@ def test_reexport_replaces_only_the_previous_exports_files(tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "out"
     a = make_checkpoint(tmp_path / "a.pt", seed=0)
     b = make_checkpoint(tmp_path / "b.pt", seed=1)
-    loose = ["--budget", "ssim=1", "--budget", "accuracy=1", "--budget", "macro_map=1"]  # untrained: not the point
+    loose = ["--budget", "ssim=1", "--budget", "accuracy=1", "--budget", "macro_map=1",  # untrained: not the point
+             "--budget", "label_flip_rate=1"]
     assert _export(a, out, data, "--fp16", *loose) == OK
     assert (out / "model_fp16.xml").is_file() and (out / "drift" / "model_fp16_xml" / "drift.json").is_file()
     (out / "notes.txt").write_text("mine")

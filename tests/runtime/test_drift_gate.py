@@ -85,6 +85,7 @@ def test_other_normalisation_is_refused(models, tmp_path, capsys):
 
 
 def test_budgets_written_to_the_report_are_the_validated_ones(models, tmp_path):
-    assert _run(models, tmp_path, "worse", "--budget", "ssim=1", "--budget", "accuracy=1") == 0
-    assert json.loads((tmp_path / "drift.json").read_text())["budgets"] == {"ssim": {"abs": 1.0},
-                                                                           "accuracy": {"abs": 1.0}}
+    assert _run(models, tmp_path, "worse", "--budget", "ssim=1", "--budget", "accuracy=1", "--budget", "macro_map=1",
+                "--budget", "label_flip_rate=100%") == 0
+    assert json.loads((tmp_path / "drift.json").read_text())["budgets"] == {
+        "ssim": {"abs": 1.0}, "accuracy": {"abs": 1.0}, "macro_map": {"abs": 1.0}, "label_flip_rate": {"abs": 1.0}}
