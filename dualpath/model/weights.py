@@ -109,7 +109,34 @@ def read_card(source: str) -> dict | None:
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read the card {card} of {source} ({err}); fix or remove it") from err
     is_card = isinstance(data, dict) and str(data.get("format", "")).startswith(CARD_FORMAT.split("/")[0])
+    if is_card:
+        check_card_schema(card, data)
     return data if is_card else None
+
+
+# The card's fields a reader uses, with their types (the card of `python -m train pretrain`; others are kept as is).
+_CARD_FIELDS = {"backbone": str, "stem": str, "dtype": str, "weights_file": str, "weights_sha256": str,
+                "held_out": dict, "training": dict, "scenes_seen": int, "seed_range": dict}
+_REQUIRED_CARD_FIELDS = ("backbone",)
+
+
+def check_card_schema(path: Path, card: dict) -> None:
+    """A weights card against its schema: ValueError naming the card and the first field missing or mistyped."""
+    from dualpath.model.config import BACKBONES, STEMS
+
+    for name in _REQUIRED_CARD_FIELDS:
+        if name not in card:
+            raise ValueError(f"the weights card {path} has no field {name}; fix or remove the card")
+    for name, kind in _CARD_FIELDS.items():
+        if name in card and (not isinstance(card[name], kind) or isinstance(card[name], bool)):
+            raise ValueError(f"the weights card {path}: field {name} is {type(card[name]).__name__} "
+                             f"{repr(card[name])[:40]}, a {kind.__name__} belongs there; fix or remove the card")
+    if card["backbone"] not in BACKBONES:
+        raise ValueError(f"the weights card {path}: field backbone is {card['backbone']!r}, one of "
+                         f"{', '.join(BACKBONES)} belongs there; fix or remove the card")
+    if card.get("stem", "imagenet") not in STEMS:
+        raise ValueError(f"the weights card {path}: field stem is {card['stem']!r}, one of {', '.join(STEMS)} belongs "
+                         "there; fix or remove the card")
 
 
 def apply_weights(backbone: DenseNetBackbone, state: Mapping[str, Tensor], source: str,

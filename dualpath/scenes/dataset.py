@@ -24,8 +24,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
-from dualpath.files import (check_unlocked, check_writable, file_sha256, folder_lock, inside, process_alive, read_json,
-                            writing)
+from dualpath.files import (check_unlocked, check_writable, file_sha256, folder_lock, inside, interrupts_deferred,
+                            process_alive, read_json, writing)
 from dualpath.processes import ignore_interrupts_in_worker, stop_pool
 from dualpath.scenes.bank import Bank, build_bank, install_bank
 from dualpath.scenes.compose import render_scene
@@ -128,7 +128,9 @@ def iter_chunks(
     else:
         own = scene_pool(config, workers)
         try:
-            yield from own.map(_task, tasks)
+            with interrupts_deferred():  # workers start here: a signal mid-start would leave one half-started
+                results = own.map(_task, tasks)
+            yield from results
         except BaseException:  # interrupted (Ctrl-C, SIGTERM), or a failure: no worker outlives the run
             stop_pool(own)
             raise

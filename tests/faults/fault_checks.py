@@ -43,3 +43,36 @@ def default_sigint() -> None:
     """Popen preexec_fn: Ctrl-C as a terminal delivers it. A process started with SIGINT ignored (a background job of a
     non-interactive shell, as CI may run us) passes that on, and Python then never raises KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def hold_lock(path, what: str = "training", inside: bool = True) -> subprocess.Popen:
+    """Another process holding dualpath.files.folder_lock(path) (as a running command does) until it is killed."""
+    code = ("import sys, time\nfrom dualpath.files import folder_lock\n"
+            "with folder_lock(sys.argv[1], sys.argv[2], inside=sys.argv[3] == '1'):\n"
+            "    print('held', flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), what, "1" if inside else "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def children(pid: int) -> list[int]:
+    """The live (not zombie) child processes of `pid` (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and not fields.get("State", "").startswith("Z"):
+            found.append(int(status.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state
