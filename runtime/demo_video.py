@@ -34,16 +34,19 @@ def write_scene_video(
         raise ValueError(f"size must be a multiple of {contract.IMAGE_SIZE} (the scenes are enlarged by a whole factor), got {size}")
     if hold < 1:
         raise ValueError(f"hold must be >= 1 frame per scene, got {hold}")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*CODECS[path.suffix.lower()]), fps, (size, size))
-    if not writer.isOpened():
-        raise OSError(f"cannot write {path}: check that its folder exists and is writable")
-    try:
-        for rgb in scenes_rgb:
-            frame = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (size, size), interpolation=cv2.INTER_NEAREST)
-            for _ in range(hold):
-                writer.write(frame)
-    finally:
-        writer.release()
+    from dualpath.files import atomic_path
+
+    with atomic_path(path) as tmp:  # a temporary with the same suffix (the container), renamed when complete
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*CODECS[path.suffix.lower()]), fps, (size, size))
+        if not writer.isOpened():
+            raise OSError(f"cannot write {path}: check that its folder exists and is writable")
+        try:
+            for rgb in scenes_rgb:
+                frame = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (size, size), interpolation=cv2.INTER_NEAREST)
+                for _ in range(hold):
+                    writer.write(frame)
+        finally:
+            writer.release()
     return path
 
 

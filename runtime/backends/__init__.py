@@ -21,7 +21,8 @@ BACKENDS: dict[str, tuple[str, str, str, str]] = {
     "openvino": ("runtime.backends.ov", "OpenVinoBackend", "openvino", "pip install openvino"),
     "tensorrt": (
         "runtime.backends.trt", "TensorRTBackend", "tensorrt",
-        "use JetPack's TensorRT on a Jetson, or pip install tensorrt cuda-python on an x86 machine with an NVIDIA GPU",
+        "use JetPack's TensorRT on a Jetson with pip install 'cuda-python>=12,<13' (CUDA 12, JetPack 6), or pip install "
+        "tensorrt and the cuda-python of your CUDA's major version on an x86 machine with an NVIDIA GPU",
     ),
 }
 # Which backends can run which file type, in order of preference for backend="auto".

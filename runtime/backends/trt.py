@@ -84,6 +84,11 @@ class TensorRTBackend(Backend):
         self.engine = None
 
 
+# JetPack 6.x ships CUDA 12; cuda-python's major version follows CUDA's (13.x is built for CUDA 13). The Jetson guide
+# (README, jetson/build_engine.sh) installs the same pin.
+CUDA_PYTHON_PIN = "cuda-python>=12,<13"
+
+
 def _cudart():
     try:
         from cuda.bindings import runtime
@@ -91,7 +96,9 @@ def _cudart():
         try:
             from cuda import cudart as runtime  # cuda-python < 12.6
         except ImportError:
-            raise BackendError("the TensorRT backend needs cuda-python for device memory: pip install cuda-python") from None
+            raise BackendError("the TensorRT backend needs cuda-python for device memory: pip install "
+                               f"'{CUDA_PYTHON_PIN}' (CUDA 12, as JetPack 6 ships; the major version must be your "
+                               "CUDA's, and a plain `pip install cuda-python` brings the CUDA 13 build)") from None
     return runtime
 
 

@@ -399,3 +399,260 @@ def test_the_real_command_prints_one_line_for_a_foreign_model(onnx_model, tmp_pa
     done = run_module("runtime", "--model", model, "--source", _image(tmp_path, np.zeros((9, 9, 3), np.uint8)),
                       "--headless")
     assert done.returncode == BAD_INPUT and "[N, 10]" in error_line(done.stderr) and done.stdout == ""
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: outputs
+
+
+def _copy(src, dst):
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+@pytest.fixture
+def inputs(onnx_model, video, tmp_path):
+    """Copies a run reads, in tmp_path: the model, the video, a folder of two images, and a fake IR and engine (the
+    check runs before any model is loaded)."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        _image(folder, np.full((32, 32, 3), 90, np.uint8), name)
+    for name in ("m.xml", "m.bin", "m.engine", "m.engine.json"):
+        (tmp_path / name).write_bytes(b"weights of " + name.encode())
+    return {"model": _copy(onnx_model, tmp_path / "m.onnx"), "video": _copy(video[0], tmp_path / "v.avi"),
+            "folder": folder, "dir": tmp_path}
+
+
+def _same_bytes(paths_before):
+    return all(p.read_bytes() == before for p, before in paths_before.items())
+
+
+@pytest.mark.parametrize("case", [
+    "save-over-source", "jsonl-over-source", "jsonl-over-model", "bench-over-model", "jsonl-over-source-via-link",
+    "jsonl-over-model-hard-link", "jsonl-over-source-spelled-otherwise", "jsonl-over-an-image-of-the-folder",
+    "jsonl-over-ir-weights", "jsonl-over-engine-sidecar", "save-and-jsonl-one-file", "jsonl-and-bench-one-file",
+])
+def test_no_output_is_written_over_a_file_the_run_reads(inputs, tmp_path, capsys, case):
+    """Issue 19, 1: --save v.mp4 on --source v.mp4 truncated the video; --jsonl m.onnx replaced the model."""
+    d, model, video = inputs["dir"], inputs["model"], inputs["video"]
+    source, extra = video, []
+    if case == "save-over-source":
+        extra = ["--save", video]
+    elif case == "jsonl-over-source":
+        extra = ["--jsonl", video]
+    elif case == "jsonl-over-model":
+        extra = ["--jsonl", model]
+    elif case == "bench-over-model":
+        extra = ["--benchmark-json", model]
+    elif case == "jsonl-over-source-via-link":
+        (d / "link.avi").symlink_to(video)
+        extra = ["--jsonl", d / "link.avi"]
+    elif case == "jsonl-over-model-hard-link":
+        os.link(model, d / "hard.onnx")
+        extra = ["--jsonl", d / "hard.onnx"]
+    elif case == "jsonl-over-source-spelled-otherwise":
+        extra = ["--jsonl", f"{d}/frames/../v.avi"]
+    elif case == "jsonl-over-an-image-of-the-folder":
+        source, extra = inputs["folder"], ["--jsonl", inputs["folder"] / "b.png"]
+    elif case == "jsonl-over-ir-weights":
+        model, extra = d / "m.xml", ["--jsonl", d / "m.bin"]
+    elif case == "jsonl-over-engine-sidecar":
+        model, extra = d / "m.engine", ["--jsonl", d / "m.engine.json"]
+    elif case == "save-and-jsonl-one-file":
+        extra = ["--save", d / "out.avi", "--jsonl", d / "out.avi"]
+    elif case == "jsonl-and-bench-one-file":
+        extra = ["--jsonl", d / "out.json", "--benchmark-json", d / "out.json"]
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert run(model, source, *extra) == BAD_INPUT
+    captured = capsys.readouterr()
+    line = error_line(captured.err)
+    assert "which this command reads" in line or "are the same file" in line, line
+    assert "summary:" not in captured.out
+    assert _same_bytes(before) and not (d / "out.avi").exists() and not (d / "out.json").exists()
+
+
+def test_the_real_command_refuses_save_over_its_source(inputs):
+    video = inputs["video"]
+    before = video.read_bytes()
+    done = run_module("runtime", "--model", inputs["model"], "--source", video, "--headless", "--save", video)
+    assert done.returncode == BAD_INPUT and "--save" in error_line(done.stderr) and video.read_bytes() == before
+
+
+def _broken_folder(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes(b"\x89PNG not an image")
+    return folder
+
+
+@pytest.mark.parametrize("flag, name", [("--jsonl", "prev.jsonl"), ("--save", "prev.avi"),
+                                        ("--benchmark-json", "prev.json")])
+def test_a_run_with_no_usable_frame_leaves_existing_outputs_as_they_were(onnx_model, tmp_path, capsys, flag, name):
+    """Issue 19, 4: `seq 1 5 > prev.jsonl`, a folder of two broken PNGs: exit 2, and prev.jsonl was 0 bytes."""
+    prev = tmp_path / name
+    prev.write_text("".join(f"{i}\n" for i in range(1, 6)))
+    assert run(onnx_model, _broken_folder(tmp_path), flag, prev) == BAD_INPUT
+    assert "no usable frame" in error_line(capsys.readouterr().err)
+    assert prev.read_text() == "1\n2\n3\n4\n5\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["broken", name])  # no temporary, no partial
+
+
+@pytest.mark.parametrize("flag", ["--jsonl", "--save"])
+def test_a_run_that_fails_midway_leaves_existing_outputs_and_keeps_its_own_beside(onnx_model, video, tmp_path,
+                                                                                    capsys, flag):
+    """Frames 10..29 do not decode, --max-bad-frames 5: exit 1 after 10 frames. The old file stays; the 10 frames'
+    output is NAME.partial.EXT, and the error line says so."""
+    prev = tmp_path / ("prev.jsonl" if flag == "--jsonl" else "prev.avi")
+    prev.write_bytes(b"the previous run\n")
+    source = _damaged(video, tmp_path, range(10, 30))
+    assert run(onnx_model, source, flag, prev, "--max-bad-frames", 5) == VERDICT
+    line = error_line(capsys.readouterr().err)
+    partial = prev.with_name(prev.stem + ".partial" + prev.suffix)
+    assert prev.read_bytes() == b"the previous run\n" and str(partial) in line and "left as it was" in line
+    if flag == "--jsonl":
+        assert len(_jsonl(partial)) == 10
+    else:
+        assert int(cv2.VideoCapture(str(partial)).get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_a_model_that_cannot_load_leaves_existing_outputs(tmp_path, video, capsys):
+    prev = tmp_path / "prev.jsonl"
+    prev.write_text("kept\n")
+    (tmp_path / "bad.onnx").write_bytes(b"not a model")
+    assert run(tmp_path / "bad.onnx", video[0], "--jsonl", prev) == BAD_INPUT
+    error_line(capsys.readouterr().err)
+    assert prev.read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("flag", ["--jsonl", "--benchmark-json"])
+def test_a_run_that_ends_well_replaces_existing_outputs_whole(onnx_model, video, tmp_path, capsys, flag):
+    prev = tmp_path / ("prev.jsonl" if flag == "--jsonl" else "prev.json")
+    prev.write_text("old\n")
+    assert run(onnx_model, video[0], flag, prev, "--max-frames", 30) == OK
+    if flag == "--jsonl":
+        assert len(_jsonl(prev)) == 30
+    else:
+        assert json.loads(prev.read_text())["frames"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [prev.name]
+
+
+def test_a_new_output_is_not_created_by_a_run_with_no_usable_frame(onnx_model, tmp_path, capsys):
+    out = tmp_path / "new.jsonl"
+    assert run(onnx_model, _broken_folder(tmp_path), "--jsonl", out) == BAD_INPUT
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: metadata
+
+
+@pytest.mark.parametrize("field, value", [
+    ("class_names", "null"), ("class_names", '"spoon"'), ("class_names", "[1, 2]"), ("image_size", '"64"'),
+    ("image_size", "true"), ("image_size", "64.5"), ("mean", "[0.4, 0.4]"), ("mean", "null"), ("std", '["a", "b", "c"]'),
+    ("input_name", "5"), ("output_names", "null"),
+])
+def test_wrongly_typed_metadata_is_one_line_naming_the_field(onnx_model, tmp_path, capsys, field, value):
+    """Issue 19, 15: every file we read is validated against its schema (exit 2, one line naming file and field)."""
+    proto = onnx.load(str(onnx_model))
+    props = {p.key: p.value for p in proto.metadata_props}
+    del proto.metadata_props[:]
+    for key, v in (props | {field: value}).items():
+        proto.metadata_props.add(key=key, value=v)
+    model = tmp_path / "typed.onnx"
+    onnx.save(proto, str(model))
+    assert run(model, _image(tmp_path, np.zeros((8, 8, 3), np.uint8))) == BAD_INPUT
+    line = error_line(capsys.readouterr().err)
+    assert str(model) in line and field in line
+
+
+@pytest.mark.parametrize("sidecar, field", [
+    ({"metadata": None}, "metadata"), ({"metadata": {"class_names": ["a"]}}, "metadata"),
+    ({"metadata": {}, "tensorrt_version": 10}, "tensorrt_version"),
+    ({"metadata": {}, "compute_capability": [8, "x"]}, "not one this project writes"),
+])
+def test_a_wrongly_typed_engine_sidecar_is_one_error_naming_the_file(tmp_path, sidecar, field):
+    from runtime.backends.trt_engine import read_sidecar
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"")
+    (tmp_path / "m.engine.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ValueError, match=field) as info:
+        read_sidecar(engine)
+    assert "m.engine.json" in str(info.value) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: --timeout
+
+
+@pytest.fixture
+def silent_server():
+    """A local TCP port that accepts connections and never answers (an RTSP / HTTP server that hangs)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("scheme", ["rtsp", "http"])
+def test_a_stream_that_never_answers_fails_after_the_timeout(onnx_model, silent_server, tmp_path, capsys, scheme):
+    """Issue 19, 17: an rtsp:// server that accepts and never answers was waited on for 30 s with nothing said."""
+    url = f"{scheme}://127.0.0.1:{silent_server}/stream"
+    t0 = time.perf_counter()
+    assert run(onnx_model, url, "--timeout", "0.5", "--retries", "0", "--jsonl", tmp_path / "o.jsonl") == BAD_INPUT
+    assert time.perf_counter() - t0 < 6
+    err = capsys.readouterr().err
+    assert f"connecting to {url}" in err
+    line = error_line(err)
+    assert url in line and "--timeout" in line
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_an_open_that_hangs_is_given_up_after_the_timeout():
+    """Backends that take no timeout (V4L2, GStreamer): the open runs in a watchdog thread."""
+    from runtime.sources import SourceError, _video_capture
+
+    class Hanging:
+        def __init__(self, *args):
+            time.sleep(3)
+
+    import runtime.sources as sources
+
+    real = sources.cv2.VideoCapture
+    sources.cv2.VideoCapture = Hanging
+    try:
+        opener = _video_capture("/dev/video9", cv2.CAP_V4L2, "cannot open camera /dev/video9: is it connected?",
+                                timeout_s=0.3, description="camera /dev/video9")
+        t0 = time.perf_counter()
+        with pytest.raises(SourceError, match=r"camera /dev/video9 did not answer within 0.3 s \(--timeout\)"):
+            opener()
+        assert time.perf_counter() - t0 < 2
+    finally:
+        sources.cv2.VideoCapture = real
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(onnx_model, video, capsys, value):
+    assert run(onnx_model, video[0], "--timeout", value) == BAD_INPUT
+    assert "--timeout" in error_line(capsys.readouterr().err)
