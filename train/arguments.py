@@ -94,7 +94,9 @@ def run_cli(args: argparse.Namespace, action, what: str = "training") -> int:
 def _run_cli(args: argparse.Namespace, action) -> int:
     cfg = resolve_config(args)
     dataset = resolve_dataset(args, cfg)
-    cfg = cfg.with_overrides(n_scenes=len(dataset.labels))
+    # the data set's own seed and size, as the checkpoint records them (export and runtime.drift keep
+    # calibration and drift scenes off them: dualpath.seeds)
+    cfg = cfg.with_overrides(n_scenes=len(dataset.labels), data_seed=getattr(dataset, "seed", None))
     return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
 
 
