@@ -8,7 +8,8 @@ light runtime (numpy + OpenCV, never torch) uses them too.
     BAD_INPUT    2    bad input or environment: a bad command line, unreadable, corrupt or mismatched files, an output
                       that cannot be written, a missing package; one line names the path and what to do
     INTERRUPTED  130  interrupted (Ctrl-C) before the command finished (128 + SIGINT, as shells report it);
-                      `train --resume` continues
+                      `train --resume` continues. SIGTERM is an interruption too (dualpath.processes): 130, not
+                      143, so a caller tells "stopped, resumable" from a crash by one code
 """
 
 OK = 0

@@ -93,11 +93,14 @@ def run_cli(args: argparse.Namespace, action, what: str = "training") -> int:
 
 def _run_cli(args: argparse.Namespace, action) -> int:
     cfg = resolve_config(args)
+    opts = run_options(args)  # every argument checked before any data is generated
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     dataset = resolve_dataset(args, cfg)
     # the data set's own seed and size, as the checkpoint records them (export and runtime.drift keep
     # calibration and drift scenes off them: dualpath.seeds)
     cfg = cfg.with_overrides(n_scenes=len(dataset.labels), data_seed=getattr(dataset, "seed", None))
-    return action(cfg, dataset, run_options(args), args.resume, resolve_extra(args, cfg, dataset))
+    return action(cfg, dataset, opts, args.resume, resolve_extra(args, cfg, dataset))
 
 
 class _StderrHandler(logging.StreamHandler):

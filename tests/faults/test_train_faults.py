@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -242,3 +243,290 @@ def test_interrupted_training_leaves_only_whole_files_and_resumes(tmp_path, data
     assert main(["--resume", "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet"]) == 0
     assert torch.load(out / "fold0" / "last.pt", weights_only=True)["epoch"] == epochs
     assert finished_files(out) == ["metrics.json", "best.pt"] and not temporaries(out)
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: one writer
+# per run folder
+
+
+def test_two_trainings_into_one_out_the_second_is_refused(tmp_path, dataset, capsys):
+    out = tmp_path / "tt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "train", *train_argv(dataset.path, out, "--epochs", 3)], cwd=ROOT,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / ".dualpath.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code = main(train_argv(dataset.path, out, "--epochs", 2, "--seed", 7, "--loss", "bce"))
+    line = error_line(capsys.readouterr().err)
+    _, err = first.communicate(timeout=300)
+    assert code == 2 and first.returncode == 0, err
+    assert line == (f"error: another training (pid {first.pid}) is writing {out}; wait for it or choose another "
+                    "--out")
+    saved = json.loads((out / "config.json").read_text())["train_config"]
+    assert (saved["seed"], saved["loss"], saved["epochs"]) == (0, "asl", 3)  # the first run's, all through
+    assert torch.load(out / "best.pt", weights_only=True)["train_config"] == saved
+    assert not (out / ".dualpath.lock").exists()
+
+
+def _hold(out, what="training"):
+    from fault_checks import hold_lock
+
+    return hold_lock(out, what)
+
+
+@pytest.mark.parametrize("command", ["train", "train-resume", "compare", "pretrain", "export", "drift"])
+def test_every_folder_writer_refuses_a_held_folder(request, tmp_path, dataset, trained, capsys, command):
+    out = tmp_path / "busy"
+    holder = _hold(out)
+    try:
+        if command == "train":
+            code = main(train_argv(dataset.path, out))
+        elif command == "train-resume":
+            code = main(["--resume", "--out", str(out), "--device", "cpu", "--quiet"])
+        elif command == "compare":
+            code = main(["compare", *train_argv(dataset.path, out), "--rows", "cae_bce"])
+        elif command == "pretrain":
+            from train.pretrain import main as pretrain_main
+
+            code = pretrain_main(["--out", str(out), "--backbone", "densenet_tiny", "--scenes", "8", "--chunk", "8",
+                                  "--held-out", "8", "--device", "cpu", "--quiet"])
+        elif command == "export":
+            pytest.importorskip("onnx")
+            from export.__main__ import main as export_main
+
+            code = export_main(["--checkpoint", str(trained / "best.pt"), "--out", str(out), "--backends", "onnx",
+                                "--data-root", str(tmp_path / "data")])
+        else:
+            from runtime.drift.__main__ import main as drift_main
+
+            model = request.getfixturevalue("onnx_model")
+            code = drift_main(["--reference", str(model), "--candidate", str(model), "--out", str(out), "--n", "20",
+                               "--data-root", str(tmp_path / "data"), "--no-plots"])
+        assert code == 2
+        err = capsys.readouterr().err
+        assert f"another training (pid {holder.pid}) is writing {out}; wait for it or choose another --out" in \
+            error_line(err)
+        assert sorted(p.name for p in out.iterdir()) == [".dualpath.lock"]  # nothing written beside the holder's
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_killed_training_does_not_leave_its_folder_locked(tmp_path, dataset):
+    out = tmp_path / "run"
+    holder = _hold(out)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert (out / ".dualpath.lock").exists()  # the file stays; the lock went with the process
+    assert main(train_argv(dataset.path, out, "--epochs", 1)) == 0
+    assert finished_files(out) == ["metrics.json", "best.pt"] and not (out / ".dualpath.lock").exists()
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: --resume
+# continues only this run's own checkpoints
+
+
+def _stopped_run(trained, tmp_path):
+    """A copy of the tiny run, stopped after epoch 1 (its metrics.json and top-level best.pt removed)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    (out / "metrics.json").unlink()
+    (out / "best.pt").unlink()
+    return out
+
+
+def _edit_checkpoint(path, edit):
+    ckpt = torch.load(path, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, path)
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"seed": 7, "loss": "bce"}, ["seed 7 in the checkpoint, 0 in this run", "loss 'bce' in the checkpoint"]),
+    ({"epochs": 4}, ["epochs 4 in the checkpoint, 2 in this run"]),
+    ({"batch_size": 8}, ["batch_size"]),
+    ({"arch": "cae"}, ["arch 'cae'"]),
+])
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_resume_refuses_another_runs_checkpoint(trained, tmp_path, capsys, changes, named, name):
+    out = _stopped_run(trained, tmp_path)
+    _edit_checkpoint(out / "fold0" / name, lambda c: c["train_config"].update(changes))
+    before = (out / "fold0" / "log.csv").read_text()
+    assert main(["--resume", "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert f"{out / 'fold0' / name} is a checkpoint of another run" in line
+    for text in named:
+        assert text in line
+    assert (out / "fold0" / "log.csv").read_text() == before and finished_files(out) == []
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c["state"].pop("rng_cpu"), "state.rng_cpu is missing"),
+    (lambda c: c["state"].update(rng_cpu=[1, 2]), "state.rng_cpu is list"),
+    (lambda c: c.update(epoch="1"), "field epoch is str '1'"),
+    (lambda c: c.update(phase=3), "field phase is int 3"),
+    (lambda c: c["state"].update(history=None), "state.history is NoneType"),
+    (lambda c: c["state"].update(best_value="0.5"), "state.best_value"),
+    (lambda c: c.update(state=[]), "field state is list"),
+])
+def test_resume_refuses_a_torn_loop_state(trained, tmp_path, capsys, edit, field):
+    out = _stopped_run(trained, tmp_path)
+    _edit_checkpoint(out / "fold0" / "last.pt", edit)
+    assert main(["--resume", "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert str(out / "fold0" / "last.pt") in line and field in line
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: checkpoints
+# are read against their schema (train's loader, which export uses)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c["model_config"].update(dropout="0.3"), "model_config.dropout is str '0.3'"),
+    (lambda c: c["model_config"].update(hidden=1.5), "model_config.hidden is float"),
+    (lambda c: c["model_config"].update(colour="red"), "model_config.colour is not a ModelConfig field"),
+    (lambda c: c.update(model_config=None), "field model_config is NoneType"),
+    (lambda c: c.update(preprocessing=None), "field preprocessing is NoneType"),
+    (lambda c: c["preprocessing"].update(mean=[0.5]), "preprocessing.mean"),
+    (lambda c: c.update(metrics=[1, 2]), "field metrics is list"),
+    (lambda c: c.update(class_names=None), "field class_names is NoneType"),
+    (lambda c: c.update(model=None), "field model is NoneType"),
+    (lambda c: c["model"].update({"extra.weight": torch.zeros(1)}), "model does not fit its own model_config"),
+    (lambda c: c["train_config"].update(seed="0"), "train_config.seed is str"),
+    (lambda c: c.update(train_config=None), "field train_config is NoneType"),
+])
+def test_a_checkpoint_with_a_wrongly_typed_field_is_refused(trained, tmp_path, edit, field):
+    from train.checkpoint import load_model
+
+    path = tmp_path / "best.pt"
+    torch.save(torch.load(trained / "best.pt", weights_only=True), path)
+    _edit_checkpoint(path, edit)
+    with pytest.raises(ValueError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert str(path) in message and field in message and "\n" not in message
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c["model_config"].update(dropout="0.3"), "model_config.dropout"),
+    (lambda c: c.update(metrics=[1, 2]), "field metrics"),
+])
+def test_export_of_a_wrongly_typed_checkpoint_is_one_line(trained, tmp_path, capsys, edit, field):
+    pytest.importorskip("onnx")
+    from export.__main__ import main as export_main
+
+    path = tmp_path / "best.pt"
+    torch.save(torch.load(trained / "best.pt", weights_only=True), path)
+    _edit_checkpoint(path, edit)
+    code = export_main(["--checkpoint", str(path), "--out", str(tmp_path / "e"), "--backends", "onnx",
+                        "--data-root", str(tmp_path / "data")])
+    assert code == 2
+    line = error_line(capsys.readouterr().err)
+    assert str(path) in line and field in line
+
+
+@pytest.mark.parametrize("card, field", [
+    ({"format": "dualpath-scene-pretrained-backbone/1"}, "has no field backbone"),
+    ({"format": "dualpath-scene-pretrained-backbone/1", "backbone": 3}, "field backbone is int"),
+    ({"format": "dualpath-scene-pretrained-backbone/1", "backbone": "densenet_tiny", "stem": None},
+     "field stem is NoneType"),
+    ({"format": "dualpath-scene-pretrained-backbone/1", "backbone": "densenet_huge"}, "field backbone is 'densenet_huge'"),
+])
+def test_a_weights_card_with_a_wrong_field_is_refused(tmp_path, dataset, capsys, card, field):
+    weights = tmp_path / "backbone.pth"
+    weights.write_bytes(b"not read: the card is checked first")
+    (tmp_path / "backbone.json").write_text(json.dumps(card))
+    assert main(train_argv(dataset.path, tmp_path / "run", "--weights", weights)) == 2
+    line = error_line(capsys.readouterr().err)
+    assert str(tmp_path / "backbone.json") in line and field in line
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda c: c.pop("torch_rng"), "torch_rng is missing"),
+    (lambda c: c["progress"].update(chunks_done="1"), "progress.chunks_done is str"),
+    (lambda c: c.update(optimizer=None), "field optimizer is NoneType"),
+])
+def test_pretrain_resume_refuses_a_torn_checkpoint(tmp_path, capsys, edit, field):
+    from dataclasses import asdict
+
+    from train.pretrain import PretrainConfig, Progress
+    from train.pretrain import main as pretrain_main
+
+    out = tmp_path / "pre"
+    out.mkdir()
+    cfg = PretrainConfig(backbone="densenet_tiny", scenes=8, chunk=8, held_out=8)
+    ckpt = {"pretrain_config": asdict(cfg), "model": {}, "optimizer": {}, "progress": asdict(Progress()),
+            "torch_rng": torch.get_rng_state()}
+    edit(ckpt)
+    torch.save(ckpt, out / "pretrain.pt")
+    code = pretrain_main(["--out", str(out), "--backbone", "densenet_tiny", "--scenes", "8", "--chunk", "8",
+                          "--held-out", "8", "--device", "cpu", "--quiet", "--resume"])
+    assert code == 2
+    line = error_line(capsys.readouterr().err)
+    assert str(out / "pretrain.pt") in line and field in line
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: argument
+# errors before any long work
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threads", "0"], "threads must be a positive integer"),
+    (["--workers", "0"], "--workers must be >= 1"),
+])
+def test_argument_errors_are_found_before_the_data_is_generated(tmp_path, capsys, extra, message):
+    t0 = time.perf_counter()
+    argv = ["--preset", "tiny", "--n-scenes", "5000", "--data-root", str(tmp_path / "data"), "--out",
+            str(tmp_path / "run"), "--device", "cpu", "--quiet", *extra]
+    assert main(argv) == 2
+    assert message in error_line(capsys.readouterr().err)
+    assert time.perf_counter() - t0 < 5 and not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: SIGTERM
+
+
+@pytest.mark.slow
+def test_sigterm_to_training_is_an_interruption(tmp_path, dataset):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "train", *train_argv(dataset.path, out, "--epochs", 4)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "fold0" / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("interrupted") and "--resume" in err
+    assert finished_files(out) == [] and not (out / ".dualpath.lock").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_pretrain_leaves_no_scene_worker(tmp_path):
+    from fault_checks import alive, children
+
+    out = tmp_path / "pre"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "train", "pretrain", "--out", str(out), "--backbone",
+                             "densenet_tiny", "--scenes", "100000", "--chunk", "400", "--held-out", "400",
+                             "--device", "cpu", "--threads", "1", "--quiet", "--workers", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, kids = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        kids = children(proc.pid)
+        if sum("spawn_main" in Path(f"/proc/{k}/cmdline").read_text(errors="replace") for k in kids) >= 2:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted")
+    deadline = time.monotonic() + 10
+    while any(alive(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kids and not [k for k in kids if alive(k)]
