@@ -8,6 +8,7 @@ from pathlib import Path
 from dualpath import exitcodes
 from dualpath.telemetry import telemetry_off  # noqa: E402
 from export.artifacts import DEFAULT_FORMATS, FORMATS, missing_packages, unknown_formats  # noqa: E402
+from export.qat_step import DEFAULT_MINUTES, QAT_MODES, QAT_OBJECTIVES  # noqa: E402
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
@@ -47,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights; a TensorRT FP16 engine with tensorrt) and their drift reports")
     p.add_argument("--accuracy-control", action="store_true",
                    help="return the most sensitive layers to float until the drift budgets hold")
+    p.add_argument("--qat", choices=QAT_MODES, default="auto",
+                   help="quantization-aware fine-tuning on training scenes, mirroring the s8 QDQ graph (export.qat): "
+                        "auto: accuracy control's fallback for an artifact that post-training quantization leaves "
+                        "past its budget (default); always: every INT8 artifact from QAT-tuned weights; never")
+    p.add_argument("--qat-minutes", type=float, default=DEFAULT_MINUTES,
+                   help=f"QAT's time box in minutes (default {DEFAULT_MINUTES:g}; the steps are sized to it)")
+    p.add_argument("--qat-scenes", type=int, default=4096,
+                   help="training scenes QAT renders once and cycles through, from the checkpoint's extra-training "
+                        "seed (never a calibration, accuracy-control or drift seed; default 4096)")
+    p.add_argument("--qat-objective", choices=QAT_OBJECTIVES, default="train",
+                   help="QAT's targets: train: the training loss on the scenes' labels and clean images (default); "
+                        "distill: the same loss towards the FP32 model's own outputs; both: their sum")
     p.add_argument("--min-int8-share", type=float, default=0.5,
                    help="accuracy control keeps at least this share of convolutions / gemms in INT8 (default 0.5); "
                         "when the budgets need more in float it keeps its best round and the export exits 1")
@@ -97,6 +110,8 @@ def config_from_args(args):
         calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges,
         qdq_variants=_names(args.qdq_variants),
         accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,
+        qat=args.qat, qat_minutes=args.qat_minutes, qat_objective=args.qat_objective,
+        qat_scenes=args.qat_scenes,
         severities=args.severities, sweep_n=args.sweep_n,
         budgets=budgets_from_args(args), opset=args.opset or OPSET, exporter=args.exporter,
         data_root=args.data_root, workers=args.workers, threads=args.threads, max_batch=args.max_batch, **optional,

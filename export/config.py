@@ -8,6 +8,7 @@ from calibration.sets import CALIBRATION_SEED, SEED_STREAM_START
 from export.artifacts import DEFAULT_FORMATS, Artifact, planned, unknown_formats
 from export.onnx_fp32 import EXPORTERS, OPSET
 from export.openvino_export import ACTIVATION_RANGES
+from export.qat_step import DEFAULT_MINUTES, QAT_MODES, QAT_OBJECTIVES
 from export.quantize_onnx import CALIB_METHODS, VARIANTS
 
 
@@ -24,6 +25,12 @@ class ExportConfig:
     qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
     fp16: bool = False  # also write FP16 artifacts: ONNX (ONNX Runtime GPU, TensorRT --fp16 source), OpenVINO IR
     accuracy_control: bool = False
+    # Quantization-aware fine-tuning (export.qat): "auto" = accuracy control's fallback for an artifact that post-
+    # training quantization leaves past its budget; "always" = every INT8 artifact from QAT-tuned weights; "never".
+    qat: str = "auto"
+    qat_minutes: float = DEFAULT_MINUTES  # QAT's time box (export.qat_step)
+    qat_scenes: int = 4096  # training scenes QAT renders once and cycles through (the checkpoint's extra seed)
+    qat_objective: str = "train"  # export.qat.OBJECTIVES: labels ("train"), the FP32 model's outputs ("distill"), both
     # Accuracy control never returns a model with fewer than this share of its convolutions / gemms in INT8: past it,
     # it keeps the best round it saw and reports the budget not met (export exit 1).
     min_int8_share: float = 0.5
@@ -83,6 +90,16 @@ class ExportConfig:
         if not 0.0 < self.control_margin <= 1.0:
             raise ValueError(f"control_margin must be in (0, 1], got {self.control_margin}")
         self._check_late_flags()
+        if self.qat not in QAT_MODES:
+            raise ValueError(f"qat must be one of {', '.join(QAT_MODES)}, got {self.qat!r}")
+        if not (isinstance(self.qat_minutes, (int, float)) and 0 < self.qat_minutes <= 24 * 60):
+            raise ValueError(f"qat_minutes must be in (0, 1440], got {self.qat_minutes!r}")
+        if isinstance(self.qat_scenes, bool) or not isinstance(self.qat_scenes, int) or self.qat_scenes < 32:
+            raise ValueError(f"qat_scenes must be an integer >= 32, got {self.qat_scenes!r}")
+        if self.qat_objective not in QAT_OBJECTIVES:
+            raise ValueError(f"qat_objective must be one of {', '.join(QAT_OBJECTIVES)}, got {self.qat_objective!r}")
+        if self.qat == "always" and not self.int8:
+            raise ValueError("--qat always tunes the INT8 artifacts: add --int8")
         if self.accuracy_control and not self.int8:
             raise ValueError("--accuracy-control needs --int8")
         if self.int8 and "tensorrt" in self.backends and "s8" not in self.qdq_variants:

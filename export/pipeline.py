@@ -18,6 +18,7 @@ from export.artifacts import FP16_ONNX, FP16_XML, FP32_ONNX, FP32_XML, INT8_XML,
 from export.atomic import atomic_path, ensure_writable_folder, file_sha256, write_json, write_text
 from export.config import ExportConfig
 from export.metadata import check_checkpoint_contract, library_versions, model_metadata
+from export.qat_step import QatSource, rebuild_all
 
 RANGES = "calibration_ranges.json"
 SHARED_RANGES = "calibration_ranges_shared_concat.json"
@@ -166,7 +167,8 @@ def openvino_fp32(config: ExportConfig, log) -> None:
     log(f"OpenVINO FP32: {config.out / FP32_XML}")
 
 
-def openvino_int8(config: ExportConfig, batches, float_extra: list[str], log) -> dict[str, Any]:
+def openvino_int8(config: ExportConfig, batches, float_extra: list[str], log, source: Path | None = None) -> dict[str, Any]:
+    """NNCF's INT8 IR of the FP32 ONNX (or of `source`, the QAT-tuned FP32 ONNX: same graph, other weights)."""
     import onnx
 
     from export import openvino_export as ovx
@@ -175,7 +177,7 @@ def openvino_int8(config: ExportConfig, batches, float_extra: list[str], log) ->
 
     floats = float_nodes(onnx.load(str(config.out / FP32_ONNX))) + float_extra
     props = onnx_props(config.out / FP32_ONNX) | {"precision": json.dumps("int8-nncf")}
-    model = ovx.quantize_int8(ovx.convert(config.out / FP32_ONNX), batches, floats, subset_size=config.calib_n,
+    model = ovx.quantize_int8(ovx.convert(source or config.out / FP32_ONNX), batches, floats, subset_size=config.calib_n,
                               activation_ranges=config.ov_ranges)
     ovx.save_ir(model, config.out / INT8_XML, props)
     log(f"OpenVINO INT8 (NNCF): {config.out / INT8_XML}")
@@ -292,9 +294,10 @@ def _violations_fn(config: ExportConfig, reference: Path, budgets, images_labels
     return evaluate
 
 
-def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, Any]:
-    """Return the most sensitive layers to float for each INT8 artifact past its budget (validation scenes), never
-    below config.min_int8_share of its convolutions / gemms in INT8."""
+def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=None) -> dict[str, Any]:
+    """For each INT8 artifact past its budget (validation scenes): post-training quantization first; then, with a
+    `qat_source` (export.qat_step), the same recipe on QAT-tuned weights; then the most sensitive layers back to float
+    (on the QAT weights when QAT ran), never below config.min_int8_share of its convolutions / gemms in INT8."""
     import onnx
 
     from calibration import ACCURACY_CONTROL_SEED
@@ -317,14 +320,31 @@ def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, A
         start = evaluate(config.out / name)
         graph = artifact_graph(config.out / name)
         max_float = ac.allowed_in_float(graph["conv_gemm_int8"], graph["conv_gemm_total"], config.min_int8_share)
+        shipped = "qat" if qat_source is not None and qat_source.path is not None and config.qat == "always" else "ptq"
         if not start["violations"]:
             results[name] = {"met": True, "kept_in_float": [], "rounds": [{"layers_in_float": 0, **start}],
-                             "max_layers_in_float": max_float, "best_round": 0, "violations": []}
-            log(f"accuracy control {name}: {config.control_margin:g} x budgets met as built ({start['worst']:.0%} of "
-                f"the tightest used) on {len(val)} validation scenes")
+                             "max_layers_in_float": max_float, "best_round": 0, "violations": [], "shipped": shipped}
+            log(f"accuracy control {name}: {config.control_margin:g} x budgets met as built ({shipped.upper()}, "
+                f"{start['worst']:.0%} of the tightest used) on {len(val)} validation scenes")
             continue
+        ptq_round = None
+        if qat_source is not None and shipped == "ptq":
+            log(f"accuracy control {name}: post-training quantization misses ({'; '.join(start['violations'])}): "
+                "quantization-aware fine-tuning")
+            ptq_round = {"layers_in_float": 0, "weights": "ptq", **start}
+            start = {**evaluate(qat_source.rebuild(name, variant, [], batches))}
+            shipped = "qat"
+            if not start["violations"]:
+                results[name] = {"met": True, "kept_in_float": [], "rounds": [ptq_round, {"layers_in_float": 0,
+                                 "weights": "qat", **start}], "max_layers_in_float": max_float, "best_round": 1,
+                                 "violations": [], "shipped": "qat"}
+                log(f"accuracy control {name}: {config.control_margin:g} x budgets met with QAT ({start['worst']:.0%} "
+                    f"of the tightest used) on {len(val)} validation scenes")
+                continue
 
         def build(kept: list[str], name=name, variant=variant) -> Path:
+            if shipped == "qat":
+                return qat_source.rebuild(name, variant, kept, batches)
             if variant is not None:
                 quantize(fp32, config.out / name, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
                          config.calib_method, floats + kept)
@@ -336,6 +356,10 @@ def accuracy_control(config: ExportConfig, batches, budgets, log) -> dict[str, A
         results[name] = ac.control(ranking, build, evaluate, start, fallback=recon_path, max_float=max_float,
                                    weighted=weighted)
         r = results[name]
+        r["shipped"] = shipped
+        if ptq_round is not None:
+            r["rounds"].insert(0, ptq_round)
+            r["best_round"] += 1
         log(f"accuracy control {name}: {len(r['kept_in_float'])} layers back in float (at most {max_float}, keeping "
             f">= {config.min_int8_share:.0%} of {graph['conv_gemm_total']} conv/gemm INT8), {config.control_margin:g} x "
             f"budgets {'met' if r['met'] else 'NOT met: ' + '; '.join(r['violations'])} on {len(val)} validation scenes")
@@ -359,10 +383,13 @@ def rank_layers(config: ExportConfig, fp32: Path, batches, floats: list[str]) ->
         return ac.rank_layers(fp32, probe, list(batches)[:4], set(floats))
 
 
-def apply_control(recipes: dict[str, Any], control: dict[str, Any]) -> None:
+def apply_control(recipes: dict[str, Any], control: dict[str, Any], qat_source=None) -> None:
+    from export.qat_step import mark
+
     for name, r in control["artifacts"].items():
         if name in recipes:
             recipes[name]["kept_in_float"] = sorted(set(recipes[name]["kept_in_float"]) | set(r["kept_in_float"]))
+            mark(recipes, name, qat_source if r.get("shipped") == "qat" else None)
 
 
 def drift_pairs(config: ExportConfig) -> dict[str, str]:
@@ -493,9 +520,15 @@ def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, lo
         manifest["recipes"] = quantize_qdq(config, batches, [], log)
         if INT8_XML in planned:
             manifest["recipes"][INT8_XML] = openvino_int8(config, batches, [], log)
-        if config.accuracy_control:
-            manifest["accuracy_control"] = accuracy_control(config, batches, budgets, log)
-            apply_control(manifest["recipes"], manifest["accuracy_control"])
+        with QatSource(config, model, ckpt, log) as qat_source:
+            use = qat_source if config.qat != "never" and (config.accuracy_control or config.qat == "always") else None
+            if config.qat == "always":
+                rebuild_all(qat_source, config, batches, manifest["recipes"], log)
+            if config.accuracy_control:
+                manifest["accuracy_control"] = accuracy_control(config, batches, budgets, log, use)
+                apply_control(manifest["recipes"], manifest["accuracy_control"], qat_source)
+            if qat_source.info is not None:
+                manifest["qat"] = qat_source.record()
         refresh_recipes(config.out, manifest["recipes"])
     if FP16_ONNX in planned:
         manifest["recipes"][FP16_ONNX] = fp16_onnx(config, log)

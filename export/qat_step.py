@@ -1,0 +1,108 @@
+"""The export's QAT step: one quantization-aware fine-tuning per export, made on first use, that every INT8 artifact
+can be rebuilt from (export.qat does the tuning).
+
+It mirrors the s8 QDQ model (TensorRT's source, the strictest recipe: symmetric activations and one scale per
+concatenation group) when the export writes it, else the first QDQ variant it writes. The tuned FP32 model stays in a
+temporary folder: the QDQ models are rebuilt from it with the export's own calibration ranges and recipe (so their
+graphs are the post-training ones with other weights), the OpenVINO INT8 model by NNCF from it.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+QAT_MODES = ("auto", "always", "never")  # auto: accuracy control's fallback when post-training quantization misses
+QAT_OBJECTIVES = ("train", "distill", "both")  # export.qat.OBJECTIVES (a test keeps them equal; no torch import here)
+DEFAULT_MINUTES = 4.0  # QAT's time box: the `cpu` model's tuning and rebuilds fit ~5 minutes on 2 cores
+
+
+class QatSource:
+    def __init__(self, config, model, ckpt: dict, log: Callable[[str], None]) -> None:
+        self.config, self.model, self.ckpt, self.log = config, model, ckpt, log
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.path: Path | None = None  # the tuned FP32 ONNX
+        self.tuned = None
+        self.info: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "QatSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def mirrored_variant(self) -> str:
+        from export.pipeline import qdq_variants
+
+        written = qdq_variants(self.config)
+        return "s8" if "s8" in written else written[0] if written else ""
+
+    def get(self) -> Path:
+        """The tuned FP32 ONNX, tuned now if it was not yet."""
+        if self.path is not None:
+            return self.path
+        from export import qat
+        from export.artifacts import FP32_ONNX, int8_onnx_name
+        from export.pipeline import parity_images
+
+        variant = self.mirrored_variant()
+        if not variant:
+            raise ValueError("QAT mirrors a QDQ model and this export writes none; keep 'onnx' in --backends")
+        self._tmp = tempfile.TemporaryDirectory(prefix="dualpath-qat-")
+        path = Path(self._tmp.name) / "model_fp32_qat.onnx"
+        cfg = qat.QATConfig(minutes=self.config.qat_minutes, threads=self.config.threads or 0,
+                            objective=self.config.qat_objective, pool=self.config.qat_scenes)
+        self.tuned, self.info = qat.tune(self.model, self.ckpt, self.config.out / int8_onnx_name(variant),
+                                         self.config.out / FP32_ONNX, path, cfg, parity_images(16),
+                                         self.config.opset, self.config.exporter, self.config.workers, self.log)
+        self.path = path
+        return path
+
+    def rebuild(self, name: str, variant: str | None, kept: list[str], batches) -> Path:
+        """Artifact `name` from the tuned weights (its recipe, `kept` layers also in float); returns its path."""
+        import onnx
+
+        from export import qat
+        from export.artifacts import FP32_ONNX, int8_onnx_name
+        from export.pipeline import openvino_int8, parity_images, ranges_for
+        from export.quantize_onnx import VARIANTS, copy_metadata, float_nodes, quantize
+
+        source = self.get()
+        out = self.config.out / name
+        if variant is None:
+            openvino_int8(self.config, batches, kept, lambda _: None, source=source)
+            return out
+        proto = onnx.load(str(self.config.out / FP32_ONNX))
+        quantize(source, out, self.config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
+                 self.config.calib_method, float_nodes(proto) + kept)
+        copy_metadata(proto, out, precision=json.dumps(f"int8-qdq-{variant}"))
+        if name == int8_onnx_name(self.mirrored_variant()) and not kept:
+            self.info["mirror_parity_after"] = qat.check_mirror(self.tuned, out, parity_images(16))
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest says of the tuning (scenes, steps, time, loss)."""
+        return dict(self.info or {})
+
+
+def rebuild_all(qat_source: QatSource, config, batches, recipes: dict[str, Any], log) -> None:
+    """--qat always: every INT8 artifact rebuilt from the tuned weights."""
+    for a in config.artifacts.values():
+        if a.controlled and (config.out / a.name).is_file():
+            qat_source.rebuild(a.name, a.variant, [], batches)
+            mark(recipes, a.name, qat_source)
+            log(f"QAT: {a.name} rebuilt from the tuned weights")
+
+
+def mark(recipes: dict[str, Any], name: str, qat_source: QatSource | None) -> None:
+    """The recipe says which weights the artifact was quantized from."""
+    if name in recipes:
+        recipes[name]["weights_from"] = "qat" if qat_source is not None else "ptq"
+        if qat_source is not None:
+            recipes[name]["qat"] = qat_source.record()
