@@ -9,6 +9,9 @@
 # per device and again after a JetPack / TensorRT upgrade. An engine whose sidecar already names this ONNX (sha256),
 # this TensorRT and this GPU is kept (the cache key jetson-inference uses); FORCE=1 rebuilds anyway.
 #
+# Running the engine (python -m runtime --model ENGINE) needs cuda-python of the CUDA 12 line on JetPack 6:
+#   pip install "cuda-python>=12,<13"   (a plain `pip install cuda-python` brings the CUDA 13 build)
+#
 # Environment: TRTEXEC (default: trtexec on PATH, else /usr/src/tensorrt/bin/trtexec), MAX_BATCH (default 1; the
 # ONNX has a dynamic batch axis), WORKSPACE_MIB (default 1024), PYTHON (default python3), FORCE=1.
 #

@@ -656,3 +656,36 @@ def test_an_open_that_hangs_is_given_up_after_the_timeout():
 def test_a_timeout_that_is_not_a_positive_number_is_refused(onnx_model, video, capsys, value):
     assert run(onnx_model, video[0], "--timeout", value) == BAD_INPUT
     assert "--timeout" in error_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------------------------------ issue 19: docs
+
+
+def _readme_examples():
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    found = []
+    for line in re.findall(r"^python -m (?:runtime(?:\.drift)?|calibration) .*$", text, flags=re.M):
+        argv = shlex.split(line.split("  #")[0])
+        found.append(pytest.param(argv[2], argv[3:], id=" ".join(argv[2:5])))
+    return found
+
+
+@pytest.mark.parametrize("module, argv", _readme_examples())
+def test_every_readme_example_of_these_commands_parses(module, argv):
+    """Issue 19, 17: README's `python -m calibration ... --preview` did not match the flag (it takes a count)."""
+    import importlib
+
+    parser = importlib.import_module(f"{module}.__main__").build_parser()
+    parser.parse_args(argv)  # argparse exits 2 on a flag the command does not take
+
+
+def test_the_jetson_guide_pins_cuda_python_to_cuda_12():
+    """JetPack 6 ships CUDA 12; `pip install cuda-python` brings the CUDA 13 build."""
+    from runtime.backends.trt import CUDA_PYTHON_PIN
+
+    assert CUDA_PYTHON_PIN == "cuda-python>=12,<13"
+    for path in ("README.md", "jetson/build_engine.sh", "pyproject.toml"):
+        assert CUDA_PYTHON_PIN in (ROOT / path).read_text().replace('"', "").replace("'", ""), path
