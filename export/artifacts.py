@@ -20,6 +20,16 @@ INT8_ENGINE = "model_int8.engine"
 FP16_ENGINE = "model_fp16.engine"
 
 
+# The calibration's activation ranges (ONNX Runtime's cache), per tensor and with each concat group widened to one.
+RANGES = "calibration_ranges.json"
+SHARED_RANGES = "calibration_ranges_shared_concat.json"
+
+
+def ranges_for(variant) -> str:
+    """The ranges file a QDQ variant (export.quantize_onnx.Variant) is quantized from."""
+    return SHARED_RANGES if variant.share_concat else RANGES
+
+
 def int8_onnx_name(variant: str) -> str:
     return f"model_int8_{variant}.onnx"
 

@@ -5,6 +5,7 @@ holds exactly what the manifest lists."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shutil
 import tempfile
@@ -14,19 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from export.artifacts import FP16_ONNX, FP16_XML, FP32_ONNX, FP32_XML, INT8_XML, int8_onnx_name
+from export.artifacts import (FP16_ONNX, FP16_XML, FP32_ONNX, FP32_XML, INT8_XML, RANGES, SHARED_RANGES,
+                              int8_onnx_name, ranges_for)
 from export.atomic import atomic_path, ensure_writable_folder, file_sha256, write_json, write_text
 from export.config import ExportConfig
 from export.metadata import check_checkpoint_contract, library_versions, model_metadata
+from export import int8_checks
 from export.qat_step import QatSource, rebuild_all
-
-RANGES = "calibration_ranges.json"
-SHARED_RANGES = "calibration_ranges_shared_concat.json"
-
-
-def ranges_for(variant) -> str:
-    return SHARED_RANGES if variant.share_concat else RANGES
-
 
 class ExportFailed(Exception):
     """A verdict on the run (exit 1): the artifacts it built are not what the checkpoint computes."""
@@ -520,7 +515,8 @@ def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, lo
         manifest["recipes"] = quantize_qdq(config, batches, [], log)
         if INT8_XML in planned:
             manifest["recipes"][INT8_XML] = openvino_int8(config, batches, [], log)
-        with QatSource(config, model, ckpt, log) as qat_source:
+        with QatSource(config, model, ckpt, log, variants=qdq_variants(config), images=parity_images(16),
+                       build_openvino=functools.partial(openvino_int8, config)) as qat_source:
             use = qat_source if config.qat != "never" and (config.accuracy_control or config.qat == "always") else None
             if config.qat == "always":
                 rebuild_all(qat_source, config, batches, manifest["recipes"], log)
@@ -530,6 +526,10 @@ def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, lo
             if qat_source.info is not None:
                 manifest["qat"] = qat_source.record()
         refresh_recipes(config.out, manifest["recipes"])
+        try:
+            int8_checks.check_rules(config.out, manifest["recipes"])
+        except int8_checks.RulesBroken as e:
+            raise ExportFailed(str(e)) from None
     if FP16_ONNX in planned:
         manifest["recipes"][FP16_ONNX] = fp16_onnx(config, log)
     if FP16_XML in planned:
@@ -542,6 +542,9 @@ def build_all(config: ExportConfig, model, ckpt: dict, baseline: dict | None, lo
     if pairs:
         manifest["budgets"] = {m: b.to_dict() for m, b in budgets.items()}
         manifest["drift"] = drift_reports(config, budgets, pairs, baseline, log)
+        if config.int8:
+            int8_checks.fp16_simulation(config, drift_config(config), budgets, manifest["drift"], log)
+            int8_checks.layer_reports(config, manifest["drift"], batches, qdq_variants(config))
         log(summary_table(manifest["drift"]))
     if config.benchmark:
         from export.benchmark import run_benchmark

@@ -328,6 +328,8 @@ def mirror_parity(model, plan: Plan, qdq_path: Path, images: np.ndarray) -> dict
 
 
 OBJECTIVES = ("train", "distill", "both")
+QAT_MODES = ("auto", "always", "never")  # auto: accuracy control's fallback when post-training quantization misses
+DEFAULT_MINUTES = 4.0  # QAT's time box: the `cpu` model's tuning and rebuilds fit ~5 minutes on 2 cores
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-QAT_MODES = ("auto", "always", "never")  # auto: accuracy control's fallback when post-training quantization misses
-QAT_OBJECTIVES = ("train", "distill", "both")  # export.qat.OBJECTIVES (a test keeps them equal; no torch import here)
-DEFAULT_MINUTES = 4.0  # QAT's time box: the `cpu` model's tuning and rebuilds fit ~5 minutes on 2 cores
+from export.qat import DEFAULT_MINUTES, OBJECTIVES, QAT_MODES  # noqa: F401 (the export's flags read them here)
+
+QAT_OBJECTIVES = OBJECTIVES
 
 
 class QatSource:
-    def __init__(self, config, model, ckpt: dict, log: Callable[[str], None]) -> None:
+    def __init__(self, config, model, ckpt: dict, log: Callable[[str], None], *, variants: list[str], images,
+                 build_openvino: Callable) -> None:
+        """variants: the QDQ variants the export writes; images: uint8 scenes for the mirror's parity check;
+        build_openvino(batches, float_extra, log, source=...): the export's OpenVINO INT8 step."""
         self.config, self.model, self.ckpt, self.log = config, model, ckpt, log
+        self.variants, self.images, self.build_openvino = list(variants), images, build_openvino
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.path: Path | None = None  # the tuned FP32 ONNX
         self.tuned = None
@@ -38,10 +42,7 @@ class QatSource:
         self.close()
 
     def mirrored_variant(self) -> str:
-        from export.pipeline import qdq_variants
-
-        written = qdq_variants(self.config)
-        return "s8" if "s8" in written else written[0] if written else ""
+        return "s8" if "s8" in self.variants else self.variants[0] if self.variants else ""
 
     def get(self) -> Path:
         """The tuned FP32 ONNX, tuned now if it was not yet."""
@@ -49,7 +50,6 @@ class QatSource:
             return self.path
         from export import qat
         from export.artifacts import FP32_ONNX, int8_onnx_name
-        from export.pipeline import parity_images
 
         variant = self.mirrored_variant()
         if not variant:
@@ -59,7 +59,7 @@ class QatSource:
         cfg = qat.QATConfig(minutes=self.config.qat_minutes, threads=self.config.threads or 0,
                             objective=self.config.qat_objective, pool=self.config.qat_scenes)
         self.tuned, self.info = qat.tune(self.model, self.ckpt, self.config.out / int8_onnx_name(variant),
-                                         self.config.out / FP32_ONNX, path, cfg, parity_images(16),
+                                         self.config.out / FP32_ONNX, path, cfg, self.images,
                                          self.config.opset, self.config.exporter, self.config.workers, self.log)
         self.path = path
         return path
@@ -69,21 +69,20 @@ class QatSource:
         import onnx
 
         from export import qat
-        from export.artifacts import FP32_ONNX, int8_onnx_name
-        from export.pipeline import openvino_int8, parity_images, ranges_for
+        from export.artifacts import FP32_ONNX, int8_onnx_name, ranges_for
         from export.quantize_onnx import VARIANTS, copy_metadata, float_nodes, quantize
 
         source = self.get()
         out = self.config.out / name
         if variant is None:
-            openvino_int8(self.config, batches, kept, lambda _: None, source=source)
+            self.build_openvino(batches, kept, lambda _: None, source=source)
             return out
         proto = onnx.load(str(self.config.out / FP32_ONNX))
         quantize(source, out, self.config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
                  self.config.calib_method, float_nodes(proto) + kept)
         copy_metadata(proto, out, precision=json.dumps(f"int8-qdq-{variant}"))
         if name == int8_onnx_name(self.mirrored_variant()) and not kept:
-            self.info["mirror_parity_after"] = qat.check_mirror(self.tuned, out, parity_images(16))
+            self.info["mirror_parity_after"] = qat.check_mirror(self.tuned, out, self.images)
         return out
 
     def record(self) -> dict[str, Any]:

@@ -216,36 +216,27 @@ def test_the_u8_model_is_refused_for_its_uint8_activations(real):
     assert {"uint8", "zero point"} <= _kinds(v)
 
 
-def test_the_s8_model_keeps_the_int8_weight_and_concat_rules(real):
-    """INT8 with zero point 0, per-channel symmetric weights and one scale per DenseNet concatenation hold on the
-    export's s8 model; what remains are the two recipe issues test_the_s8_model_passes names."""
-    v = check_tensorrt_qdq(onnx.load(str(real["s8"])))
-    assert _kinds(v) <= {"int32 bias", "fusion"}, [x for x in v if not re.search("int32|fusion", x)]
-
-
-@pytest.mark.xfail(strict=True, reason="the s8 recipe (export.quantize_onnx.quantize) quantizes Conv / BN biases to "
-                   "int32 DequantizeLinear, which TensorRT's parser refuses, and puts a Q/DQ between Conv / BN and ReLU; "
-                   "QuantizeBias=False, OpTypesToExcludeOutputQuantization=[Conv, BatchNormalization] and Relu out of "
-                   "the quantized op types fix both (test_the_recommended_s8_settings_pass). Remove this xfail then.")
 def test_the_s8_model_passes(real):
+    """The export's s8 model (TensorRT placement: float biases, Q/DQ where weighted ops, concatenations and pooling
+    read activations) keeps every rule."""
     assert check_tensorrt_qdq(onnx.load(str(real["s8"]))) == []
 
 
-def test_the_recommended_s8_settings_pass(real, tmp_path):
-    """The same s8 model with float biases and the Q after the ReLU keeps every rule."""
+def test_the_older_s8_recipe_is_refused(real, tmp_path):
+    """The s8 recipe before TensorRT placement (int32 biases, Q/DQ on every Conv / BN output before its ReLU) breaks
+    the bias and fusion rules and nothing else."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from export import quantize_onnx as q
 
     fp32 = real["fp32"]
-    out = tmp_path / "s8_trt.onnx"
+    out = tmp_path / "s8_old.onnx"
     with q._quiet_root_logger():
         quantize_static(fp32, out, calibration_data_reader=None, calibration_cache_path=real["ranges_shared"],
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=[o for o in q.op_types_to_quantize() if o != "Relu"],
+                        weight_type=QuantType.QInt8, op_types_to_quantize=q.op_types_to_quantize(),
                         nodes_to_exclude=q.float_nodes(onnx.load(str(fp32))),
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-                                       "OpTypesToExcludeOutputQuantization": ["Conv", "BatchNormalization"]})
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     proto = onnx.load(str(out))
-    assert check_tensorrt_qdq(proto) == []
+    assert _kinds(check_tensorrt_qdq(proto)) == {"int32 bias", "fusion"}
     assert q.qdq_summary(proto)["conv_gemm_int8"] == q.qdq_summary(onnx.load(str(real["s8"])))["conv_gemm_int8"]
