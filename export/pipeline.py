@@ -273,18 +273,21 @@ def _violations_fn(config: ExportConfig, reference: Path, budgets, images_labels
     """artifact -> {violations, worst share of a budget} against `reference` on the accuracy-control scenes."""
     from runtime.backends import load_backend
     from runtime.drift.budgets import check, scaled, worst_usage
-    from runtime.drift.compare import head_metrics, run_backend
+    from runtime.drift.compare import head_metrics, output_drift, run_backend
 
     budgets = scaled(budgets, config.control_margin)
 
     noisy, labels, clean = images_labels_clean
     with load_backend(reference, threads=config.threads) as ref:
-        m_ref = head_metrics(labels, clean, run_backend(ref, noisy))
+        out_ref = run_backend(ref, noisy)
+    m_ref = head_metrics(labels, clean, out_ref)
 
     def evaluate(artifact: Path) -> dict[str, Any]:
         with load_backend(artifact, threads=config.threads) as cand:
-            m = head_metrics(labels, clean, run_backend(cand, noisy))
-        return {"violations": check(budgets, m_ref, m), "worst": worst_usage(budgets, m_ref, m)}
+            out = run_backend(cand, noisy)
+        m, drift = head_metrics(labels, clean, out), output_drift(labels, out_ref, out)  # label flips budgeted too
+        return {"violations": check(budgets, m_ref, m, outputs=drift), "worst": worst_usage(budgets, m_ref, m, drift),
+                "label_flip_rate": drift["label_flip_rate"]}
 
     return evaluate
 

@@ -192,8 +192,19 @@ def plan_from_qdq(proto, model) -> Plan:
     for tensor in list(plan.on_grid):
         node = producer[tensor]
         ins = [t for t in node.input[:1 if node.op_type != "Concat" else None] if t in producer or t in spec_of]
-        if not all(spec_of.get(_source(t, producer)) == spec_of[tensor] for t in ins):
-            plan.on_grid.remove(tensor)
+        if all(spec_of.get(_source(t, producer)) == spec_of[tensor] for t in ins):
+            continue
+        plan.on_grid.remove(tensor)
+        # A nearest Resize / pooling that opens a module (the decoder block's upsampling of its input), its float
+        # input quantized only after it: quantizing element-wise commutes with copying elements, so the module's
+        # input is fake-quantized instead (its first argument: the tensor comes from outside the module's scope).
+        block = scopes.get(_scope(node.name))
+        src = producer.get(node.input[0])
+        outside = src is None or not _scope(src.name).startswith(_scope(node.name) + "/") and \
+            _scope(src.name) != _scope(node.name)
+        if node.op_type in ("Resize", "MaxPool") and block is not None and outside and block not in plan.inputs:
+            plan.inputs[block] = spec_of[tensor]
+        else:
             plan.missing.append(tensor)
     return plan
 

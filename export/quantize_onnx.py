@@ -81,7 +81,7 @@ def float_nodes(proto, expect_cbam: bool = True) -> list[str]:
     """Names of the nodes kept in float: output sigmoid, decoder tanh, CBAM, the classifier path's renormalisation, the
     classifier head and fusion, the last decoder blocks and the reconstruction head."""
     blocks = sorted({int(m.group(1)) for n in proto.graph.node if (m := re.match(r"/model/decoder/blocks\.(\d+)/", n.name))})
-    decoder = tuple(f"/model/decoder/blocks.{i}/" for i in blocks[-FLOAT_DECODER_BLOCKS:])
+    decoder = tuple(f"/model/decoder/blocks.{i}/" for i in blocks[len(blocks) - FLOAT_DECODER_BLOCKS:])
     names = [n.name for n in proto.graph.node
              if n.op_type in FLOAT_OP_TYPES or any(part in n.name for part in FLOAT_NAME_PARTS)
              or n.name.startswith(FLOAT_SCOPES + decoder)

@@ -95,7 +95,9 @@ def test_fake_quantization_is_removed_and_weights_kept(ptq_export):
     model, _ = load_model(ptq_export.checkpoint)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     plan = qat.plan_from_qdq(onnx.load(str(ptq_export.out / "model_int8_s8.onnx")), model)
-    x = torch.zeros(1, 3, 64, 64)
+    from dualpath import contract
+
+    x = torch.from_numpy(contract.preprocess(_images(2)))
     with torch.no_grad():
         plain = model(x).logits
         with qat.fake_quantized(model, plan):
@@ -109,22 +111,27 @@ def test_fake_quantization_is_removed_and_weights_kept(ptq_export):
 
 @pytest.mark.slow
 def test_a_graph_the_model_cannot_mirror_is_refused(ptq_export):
-    """A Resize whose output scale differs from its input's is a requantization torch has no op for: refused."""
-    from onnx import numpy_helper
+    """A Q/DQ pair between two functional ops that change values (global pooling -> flatten) has no torch module to
+    hook: the plan lists it as missing and fake quantization refuses to start (QAT would train for another graph)."""
+    from onnx import helper, numpy_helper
 
     from export import qat
     from train.checkpoint import load_model
 
     model, _ = load_model(ptq_export.checkpoint)
     proto = onnx.load(str(ptq_export.out / "model_int8_s8.onnx"))
-    producer = {o: n for n in proto.graph.node for o in n.output}
-    init = {i.name: i for i in proto.graph.initializer}
-    q = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and producer.get(n.input[0]) is not None
-             and producer[n.input[0]].op_type == "Resize")
-    scale = init[q.input[1]]
-    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 3, scale.name))
+    g = proto.graph
+    gap = next(n for n in g.node if n.op_type == "GlobalAveragePool" and n.name.count("/") == 2)  # /model/GAP
+    t = gap.output[0]
+    g.initializer.extend([numpy_helper.from_array(np.array(0.05, np.float32), "probe_scale"),
+                          numpy_helper.from_array(np.array(0, np.int8), "probe_zero")])
+    for node in g.node:
+        node.input[:] = [f"{t}_probe_dq" if x == t else x for x in node.input]
+    g.node.extend([helper.make_node("QuantizeLinear", [t, "probe_scale", "probe_zero"], [f"{t}_probe_q"], "probe_Q"),
+                   helper.make_node("DequantizeLinear", [f"{t}_probe_q", "probe_scale", "probe_zero"],
+                                    [f"{t}_probe_dq"], "probe_DQ")])
     plan = qat.plan_from_qdq(proto, model)
-    assert plan.missing and "Resize" in plan.missing[0]
+    assert plan.missing == [t]
     with pytest.raises(ValueError, match="cannot mirror"):
         with qat.fake_quantized(model, plan):
             pass
