@@ -30,6 +30,7 @@ class ExportConfig:
     qat: str = "auto"
     qat_minutes: float = DEFAULT_MINUTES  # QAT's time box (export.qat_step)
     qat_scenes: int = 4096  # training scenes QAT renders once and cycles through (the checkpoint's extra seed)
+    qat_options: dict = field(default_factory=dict)  # export.qat.QATConfig fields beyond the flags (benchmarks)
     qat_objective: str = "train"  # export.qat.OBJECTIVES: labels ("train"), the FP32 model's outputs ("distill"), both
     # Accuracy control never returns a model with fewer than this share of its convolutions / gemms in INT8: past it,
     # it keeps the best round it saw and reports the budget not met (export exit 1).

@@ -309,7 +309,7 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
     proto = onnx.load(str(fp32))
     floats = float_nodes(proto)
     weighted = {n.name for n in proto.graph.node if n.op_type in ("Conv", "Gemm")}
-    ranking = rank_layers(config, fp32, batches, floats)
+    ranking = functools.cache(lambda: rank_layers(config, fp32, batches, floats))  # only when a layer round runs
     recon_path = [n.name for n in proto.graph.node if n.name.startswith(ac.RECON_SCOPES)]
     results = {}
     targets = {a.name: (config.out / a.reference, a.variant) for a in config.artifacts.values() if a.controlled}
@@ -351,7 +351,7 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
                 openvino_int8(config, batches, kept, lambda _: None)
             return config.out / name
 
-        results[name] = ac.control(ranking, build, evaluate, start, fallback=recon_path, max_float=max_float,
+        results[name] = ac.control(ranking(), build, evaluate, start, fallback=recon_path, max_float=max_float,
                                    weighted=weighted)
         r = results[name]
         r["shipped"] = shipped

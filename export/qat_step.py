@@ -57,7 +57,8 @@ class QatSource:
         self._tmp = tempfile.TemporaryDirectory(prefix="dualpath-qat-")
         path = Path(self._tmp.name) / "model_fp32_qat.onnx"
         cfg = qat.QATConfig(minutes=self.config.qat_minutes, threads=self.config.threads or 0,
-                            objective=self.config.qat_objective, pool=self.config.qat_scenes)
+                            objective=self.config.qat_objective, pool=self.config.qat_scenes,
+                            **self.config.qat_options)
         self.tuned, self.info = qat.tune(self.model, self.ckpt, self.config.out / int8_onnx_name(variant),
                                          self.config.out / FP32_ONNX, path, cfg, self.images,
                                          self.config.opset, self.config.exporter, self.config.workers, self.log)
