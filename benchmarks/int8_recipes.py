@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -35,6 +36,8 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "ptq-percentile": ({"qat": "never", "calib_method": "percentile"}, {}),
     "ptq-entropy": ({"qat": "never", "calib_method": "entropy"}, {}),
     "ptq-1float-block": ({"qat": "never"}, {"FLOAT_DECODER_BLOCKS": 1}),
+    "ptq-head-int8": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/reconstruction/",)}),
+    "ptq-u8-8bit-weights": ({"qat": "never"}, {"VARIANTS": "u8 reduce_range=False"}),
     # where the drift comes from: one part of the model kept in float
     "ptq-float-encoder": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/head/", "/model/reconstruction/", "/model/encoder/")}),
     "ptq-float-decoder": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/head/", "/model/reconstruction/", "/model/decoder/")}),
@@ -63,6 +66,11 @@ def recipe(overrides: dict):
 
     saved = {k: getattr(quantize_onnx, k) for k in overrides}
     for k, v in overrides.items():
+        if k == "VARIANTS":  # "u8 reduce_range=False": one variant's field replaced
+            name, field = v.split()
+            key, value = field.split("=")
+            v = {**quantize_onnx.VARIANTS, name: dataclasses.replace(quantize_onnx.VARIANTS[name],
+                                                                      **{key: value == "True"})}
         setattr(quantize_onnx, k, v)
     try:
         yield

@@ -126,12 +126,12 @@ def quantize_qdq(config: ExportConfig, batches, float_extra: list[str], log) -> 
         return {}
     fp32 = config.out / FP32_ONNX
     proto = onnx.load(str(fp32))
-    floats = q.float_nodes(proto)
     with atomic_path(config.out / RANGES) as raw, atomic_path(config.out / SHARED_RANGES) as shared:
         q.calibrate(fp32, batches, config.calib_method, raw, shared)
     recipes = {}
     for name in qdq_variants(config):
         variant = q.VARIANTS[name]
+        floats = variant.float_nodes(proto)
         path = config.out / int8_onnx_name(name)
         q.quantize(fp32, path, config.out / ranges_for(variant), variant, config.calib_method, floats + float_extra)
         q.copy_metadata(proto, path, precision=json.dumps(f"int8-qdq-{name}"))
@@ -139,7 +139,10 @@ def quantize_qdq(config: ExportConfig, batches, float_extra: list[str], log) -> 
         recipes[path.name] = {
             "format": "QDQ", "activations": variant.activation, "symmetric_activations": variant.symmetric,
             "weights": "int8 per-channel symmetric", "calibration": config.calib_method, "target": variant.target,
-            "shared_concat_ranges": variant.share_concat, "reduce_range_weights": variant.reduce_range, "kept_in_float": sorted(set(floats + float_extra)), "graph": summary,
+            "placement": variant.placement, "shared_concat_ranges": variant.share_concat,
+            "reduce_range_weights": variant.reduce_range, "float_head": variant.floats.head,
+            "float_decoder_blocks": variant.floats.decoder_blocks, "kept_in_float": sorted(set(floats + float_extra)),
+            "graph": summary,
         }
         log(f"QDQ INT8 ({name}, {variant.target}): {path.name}, {summary['conv_gemm_int8']}/"
             f"{summary['conv_gemm_total']} conv/gemm in INT8")
@@ -167,10 +170,10 @@ def openvino_int8(config: ExportConfig, batches, float_extra: list[str], log, so
     import onnx
 
     from export import openvino_export as ovx
-    from export.quantize_onnx import float_nodes
+    from export.quantize_onnx import OPENVINO_FLOATS, float_nodes
     from runtime.backends.ov import onnx_props
 
-    floats = float_nodes(onnx.load(str(config.out / FP32_ONNX))) + float_extra
+    floats = float_nodes(onnx.load(str(config.out / FP32_ONNX)), recipe=OPENVINO_FLOATS) + float_extra
     props = onnx_props(config.out / FP32_ONNX) | {"precision": json.dumps("int8-nncf")}
     model = ovx.quantize_int8(ovx.convert(source or config.out / FP32_ONNX), batches, floats, subset_size=config.calib_n,
                               activation_ranges=config.ov_ranges)
@@ -325,39 +328,46 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
             log(f"accuracy control {name}: {config.control_margin:g} x budgets met as built ({shipped.upper()}, "
                 f"{start['worst']:.0%} of the tightest used) on {len(val)} validation scenes")
             continue
-        ptq_round = None
+        ptq_round, other, rebuild_ptq = None, [], False
         if qat_source is not None and shipped == "ptq":
             log(f"accuracy control {name}: post-training quantization misses ({'; '.join(start['violations'])}): "
                 "quantization-aware fine-tuning")
             ptq_round = {"layers_in_float": 0, "weights": "ptq", **start}
-            start = {**evaluate(qat_source.rebuild(name, variant, [], batches))}
-            shipped = "qat"
-            if not start["violations"]:
-                results[name] = {"met": True, "kept_in_float": [], "rounds": [ptq_round, {"layers_in_float": 0,
-                                 "weights": "qat", **start}], "max_layers_in_float": max_float, "best_round": 1,
-                                 "violations": [], "shipped": "qat"}
-                log(f"accuracy control {name}: {config.control_margin:g} x budgets met with QAT ({start['worst']:.0%} "
-                    f"of the tightest used) on {len(val)} validation scenes")
+            qat_round = {"layers_in_float": 0, "weights": "qat", **evaluate(qat_source.rebuild(name, variant, [], batches))}
+            if not qat_round["violations"]:
+                results[name] = {"met": True, "kept_in_float": [], "rounds": [ptq_round, qat_round],
+                                 "max_layers_in_float": max_float, "best_round": 1, "violations": [], "shipped": "qat"}
+                log(f"accuracy control {name}: {config.control_margin:g} x budgets met with QAT "
+                    f"({qat_round['worst']:.0%} of the tightest used) on {len(val)} validation scenes")
                 continue
+            # The layer rounds go on from whichever weights came closer (QAT can move a model further from FP32).
+            if qat_round["worst"] < ptq_round["worst"]:
+                shipped, start, other = "qat", qat_round, [ptq_round]
+            else:
+                start, other = ptq_round, [qat_round]
+                rebuild_ptq = True
+            log(f"accuracy control {name}: QAT {'; '.join(qat_round['violations'])}; layer rounds on the "
+                f"{shipped.upper()} weights")
 
         def build(kept: list[str], name=name, variant=variant) -> Path:
             if shipped == "qat":
                 return qat_source.rebuild(name, variant, kept, batches)
             if variant is not None:
                 quantize(fp32, config.out / name, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
-                         config.calib_method, floats + kept)
+                         config.calib_method, VARIANTS[variant].float_nodes(proto) + kept)
                 copy_metadata(proto, config.out / name, precision=json.dumps(f"int8-qdq-{variant}"))
             else:
                 openvino_int8(config, batches, kept, lambda _: None)
             return config.out / name
 
+        if rebuild_ptq:  # the file on disk holds the QAT round: back to post-training quantization
+            build([])
         results[name] = ac.control(ranking(), build, evaluate, start, fallback=recon_path, max_float=max_float,
                                    weighted=weighted)
         r = results[name]
         r["shipped"] = shipped
-        if ptq_round is not None:
-            r["rounds"].insert(0, ptq_round)
-            r["best_round"] += 1
+        r["rounds"][:0] = other  # the round not continued from, first; then control's own rounds
+        r["best_round"] += len(other)
         log(f"accuracy control {name}: {len(r['kept_in_float'])} layers back in float (at most {max_float}, keeping "
             f">= {config.min_int8_share:.0%} of {graph['conv_gemm_total']} conv/gemm INT8), {config.control_margin:g} x "
             f"budgets {'met' if r['met'] else 'NOT met: ' + '; '.join(r['violations'])} on {len(val)} validation scenes")

@@ -71,7 +71,7 @@ class QatSource:
 
         from export import qat
         from export.artifacts import FP32_ONNX, int8_onnx_name, ranges_for
-        from export.quantize_onnx import VARIANTS, copy_metadata, float_nodes, quantize
+        from export.quantize_onnx import VARIANTS, copy_metadata, quantize
 
         source = self.get()
         out = self.config.out / name
@@ -80,7 +80,7 @@ class QatSource:
             return out
         proto = onnx.load(str(self.config.out / FP32_ONNX))
         quantize(source, out, self.config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
-                 self.config.calib_method, float_nodes(proto) + kept)
+                 self.config.calib_method, VARIANTS[variant].float_nodes(proto) + kept)
         copy_metadata(proto, out, precision=json.dumps(f"int8-qdq-{variant}"))
         if name == int8_onnx_name(self.mirrored_variant()) and not kept:
             self.info["mirror_parity_after"] = qat.check_mirror(self.tuned, out, self.images)

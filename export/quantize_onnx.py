@@ -5,9 +5,8 @@ not calibrate again):
   s8  what TensorRT builds (explicit quantization): symmetric INT8 activations quantized where the convolutions and
       gemms read them (TensorRT's recommended placement: inputs of weighted ops), per-channel INT8 weights, float
       biases; concatenations, BatchNorm and ReLU between them stay float (FP16 in a --fp16 engine), so no DenseNet
-      feature is requantized on its way through a block (Variant.tensorrt_placement, docs/measurements.md)
-  u8  asymmetric UINT8 activations on every quantizable tensor, per-channel INT8 weights: what ONNX Runtime's CPU
-      kernels run fastest (QLinearConv chains)
+      feature is requantized on its way through a block (Variant.placement, docs/measurements.md)
+  u8  asymmetric UINT8 activations, per-channel 7-bit INT8 weights, the same placement: for ONNX Runtime on CPUs
 Kept in float (never quantized): the output sigmoid, the decoder tanh, the CBAM gates and the renormalisation of
 the reconstruction before the classifier path, so no scale spans both heads. Variant.share_concat gives every
 DenseNet concatenation one shared range for its inputs and output (a plain INT8 copy in TensorRT): the s8 recipe
@@ -35,8 +34,19 @@ FLOAT_NAME_PARTS = ("/cbam/", "/normalize/")  # node-name scopes of the TorchScr
 # before it (the ops of the model's own forward: pooling, z * z_c) carried nearly all of the macro mAP drop, the two
 # full-resolution decoder blocks and the reconstruction head the SSIM drop (docs/measurements.md). Both are a small
 # share of the compute; the DenseNets and the deep decoder blocks stay INT8.
-FLOAT_SCOPES = ("/model/head/", "/model/reconstruction/")
+HEAD_SCOPE = "/model/head/"
+FLOAT_SCOPES = (HEAD_SCOPE, "/model/reconstruction/")
 FLOAT_DECODER_BLOCKS = 2  # the last (highest-resolution) decoder blocks kept in float
+
+
+@dataclass(frozen=True)
+class FloatRecipe:
+    """Which parts besides the always-float ones (sigmoid, tanh, CBAM, renormalisation, the model's own pooling and
+    fusion) stay float: the classifier head and the last (highest-resolution) decoder blocks. Measured per artifact
+    on the `cpu` model (docs/measurements.md): the s8 graph holds with its head float and one decoder block,
+    OpenVINO's with its head INT8 and two blocks; each keeps >= 90% of its 106 conv/gemm layers INT8."""
+    head: bool = True
+    decoder_blocks: int = FLOAT_DECODER_BLOCKS
 
 
 @dataclass(frozen=True)
@@ -45,34 +55,43 @@ class Variant:
     activation: str  # "int8" | "uint8"
     symmetric: bool
     target: str  # who runs it, written to the manifest
-    # One scale per DenseNet concat group (see share_concat_ranges): what TensorRT wants (concat = INT8 copy).
-    # s8 drifted less with shared ranges than without, u8 more, so u8 keeps per-tensor ranges (docs/measurements.md).
-    share_concat: bool = True
+    # One scale per DenseNet concat group (see share_concat_ranges): a plain INT8 copy for TensorRT's concatenation;
+    # measured, the union ranges cost 13.5% of drift scenes their top-T labels (docs/measurements.md). Off for both.
+    share_concat: bool = False
     # 7-bit weights: guards ONNX Runtime's u8 x s8 kernels against 16-bit saturation on x86 CPUs without VNNI.
     reduce_range: bool = False
-    # TensorRT's placement (export.qdq_rules; its developer guide: quantize the inputs of weighted ops, not their
-    # outputs): Q/DQ only where Conv / Gemm read activations, per-channel weights, float biases (its parser refuses
-    # int32 DequantizeLinear; it quantizes biases itself). Nothing sits between Conv, BN and ReLU (it fuses them).
-    # Measured on the `cpu` model (1000 drift scenes): 4.0% of scenes change top-T labels, against 13.5% with every
-    # tensor quantized and shared concat ranges (docs/measurements.md).
-    tensorrt_placement: bool = False
+    # Where activations are quantized:
+    #   "weighted-inputs": only where Conv / Gemm read them (TensorRT's developer guide: quantize the inputs of
+    #     weighted ops, not their outputs); float biases (TensorRT's parser refuses int32 DequantizeLinear; it
+    #     quantizes biases itself); concatenations, BatchNorm, ReLU and pooling float, so no DenseNet feature is
+    #     requantized at every concatenation of its block (export.qdq_rules holds; 4.0% label flips on the `cpu`
+    #     model against 13.5% with every tensor quantized and shared concat ranges, docs/measurements.md);
+    #   "all": every tensor ONNX Runtime's quantizer can quantize (its default; QLinearConv / QLinearConcat chains).
+    placement: str = "weighted-inputs"
+    floats: FloatRecipe = FloatRecipe()
 
     def op_types(self) -> list[str]:
-        return list(WEIGHTED_OPS) if self.tensorrt_placement else op_types_to_quantize()
+        return list(WEIGHTED_OPS) if self.placement == "weighted-inputs" else op_types_to_quantize()
 
     def extra_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"ActivationSymmetric": self.symmetric, "WeightSymmetric": True}
-        if self.tensorrt_placement:
+        if self.placement == "weighted-inputs":
             options |= {"QuantizeBias": False, "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS)}
         return options
+
+    def float_nodes(self, proto) -> list[str]:
+        return float_nodes(proto, recipe=self.floats)
 
 
 VARIANTS = {
     "s8": Variant("s8", "int8", True, "TensorRT (explicit quantization; symmetric activations required)",
-                  share_concat=False, tensorrt_placement=True),
-    "u8": Variant("u8", "uint8", False, "ONNX Runtime on CPUs (u8 activations x s8 7-bit weights kernels)",
-                  share_concat=False, reduce_range=True),
+                  floats=FloatRecipe(head=True, decoder_blocks=1)),
+    # Weighted-input placement too: with every tensor quantized (QLinearConv chains, ~1.7x faster in ONNX Runtime)
+    # 8.5% of scenes changed labels, with inputs and outputs of weighted ops 5.2% (docs/measurements.md).
+    "u8": Variant("u8", "uint8", False, "ONNX Runtime on CPUs (u8 activations x s8 7-bit weights)",
+                  reduce_range=True, floats=FloatRecipe(head=True, decoder_blocks=1)),
 }
+OPENVINO_FLOATS = FloatRecipe(head=False, decoder_blocks=2)  # NNCF's INT8 IR (export.openvino_export)
 
 
 def op_types_to_quantize() -> list[str]:
@@ -81,14 +100,17 @@ def op_types_to_quantize() -> list[str]:
     return sorted(set(QDQRegistry) | set(EXTRA_OP_TYPES))
 
 
-def float_nodes(proto, expect_cbam: bool = True) -> list[str]:
+def float_nodes(proto, expect_cbam: bool = True, recipe: "FloatRecipe | None" = None) -> list[str]:
     """Names of the nodes kept in float: output sigmoid, decoder tanh, CBAM, the classifier path's renormalisation, the
-    classifier head and fusion, the last decoder blocks and the reconstruction head."""
+    model's own pooling and fusion, the reconstruction head, and per `recipe` the classifier head and the last decoder
+    blocks (default: FloatRecipe(), the head and FLOAT_DECODER_BLOCKS blocks)."""
+    recipe = recipe or FloatRecipe()
     blocks = sorted({int(m.group(1)) for n in proto.graph.node if (m := re.match(r"/model/decoder/blocks\.(\d+)/", n.name))})
-    decoder = tuple(f"/model/decoder/blocks.{i}/" for i in blocks[len(blocks) - FLOAT_DECODER_BLOCKS:])
+    decoder = tuple(f"/model/decoder/blocks.{i}/" for i in blocks[len(blocks) - recipe.decoder_blocks:])
+    scopes = tuple(s for s in FLOAT_SCOPES if recipe.head or s != HEAD_SCOPE) + decoder
     names = [n.name for n in proto.graph.node
              if n.op_type in FLOAT_OP_TYPES or any(part in n.name for part in FLOAT_NAME_PARTS)
-             or n.name.startswith(FLOAT_SCOPES + decoder)
+             or n.name.startswith(scopes)
              or re.fullmatch(r"/model/[^/]+", n.name)]  # the model's own forward: pooling, fusion
     if expect_cbam and not any("/cbam/" in n for n in names):
         raise ValueError(
@@ -218,7 +240,7 @@ def quantize(fp32_path: Path, out_path: Path, cache_path: Path, variant: Variant
             op_types_to_quantize=variant.op_types(), nodes_to_exclude=sorted(set(exclude)),
             extra_options=variant.extra_options(),
         )
-        if variant.tensorrt_placement:
+        if variant.placement == "weighted-inputs":
             _float_concat_inputs(tmp)
 
 

@@ -50,11 +50,11 @@ def tiny_qdq(root: Path) -> dict[str, Path]:
         fp32 = cached_fp32(root)
         ranges, shared = root / "ranges.json", root / "ranges_shared.json"
         q.calibrate(fp32, calibration_batches(), "minmax", ranges, shared)
-        floats = q.float_nodes(onnx.load(str(fp32)))
         _BUILT["ranges_shared"] = shared
         for name, variant in q.VARIANTS.items():
             path = root / f"model_int8_{name}.onnx"
-            q.quantize(fp32, path, shared if variant.share_concat else ranges, variant, "minmax", floats)
+            q.quantize(fp32, path, shared if variant.share_concat else ranges, variant, "minmax",
+                       variant.float_nodes(onnx.load(str(fp32))))
             q.copy_metadata(onnx.load(str(fp32)), path, precision='"int8-qdq-%s"' % name)
             _BUILT[name] = path
     return dict(_BUILT)
