@@ -4,6 +4,9 @@
     python benchmarks/int8_recipes.py --checkpoint runs/demo/best.pt --work runs/int8-recipes \
         --rows ptq,qat-train,qat-distill --out benchmarks/results/int8_recipes.json
 
+Earlier recipes' rows (every tensor quantized, shared concat ranges; float decoder blocks) are kept in
+benchmarks/results/int8_recipes_history_*.json, measured with the code of their commits (docs/measurements.md).
+
 Each row exports the s8 (TensorRT's source) and u8 QDQ models and the OpenVINO INT8 IR and gates each against its
 FP32 model on the 1000 drift scenes (the sweep left out), as the export does: drift of label-wise accuracy, macro mAP
 and SSIM, the share of scenes whose top-T labels change, the share of conv/gemm layers in INT8, the s8 model again
@@ -33,29 +36,14 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "ptq": ({"qat": "never"}, {}),
     "qat-train": ({"qat": "always", "qat_objective": "train"}, {}),
     "qat-distill": ({"qat": "always", "qat_objective": "distill"}, {}),
+    "qat-distill-lr5": ({"qat": "always", "qat_objective": "distill", "qat_options": {"lr_fraction": 0.05}}, {}),
     "ptq-percentile": ({"qat": "never", "calib_method": "percentile"}, {}),
     "ptq-entropy": ({"qat": "never", "calib_method": "entropy"}, {}),
-    "ptq-1float-block": ({"qat": "never"}, {"FLOAT_DECODER_BLOCKS": 1}),
-    "ptq-head-int8": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/reconstruction/",)}),
-    "ptq-u8-8bit-weights": ({"qat": "never"}, {"VARIANTS": "u8 reduce_range=False"}),
-    # where the drift comes from: one part of the model kept in float
+    # where the drift comes from: one part of the model kept in float (on top of each artifact's own float recipe)
     "ptq-float-encoder": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/head/", "/model/reconstruction/", "/model/encoder/")}),
     "ptq-float-decoder": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/head/", "/model/reconstruction/", "/model/decoder/")}),
     "ptq-float-classifier": ({"qat": "never"}, {"FLOAT_SCOPES": ("/model/head/", "/model/reconstruction/", "/model/features/")}),
-    "qat-distill-lr5": ({"qat": "always", "qat_objective": "distill", "qat_options": {"lr_fraction": 0.05}}, {}),
-    "ptq-percentile-0float-blocks": ({"qat": "never", "calib_method": "percentile"}, {"FLOAT_DECODER_BLOCKS": 0}),
-    "qat-distill-lr5-percentile": ({"qat": "always", "qat_objective": "distill", "calib_method": "percentile",
-                                    "qat_options": {"lr_fraction": 0.05}}, {}),
-    "qat-distill-lr5-percentile-0float-blocks": ({"qat": "always", "qat_objective": "distill", "calib_method": "percentile",
-                                                  "qat_options": {"lr_fraction": 0.05}}, {"FLOAT_DECODER_BLOCKS": 0}),
-    "qat-distill-lr5-u8": ({"qat": "always", "qat_objective": "distill", "qdq_variants": ("u8",),
-                            "qat_options": {"lr_fraction": 0.05}}, {"FLOAT_DECODER_BLOCKS": 0}),
-    "qat-train-lr5-u8": ({"qat": "always", "qat_objective": "train", "qdq_variants": ("u8",),
-                          "qat_options": {"lr_fraction": 0.05}}, {"FLOAT_DECODER_BLOCKS": 0}),
-    "qat-distill-lr20": ({"qat": "always", "qat_objective": "distill", "qat_options": {"lr_fraction": 0.2}}, {}),
-    "qat-distill-1float-block": ({"qat": "always", "qat_objective": "distill"}, {"FLOAT_DECODER_BLOCKS": 1}),
-    "ptq-0float-blocks": ({"qat": "never"}, {"FLOAT_DECODER_BLOCKS": 0}),
-    "qat-distill-0float-blocks": ({"qat": "always", "qat_objective": "distill"}, {"FLOAT_DECODER_BLOCKS": 0}),
+    "ptq-u8-8bit-weights": ({"qat": "never"}, {"VARIANTS": "u8 reduce_range=False"}),
 }
 ARTIFACTS = ("model_int8_s8.onnx", "model_int8_u8.onnx", "model_int8.xml")
 

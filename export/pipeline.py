@@ -387,7 +387,10 @@ def rank_layers(config: ExportConfig, fp32: Path, batches, floats: list[str]) ->
     variant = config.qdq_variants[0]
     with tempfile.TemporaryDirectory(prefix="dualpath-probe-") as tmp:
         probe = Path(tmp) / int8_onnx_name(variant)
-        quantize(fp32, probe, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant], config.calib_method, floats)
+        import onnx
+
+        quantize(fp32, probe, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant], config.calib_method,
+                 VARIANTS[variant].float_nodes(onnx.load(str(fp32))))  # as the variant would have been written
         return ac.rank_layers(fp32, probe, list(batches)[:4], set(floats))
 
 
