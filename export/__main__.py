@@ -37,17 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-n", type=int, default=300, help="calibration scenes (default 300)")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"),
                    help="ONNX Runtime calibration (OpenVINO uses NNCF's)")
+    p.add_argument("--ov-int8", default="qdq", choices=("qdq", "nncf"),
+                   help="OpenVINO INT8 IR: qdq converts the export's u8 (else s8) QDQ model, the same graph and "
+                        "scales (default: it held the budgets on both measured models); nncf quantizes with NNCF")
     p.add_argument("--ov-ranges", default="minmax", choices=("minmax", "mean_minmax"),
-                   help="OpenVINO INT8 activation ranges from NNCF's statistics: minmax keeps the whole observed "
-                        "range (default; less mAP drift here), mean_minmax is NNCF's own default (averages each "
-                        "scene's min and max, clipping rare large values)")
+                   help="with --ov-int8 nncf, its activation ranges: minmax keeps the whole observed range (default; "
+                        "less mAP drift here), mean_minmax is NNCF's own default (averages each scene's min and max)")
     p.add_argument("--calib-seed", type=int, help="calibration seed (default calibration.CALIBRATION_SEED)")
     p.add_argument("--qdq-variants", default="u8,s8", help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
     p.add_argument("--fp16", action="store_true",
                    help="also write FP16 artifacts (ONNX for ONNX Runtime GPU / TensorRT, OpenVINO IR with FP16 "
                         "weights; a TensorRT FP16 engine with tensorrt) and their drift reports")
     p.add_argument("--accuracy-control", action="store_true",
-                   help="return the most sensitive layers to float until the drift budgets hold")
+                   help="for each INT8 artifact past its budgets on 500 validation scenes: quantization-aware "
+                        "fine-tuning (--qat auto), then the most sensitive layers back to float until they hold")
     p.add_argument("--qat", choices=QAT_MODES, default="auto",
                    help="quantization-aware fine-tuning on training scenes, mirroring the s8 QDQ graph (export.qat): "
                         "auto: accuracy control's fallback for an artifact that post-training quantization leaves "
@@ -107,7 +110,7 @@ def config_from_args(args):
         min_int8_share=args.min_int8_share, parity_tol=args.parity_tol, baseline=args.baseline,
         benchmark=args.benchmark, bench_threads=args.bench_threads, bench_iters=args.bench_iters,
         bench_rounds=args.bench_rounds,
-        calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges,
+        calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges, ov_int8=args.ov_int8,
         qdq_variants=_names(args.qdq_variants),
         accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,
         qat=args.qat, qat_minutes=args.qat_minutes, qat_objective=args.qat_objective,

@@ -7,7 +7,7 @@ from pathlib import Path
 from calibration.sets import CALIBRATION_SEED, SEED_STREAM_START
 from export.artifacts import DEFAULT_FORMATS, Artifact, planned, unknown_formats
 from export.onnx_fp32 import EXPORTERS, OPSET
-from export.openvino_export import ACTIVATION_RANGES
+from export.openvino_export import ACTIVATION_RANGES, OV_INT8
 from export.qat_step import DEFAULT_MINUTES, QAT_MODES, QAT_OBJECTIVES
 from export.quantize_onnx import CALIB_METHODS, VARIANTS
 
@@ -22,6 +22,8 @@ class ExportConfig:
     calib_seed: int = CALIBRATION_SEED
     calib_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime); NNCF uses its own statistics
     ov_ranges: str = "minmax"  # NNCF activation ranges: minmax | mean_minmax (see export.openvino_export)
+    # OpenVINO INT8: "qdq" = OpenVINO's conversion of the u8 (else s8) QDQ model, "nncf" = NNCF's own quantization
+    ov_int8: str = "qdq"
     qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
     fp16: bool = False  # also write FP16 artifacts: ONNX (ONNX Runtime GPU, TensorRT --fp16 source), OpenVINO IR
     accuracy_control: bool = False
@@ -68,6 +70,8 @@ class ExportConfig:
             raise ValueError(unknown_formats(self.backends))
         if self.calib_method not in CALIB_METHODS:
             raise ValueError(f"calib_method must be one of {', '.join(CALIB_METHODS)}, got {self.calib_method!r}")
+        if self.ov_int8 not in OV_INT8:
+            raise ValueError(f"ov_int8 must be one of {', '.join(OV_INT8)}, got {self.ov_int8!r}")
         if self.ov_ranges not in ACTIVATION_RANGES:
             raise ValueError(f"ov_ranges must be one of {', '.join(ACTIVATION_RANGES)}, got {self.ov_ranges!r}")
         if not set(self.qdq_variants) <= set(VARIANTS) or not self.qdq_variants:

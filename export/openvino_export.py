@@ -17,6 +17,7 @@ PRESETS = ("mixed", "performance")  # mixed: asymmetric activations (CPU default
 # drift within its budget; with mean_minmax neither a float encoder, NNCF's overflow fix nor full bias correction did
 # (figures: docs/measurements.md).
 ACTIVATION_RANGES = ("minmax", "mean_minmax")  # NNCF RangeEstimatorParametersSet names, lower-cased
+OV_INT8 = ("qdq", "nncf")  # the INT8 IR: converted from the export's QDQ model, or NNCF's own (export.config)
 
 
 def convert(onnx_path: Path):

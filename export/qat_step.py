@@ -94,6 +94,8 @@ class QatSource:
 def rebuild_all(qat_source: QatSource, config, batches, recipes: dict[str, Any], log) -> None:
     """--qat always: every INT8 artifact rebuilt from the tuned weights."""
     for a in config.artifacts.values():
+        if a.controlled and a.variant is None and config.ov_int8 == "qdq":
+            continue  # converted from its QDQ model afterwards
         if a.controlled and (config.out / a.name).is_file():
             qat_source.rebuild(a.name, a.variant, [], batches)
             mark(recipes, a.name, qat_source)

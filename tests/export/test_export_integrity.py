@@ -90,9 +90,20 @@ def test_recipes_are_read_back_from_the_written_files(exported):
         assert graph == artifact_graph(config.out / name), name
         assert 0 < graph["conv_gemm_int8"] < graph["conv_gemm_total"]
         assert len(graph["float_conv_gemm"]) == graph["conv_gemm_total"] - graph["conv_gemm_int8"]
-    # OpenVINO and ONNX Runtime apply the same float rules: the same layers end up float in both
-    assert set(manifest["recipes"]["model_int8.xml"]["graph"]["float_conv_gemm"]) == \
-        set(manifest["recipes"]["model_int8_s8.onnx"]["graph"]["float_conv_gemm"])
+    # each QDQ model's own float recipe (export.quantize_onnx.FloatRecipe): the layers it names end up float; the
+    # OpenVINO INT8 IR is converted from the u8 model (--ov-int8 qdq): the same layers are float in both
+    import onnx
+
+    from export.quantize_onnx import VARIANTS
+
+    fp32 = onnx.load(str(config.out / "model_fp32.onnx"))
+    weighted = {n.name for n in fp32.graph.node if n.op_type in ("Conv", "Gemm")}
+    for name in ("model_int8_s8.onnx", "model_int8_u8.onnx"):
+        floats = VARIANTS[name.split("_")[-1].split(".")[0]].float_nodes(fp32)
+        assert set(manifest["recipes"][name]["graph"]["float_conv_gemm"]) == set(floats) & weighted, name
+    assert manifest["recipes"]["model_int8.xml"]["source"] == "model_int8_u8.onnx"
+    assert manifest["recipes"]["model_int8.xml"]["graph"]["conv_gemm_int8"] == \
+        manifest["recipes"]["model_int8_u8.onnx"]["graph"]["conv_gemm_int8"]
 
 
 def test_benchmark_table_covers_every_artifact(exported):

@@ -93,9 +93,40 @@ def test_qdq_structure(exported, variant):
         assert all(not onnx.numpy_helper.to_array(i).any() for i in zero_points)
 
 
-def test_dense_concats_share_one_scale(exported):
+def test_s8_quantizes_only_what_weighted_ops_read(exported):
+    """TensorRT placement: every activation Q/DQ of the s8 model feeds a Conv or Gemm, no Concat reads a DQ (its
+    concatenations stay float), and no Conv output is quantized."""
     config, _, _ = exported
     proto = onnx.load(str(config.out / "model_int8_s8.onnx"))
+    producers = _producers(proto)
+    init = {i.name for i in proto.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in proto.graph.node:
+        for t in node.input:
+            consumers.setdefault(t, []).append(node)
+    dqs = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in init]
+    assert dqs
+    for dq in dqs:
+        assert {c.op_type for c in consumers.get(dq.output[0], [])} <= {"Conv", "Gemm"}, dq.name
+    for q in (n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in producers):
+        assert producers[q.input[0]].op_type not in ("Conv", "Gemm"), q.name
+    assert any(n.op_type == "Concat" for n in proto.graph.node)
+
+
+def test_shared_concat_ranges_give_a_concat_group_one_scale(exported, tmp_path):
+    """Variant.share_concat (off by default): every DenseNet concatenation of a group gets one scale."""
+    import dataclasses
+
+    from export import quantize_onnx as q
+
+    config, _, _ = exported
+    # the shared ranges file groups concats outside the default float recipe (two float decoder blocks)
+    variant = dataclasses.replace(q.VARIANTS["s8"], share_concat=True, placement="all", floats=q.FloatRecipe())
+    fp32 = config.out / "model_fp32.onnx"
+    path = tmp_path / "shared.onnx"
+    q.quantize(fp32, path, config.out / "calibration_ranges_shared_concat.json", variant, config.calib_method,
+               variant.float_nodes(onnx.load(str(fp32))))
+    proto = onnx.load(str(path))
     producers = _producers(proto)
     init = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
     checked = 0
@@ -104,8 +135,10 @@ def test_dense_concats_share_one_scale(exported):
             continue
         scales = {float(init[producers[t].input[1]]) for t in node.input
                   if t in producers and producers[t].op_type == "DequantizeLinear"}
-        q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == node.output[0]]
-        scales |= {float(init[n.input[1]]) for n in q}
+        if not scales:
+            continue  # a concat of the float decoder block
+        q_out = [n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == node.output[0]]
+        scales |= {float(init[n.input[1]]) for n in q_out}
         assert len(scales) == 1, f"{node.name} mixes scales {scales}"
         checked += 1
     assert checked >= 4
@@ -300,3 +333,22 @@ def test_inference_benchmark_rounds_each_runtime_in_its_own_process(exported, tm
     assert result["machine"]["rounds"] == 2 and "alternating blocks" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main(["--export", str(tmp_path / "nothing")])
+
+
+def test_openvino_int8_is_the_u8_graph_unless_nncf_is_asked(exported, tmp_path):
+    """--ov-int8 qdq (default) converts the u8 QDQ model; --ov-int8 nncf, or an export that writes no QDQ model
+    (--backends openvino), quantizes with NNCF."""
+    import dataclasses
+
+    from export.pipeline import qdq_source_for_openvino, run_export
+
+    config, manifest, logs = exported
+    assert manifest["recipes"]["model_int8.xml"]["source"] == "model_int8_u8.onnx"
+    assert any("converted from model_int8_u8.onnx" in line for line in logs)
+    assert qdq_source_for_openvino(dataclasses.replace(config, qdq_variants=("s8",))) == "model_int8_s8.onnx"
+    assert qdq_source_for_openvino(dataclasses.replace(config, ov_int8="nncf")) == ""
+    alone = dataclasses.replace(config, out=tmp_path / "ov", backends=("openvino",), fp16=False, benchmark=False)
+    assert qdq_source_for_openvino(alone) == ""
+    lines: list[str] = []
+    ov_manifest = run_export(alone, log=lines.append)
+    assert "NNCF" in ov_manifest["recipes"]["model_int8.xml"]["format"] and any("(NNCF)" in line for line in lines)
