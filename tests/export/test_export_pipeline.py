@@ -159,7 +159,8 @@ def test_manifest_records_files_calibration_and_drift(exported):
         assert (config.out / r["report"] / "drift.json").is_file()
         assert set(r["delta"]) >= {"accuracy", "macro_map", "ssim"}
     assert on_disk["recipes"]["model_int8_s8.onnx"]["target"].startswith("TensorRT")
-    assert on_disk["recipes"]["model_int8.xml"]["activation_ranges"] == "minmax"
+    assert on_disk["recipes"]["model_int8.xml"]["source"] == "model_int8_u8.onnx"  # --ov-int8 qdq (default)
+    assert on_disk["recipes"]["model_int8_s8.onnx"]["tensorrt_rules"] == "pass"
     assert on_disk["tensorrt"]["built"] is False and "build_tensorrt_engine.py" in on_disk["tensorrt"]["command"]
     assert any("d accuracy" in line for line in logs)  # the summary table
 
