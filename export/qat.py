@@ -245,44 +245,22 @@ def _fq_act(x, spec: QuantSpec):
     return torch.fake_quantize_per_tensor_affine(x, spec.scale, spec.zero_point, spec.qmin, spec.qmax)
 
 
-class PerChannelSymmetric:
-    """Parametrization: the weight as the graph holds it, per output channel, scale = max|w| / qmax."""
+def symmetric_weight_quantizer(qmax: int, per_channel: bool):
+    """Parametrization: a weight as the graph holds it, symmetric with scale max|w| / qmax per output channel (Conv
+    weights) or per tensor (BatchNorm scales), as ONNX Runtime computes it."""
+    import torch
+    from torch import nn
 
-    def __new__(cls, qmax: int):
-        import torch
-        from torch import nn
+    class SymmetricFakeQuant(nn.Module):
+        def forward(self, w):
+            amax = w.detach().abs().amax(dim=tuple(range(1, w.dim()))) if per_channel else w.detach().abs().max()
+            scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).float().reshape(-1)
+            zero = torch.zeros(scale.numel(), dtype=torch.int32, device=w.device)
+            if per_channel:
+                return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -qmax, qmax)
+            return torch.fake_quantize_per_tensor_affine(w, scale, zero, -qmax, qmax)
 
-        class _FQ(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.qmax = qmax
-
-            def forward(self, w):
-                amax = w.detach().abs().amax(dim=tuple(range(1, w.dim())))
-                scale = torch.where(amax > 0, amax / self.qmax, torch.ones_like(amax)).float()
-                zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
-                return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -self.qmax, self.qmax)
-
-        return _FQ()
-
-
-class PerTensorSymmetric:
-    def __new__(cls, qmax: int):
-        import torch
-        from torch import nn
-
-        class _FQ(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.qmax = qmax
-
-            def forward(self, w):
-                amax = w.detach().abs().max()
-                scale = (amax / self.qmax if amax > 0 else torch.ones_like(amax)).float().reshape(1)
-                zero = torch.zeros(1, dtype=torch.int32, device=w.device)
-                return torch.fake_quantize_per_tensor_affine(w, scale, zero, -self.qmax, self.qmax)
-
-        return _FQ()
+    return SymmetricFakeQuant()
 
 
 @contextlib.contextmanager
@@ -302,9 +280,9 @@ def fake_quantized(model, plan: Plan) -> Iterator[Any]:
         for path, spec in plan.outputs.items():
             handles.append(modules[path].register_forward_hook(lambda _m, _a, out, spec=spec: _fq_act(out, spec)))
         for path, qmax in plan.conv_weights.items():
-            parametrize.register_parametrization(modules[path], "weight", PerChannelSymmetric(qmax))
+            parametrize.register_parametrization(modules[path], "weight", symmetric_weight_quantizer(qmax, True))
         for path, qmax in plan.norm_weights.items():
-            parametrize.register_parametrization(modules[path], "weight", PerTensorSymmetric(qmax))
+            parametrize.register_parametrization(modules[path], "weight", symmetric_weight_quantizer(qmax, False))
         yield model
     finally:
         for h in handles:
