@@ -133,8 +133,7 @@ def quantize_qdq(config: ExportConfig, batches, float_extra: list[str], log) -> 
         variant = q.VARIANTS[name]
         floats = variant.float_nodes(proto)
         path = config.out / int8_onnx_name(name)
-        q.quantize(fp32, path, config.out / ranges_for(variant), variant, config.calib_method, floats + float_extra)
-        q.copy_metadata(proto, path, precision=json.dumps(f"int8-qdq-{name}"))
+        q.write_variant(fp32, path, config.out / ranges_for(variant), variant, config.calib_method, proto, float_extra)
         summary = q.qdq_summary(onnx.load(str(path)))
         recipes[path.name] = {
             "format": "QDQ", "activations": variant.activation, "symmetric_activations": variant.symmetric,
@@ -329,7 +328,7 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
 
     from calibration import ACCURACY_CONTROL_SEED
     from export import accuracy_control as ac
-    from export.quantize_onnx import VARIANTS, copy_metadata, float_nodes, quantize
+    from export.quantize_onnx import VARIANTS, float_nodes, write_variant
     from runtime.drift.sets import drift_dataset
 
     val = drift_dataset(config.data_root, min(config.drift_n, 500), seed=ACCURACY_CONTROL_SEED, workers=config.workers)
@@ -355,7 +354,7 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
             log(f"accuracy control {name}: {config.control_margin:g} x budgets met as built ({shipped.upper()}, "
                 f"{start['worst']:.0%} of the tightest used) on {len(val)} validation scenes")
             continue
-        ptq_round, other, rebuild_ptq = None, [], False
+        other, rebuild_ptq = [], False
         if qat_source is not None and shipped == "ptq":
             log(f"accuracy control {name}: post-training quantization misses ({'; '.join(start['violations'])}): "
                 "quantization-aware fine-tuning")
@@ -380,9 +379,8 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
             if shipped == "qat":
                 return qat_source.rebuild(name, variant, kept, batches)
             if variant is not None:
-                quantize(fp32, config.out / name, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
-                         config.calib_method, VARIANTS[variant].float_nodes(proto) + kept)
-                copy_metadata(proto, config.out / name, precision=json.dumps(f"int8-qdq-{variant}"))
+                write_variant(fp32, config.out / name, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
+                              config.calib_method, proto, kept)
             else:
                 openvino_int8(config, batches, kept, lambda _: None)
             return config.out / name
@@ -405,19 +403,19 @@ def accuracy_control(config: ExportConfig, batches, budgets, log, qat_source=Non
 def rank_layers(config: ExportConfig, fp32: Path, batches, floats: list[str]) -> list[tuple[str, float]]:
     """Layers by how much INT8 hurts them, measured on the first QDQ model this export writes; an export without one
     (OpenVINO alone) ranks on a temporary one."""
+    import onnx
+
     from export import accuracy_control as ac
-    from export.quantize_onnx import VARIANTS, quantize
+    from export.quantize_onnx import VARIANTS, write_variant
 
     probes = qdq_variants(config)
     if probes:
         return ac.rank_layers(fp32, config.out / int8_onnx_name(probes[0]), list(batches)[:4], set(floats))
     variant = config.qdq_variants[0]
     with tempfile.TemporaryDirectory(prefix="dualpath-probe-") as tmp:
-        probe = Path(tmp) / int8_onnx_name(variant)
-        import onnx
-
-        quantize(fp32, probe, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant], config.calib_method,
-                 VARIANTS[variant].float_nodes(onnx.load(str(fp32))))  # as the variant would have been written
+        probe = Path(tmp) / int8_onnx_name(variant)  # as the variant would have been written
+        write_variant(fp32, probe, config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant], config.calib_method,
+                      onnx.load(str(fp32)))
         return ac.rank_layers(fp32, probe, list(batches)[:4], set(floats))
 
 

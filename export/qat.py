@@ -357,29 +357,18 @@ def training_scenes(train_config: dict, n: int, workers: int = 1) -> tuple[dict[
     train.config: never a calibration, accuracy-control or drift seed), indices 0..n-1 (the extra scenes it
     trained on when it had them)."""
     from dualpath.scenes import SceneConfig
-    from dualpath.scenes.dataset import render_range
+    from dualpath.scenes.dataset import iter_chunks
     from train.config import TRAINING_SEEDS_END
 
     seed = train_config.get("extra_seed", 1)
     if not isinstance(seed, int) or not 0 <= seed < TRAINING_SEEDS_END or seed == train_config.get("data_seed"):
         raise ValueError(f"the checkpoint's extra_seed {seed!r} is not a training seed in [0, {TRAINING_SEEDS_END}) "
                          "apart from its data seed, so QAT has no training scenes it may use")
-    arrays = _render(SceneConfig(), seed, n, workers, render_range)
+    parts = [arrays for _, arrays in iter_chunks(SceneConfig(), seed, n, workers)]  # the generator's own workers
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("noisy", "clean", "labels")}
     info = {"seed": seed, "indices": [0, n], "n": n,
             "trained_on": n <= int(train_config.get("extra_scenes") or 0)}
     return arrays, info
-
-
-def _render(config, seed: int, n: int, workers: int, render_range) -> dict[str, np.ndarray]:
-    if workers <= 1 or n < 512:
-        return render_range(config, seed, 0, n)
-    from concurrent.futures import ProcessPoolExecutor
-
-    bounds = np.linspace(0, n, workers * 4 + 1).astype(int)
-    with ProcessPoolExecutor(workers) as pool:
-        parts = list(pool.map(render_range, [config] * (len(bounds) - 1), [seed] * (len(bounds) - 1),
-                              bounds[:-1], bounds[1:]))
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("noisy", "clean", "labels")}
 
 
 def finetune(model, plan: Plan, ckpt: dict, cfg: QATConfig, scenes: dict[str, np.ndarray],

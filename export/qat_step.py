@@ -8,7 +8,6 @@ graphs are the post-training ones with other weights), the OpenVINO INT8 model b
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -71,17 +70,15 @@ class QatSource:
 
         from export import qat
         from export.artifacts import FP32_ONNX, int8_onnx_name, ranges_for
-        from export.quantize_onnx import VARIANTS, copy_metadata, quantize
+        from export.quantize_onnx import VARIANTS, write_variant
 
         source = self.get()
         out = self.config.out / name
         if variant is None:
             self.build_openvino(batches, kept, lambda _: None, source=source)
             return out
-        proto = onnx.load(str(self.config.out / FP32_ONNX))
-        quantize(source, out, self.config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
-                 self.config.calib_method, VARIANTS[variant].float_nodes(proto) + kept)
-        copy_metadata(proto, out, precision=json.dumps(f"int8-qdq-{variant}"))
+        write_variant(source, out, self.config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
+                      self.config.calib_method, onnx.load(str(self.config.out / FP32_ONNX)), kept)
         if name == int8_onnx_name(self.mirrored_variant()) and not kept:
             self.info["mirror_parity_after"] = qat.check_mirror(self.tuned, out, self.images)
         return out

@@ -15,6 +15,7 @@ before TensorRT placement; measured, the union ranges it forces cost 13% of scen
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import tempfile
@@ -265,6 +266,14 @@ def _float_concat_inputs(path: Path) -> None:
                 changed = True
     if changed:
         onnx.save(proto, str(path))
+
+
+def write_variant(source: Path, out_path: Path, ranges: Path, variant: Variant, method: str, fp32_proto,
+                  kept: Iterable[str] = ()) -> None:
+    """The QDQ model of `variant` from `source` (the FP32 ONNX, or QAT-tuned weights of the same graph): its own float
+    recipe plus `kept` in float, and the FP32 model's metadata with its precision."""
+    quantize(source, out_path, ranges, variant, method, variant.float_nodes(fp32_proto) + list(kept))
+    copy_metadata(fp32_proto, out_path, precision=json.dumps(f"int8-qdq-{variant.name}"))
 
 
 def copy_metadata(src_proto, path: Path, **updates: str) -> None:
