@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _machine import describe, headline  # noqa: E402
+from dualpath.machine import describe, headline  # noqa: E402
 
 from dualpath import exitcodes  # noqa: E402
 from dualpath.files import read_json  # noqa: E402

@@ -154,7 +154,7 @@ def markdown(result: dict) -> str:
 
 def machine() -> dict:
     import torch
-    from _machine import describe
+    from dualpath.machine import describe
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {**describe(), "torch": torch.__version__, "gpu": gpu}

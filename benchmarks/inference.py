@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _machine import describe, headline  # noqa: E402
+from dualpath.machine import describe, headline  # noqa: E402
 
 from dualpath.telemetry import telemetry_off  # noqa: E402
 

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import describe, headline  # noqa: E402
+from dualpath.machine import describe, headline  # noqa: E402
 from dualpath import exitcodes  # noqa: E402
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _machine import describe, headline  # noqa: E402
+from dualpath.machine import describe, headline  # noqa: E402
 
 from dualpath.scenes import SceneConfig, generate_dataset  # noqa: E402
 from dualpath.scenes.bank import _build_bank  # noqa: E402

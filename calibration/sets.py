@@ -9,14 +9,8 @@ import numpy as np
 
 from dualpath import contract
 from dualpath.scenes import SceneConfig, SceneDataset, cache_tag, generate_dataset
-
-# Training data sets use small seeds (TrainConfig.data_seed, default 0; `dualpath.scenes generate --seed`) and
-# split them into train / validation / test by index; calibration and accuracy-control sets take seeds of their own
-# stream, far from those, so no calibration scene is ever a training or evaluation scene (runtime.drift's sets have
-# another).
-SEED_STREAM_START = 1_000_000
-CALIBRATION_SEED = 1_000_003
-ACCURACY_CONTROL_SEED = 1_000_004  # validation scenes that --accuracy-control tunes against (not the drift set)
+# Seeds of their own, far from training's (dualpath.seeds holds every range)
+from dualpath.seeds import ACCURACY_CONTROL_SEED, CALIBRATION_SEED, SEED_STREAM_START  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)

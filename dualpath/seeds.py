@@ -14,10 +14,36 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
 
-# train.pretrain's seed stream (PRETRAIN_SEED_START, PRETRAIN_SEED_END; a test keeps them equal): the project's
-# scene-pretrained backbones saw scenes of these seeds, so a model that starts from them has too.
-PRETRAIN_SEEDS = (10_000_000, 11_000_000)
+# Every seed range of the project, in one table (the sets that use them import them from here):
+# - training data sets use small seeds (TrainConfig.data_seed, default 0; `dualpath.scenes generate --seed`), split by
+#   index into train / validation / test; their extra training scenes (TrainConfig.extra_seed) too;
+TRAINING_SEEDS_END = 1_000_000
+# - calibration and accuracy-control sets take seeds of a stream of their own far above those, so no calibration
+#   scene is ever a training or evaluation scene;
+SEED_STREAM_START = TRAINING_SEEDS_END
+CALIBRATION_SEED = 1_000_003
+ACCURACY_CONTROL_SEED = 1_000_004  # validation scenes that --accuracy-control tunes against (not the drift set)
+# - the drift reports' held-out scenes have another;
+DRIFT_SEED = 2_000_003
+# - the backbone pretraining stream (train.pretrain) lies above all of them: chunk k is seed PRETRAIN_SEED_START + k,
+#   room for a million chunks. The project's scene-pretrained backbones saw scenes of these seeds, so a model that
+#   starts from them has too.
+PRETRAIN_SEED_START, PRETRAIN_SEED_END = 10_000_000, 11_000_000
+PRETRAIN_SEEDS = (PRETRAIN_SEED_START, PRETRAIN_SEED_END)
 ALL_INDICES = 2**31 - 1
+
+
+def check_stream_above_every_set(start: int, end: int) -> None:
+    """AssertionError unless the seed stream [start, end) lies above every other seed the project uses (training data
+    and its extra scenes, calibration, accuracy control, drift), so none of its scenes is one of theirs."""
+    others = {"training data (dualpath.seeds.TRAINING_SEEDS_END)": TRAINING_SEEDS_END,
+              "calibration": CALIBRATION_SEED, "accuracy control": ACCURACY_CONTROL_SEED,
+              "the seed stream's start": SEED_STREAM_START, "drift": DRIFT_SEED}
+    clash = [name for name, seed in others.items() if start <= seed < end]
+    below = all(seed < start for seed in others.values())
+    if clash or not below:
+        raise AssertionError(f"pretraining seeds [{start}, {end}) are not above the project's other seeds ({others}); "
+                             "move PRETRAIN_SEED_START")
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,13 +21,13 @@ from typing import Any, Callable
 import numpy as np
 
 from dualpath import exitcodes
+from dualpath.machine import describe as describe_machine
 from dualpath.metrics import HEADLINE_KEYS
 from dualpath.telemetry import telemetry_off
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
 BATCH = 32
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
 def artifacts(manifest: dict[str, Any]) -> list[str]:
@@ -82,18 +80,6 @@ def time_in_subprocess(path: Path, threads: int, iters: int) -> dict[str, float]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict[str, Any]:
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu)
-        flags = set(next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), []))
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count() or 0, "isa": " ".join(f for f in ISA_FLAGS if f in flags) or "unknown",
-            "system": platform.platform(), "python": platform.python_version()}
-
-
 def combine(rounds: list[dict[str, float]]) -> dict[str, Any]:
     """One row from an artifact's rounds (as benchmarks/inference.py): the lowest round's p50 (this shared VM has slow
     spells lasting minutes), the median round's p95 / p99, the best throughput; every round's p50 kept."""
@@ -134,7 +120,7 @@ def run_benchmark(folder: Path, manifest: dict[str, Any], threads: int = 2, iter
     for row in rows:
         if row["artifact"] in timings:
             row |= combine(timings[row["artifact"]])
-    info = machine() | {"threads": threads, "rounds": rounds}
+    info = describe_machine() | {"threads": threads, "rounds": rounds}
     result = {"machine": info, "checkpoint": manifest.get("checkpoint", {}).get("sha256"), "rows": rows,
               "batch": BATCH, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     from export.atomic import write_json, write_text

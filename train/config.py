@@ -11,15 +11,13 @@ from typing import Any
 
 from dualpath.architectures import ARCHITECTURES
 from dualpath.configio import known_fields
+from dualpath.seeds import TRAINING_SEEDS_END  # extra training scenes stay below every other set's seeds
 
 LOSSES = ("asl", "bce")
 SELECT_MODES = ("max", "min")
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 AUGMENTS = ("none", "flips", "dihedral")  # train.data.augment_pairs
-# Training data seeds lie below this; calibration, accuracy-control and drift sets start at it
-# (calibration.SEED_STREAM_START; a test keeps the two equal), so extra training scenes never reach those sets.
-TRAINING_SEEDS_END = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from dualpath import contract, metrics
+from dualpath.diff import differences
 from dualpath.files import atomic_path, folder_lock, read_json, remove_stale_temporaries, write_json
 from dualpath.metrics import METRIC_KEYS
 from train import checkpoint as ckpt_io
@@ -134,7 +135,9 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
         remove_stale_temporaries(out)  # what a killed run was writing
         saved = read_json(config_path, ValueError, missing=f"no {config_path}",
                           corrupt=f"{config_path} is not a run's config ({{error}}); choose another --out", expect=dict)
-        diffs = _differences(saved, json.loads(json.dumps(record)))
+        # the same data set may be reached by another path
+        diffs = differences(saved, json.loads(json.dumps(record)), line="{key}: saved {a!r}, now {b!r}",
+                            ignore=("path",))
         if diffs:
             raise ValueError(
                 f"--resume: the run in {out} was started with a different setup:\n  " + "\n  ".join(diffs)
@@ -169,17 +172,6 @@ def _data_record(dataset: SceneArrays) -> dict:
         "seed": manifest.get("seed"),
         "labels_sha256": manifest.get("files", {}).get("labels", {}).get("sha256"),
     }
-
-
-def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(saved) | set(now)):
-        a, b = saved.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b and key != "path":  # the same data set may be reached by another path
-            out.append(f"{prefix}{key}: saved {a!r}, now {b!r}")
-    return out
 
 
 def _splits(out: Path, cfg: TrainConfig, labels: np.ndarray, env) -> Splits:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import platform
 import shlex
 import shutil
 import sys
@@ -29,32 +28,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from dualpath.machine import describe as describe_machine
 from dualpath.model.config import BACKBONES, STEMS
 from dualpath.model.weights import CARD_FORMAT
+from dualpath.seeds import PRETRAIN_SEED_END, PRETRAIN_SEED_START, check_stream_above_every_set
 
 log = logging.getLogger("train")
 
-# Seed k of the stream is PRETRAIN_SEED_START + k. Every other set lies below (check_seeds_disjoint).
-PRETRAIN_SEED_START = 10_000_000
-PRETRAIN_SEED_END = 11_000_000  # exclusive: room for a million chunks
 WEIGHTS_NAME, CARD_NAME, CHECKPOINT_NAME = "backbone.pth", "backbone.json", "pretrain.pt"
 
 
 def check_seeds_disjoint() -> None:
-    """The pretraining seeds lie above every seed the project uses elsewhere (training data and its extra scenes,
-    calibration, accuracy control, drift), so no pretraining scene is one of theirs."""
-    from calibration.sets import ACCURACY_CONTROL_SEED, CALIBRATION_SEED, SEED_STREAM_START
-    from runtime.drift.sets import DRIFT_SEED
-    from train.config import TRAINING_SEEDS_END
-
-    others = {"training data (train.config.TRAINING_SEEDS_END)": TRAINING_SEEDS_END,
-              "calibration": CALIBRATION_SEED, "accuracy control": ACCURACY_CONTROL_SEED,
-              "the seed stream's start": SEED_STREAM_START, "drift": DRIFT_SEED}
-    clash = [name for name, seed in others.items() if PRETRAIN_SEED_START <= seed < PRETRAIN_SEED_END]
-    below = all(seed < PRETRAIN_SEED_START for seed in others.values())
-    if clash or not below:
-        raise AssertionError(f"pretraining seeds [{PRETRAIN_SEED_START}, {PRETRAIN_SEED_END}) are not above the "
-                             f"project's other seeds ({others}); move PRETRAIN_SEED_START")
+    """The pretraining seeds lie above every seed the project uses elsewhere (dualpath.seeds)."""
+    check_stream_above_every_set(PRETRAIN_SEED_START, PRETRAIN_SEED_END)
 
 
 @dataclass(frozen=True)
@@ -337,24 +323,12 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: 
         "final_train_loss": p.last_loss,
         "wall_s": round(p.train_s, 1), "waited_for_scenes_s": round(p.wait_s, 1),
         "command": "python -m train pretrain " + shlex.join(argv),
-        "machine": {**_machine(), "torch": torch.__version__,
+        "machine": {**describe_machine(), "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(weights),
     }
     write_json(out / CARD_NAME, card)
     return card
-
-
-def _machine() -> dict:
-    try:  # a checkout: the benchmarks' description (CPU model, ISA flags)
-        from benchmarks._machine import describe
-
-        return describe()
-    except ImportError:
-        import os
-
-        return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count() or 0,
-                "system": platform.platform()}
 
 
 # --- the run ------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dualpath import contract
+from dualpath.diff import differences
 from dualpath.files import (check_unlocked, check_writable, file_sha256, folder_lock, inside, interrupts_deferred,
                             process_alive, read_json, writing)
 from dualpath.processes import ignore_interrupts_in_worker, stop_pool
@@ -172,17 +173,6 @@ def cache_tag(config: SceneConfig) -> str:
     return f"g{GENERATOR_VERSION}-{digest}"
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            diffs += _differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            diffs.append(f"{prefix}{key}: {va!r} on disk, {vb!r} asked")
-    return diffs
-
-
 def _read_manifest(path: Path) -> dict[str, Any]:
     return read_json(
         path / "manifest.json", DatasetError,
@@ -272,7 +262,7 @@ def _resolve_link(out: Path) -> Path:
 
 def _reuse(out: Path, wanted: dict[str, Any]) -> SceneDataset:
     on_disk = _read_manifest(out)
-    diffs = _differences({k: on_disk.get(k) for k in wanted}, wanted)
+    diffs = differences({k: on_disk.get(k) for k in wanted}, wanted, line="{key}: {a!r} on disk, {b!r} asked")
     if diffs:
         raise DatasetError(
             f"{out} holds a different data set:\n  " + "\n  ".join(diffs[:12])

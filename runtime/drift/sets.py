@@ -5,7 +5,7 @@ from pathlib import Path
 
 from dualpath.scenes import SceneConfig, SceneDataset, cache_tag, generate_dataset
 
-DRIFT_SEED = 2_000_003
+from dualpath.seeds import DRIFT_SEED  # a seed of its own (dualpath.seeds holds every range)
 
 
 def drift_dataset(data_root: str | Path, n: int, severity: float = 1.0, seed: int = DRIFT_SEED,
