@@ -213,4 +213,4 @@ def test_batch_size_is_free(tiny):
 def test_config_is_attached(tiny):
     cfg = tiny(fusion="concat")
     assert build_model(cfg).config is cfg
-    assert isinstance(ModelConfig.from_dict(cfg.to_dict()), ModelConfig)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg  # every field survives the round trip, not only the type

@@ -158,7 +158,10 @@ def test_single_image_loops_without_decoding_again(tmp_path):
     source = open_source(str(tmp_path / "a.png"), loop=True)
     frames = [source.read() for _ in range(3)]
     assert all(f is not None and f.image is frames[0].image for f in frames)
-    assert open_source(str(tmp_path / "a.png")).read() is not None
+    once = open_source(str(tmp_path / "a.png"))  # without loop: the image once, then the end
+    first = once.read()
+    assert first.name == "a.png" and np.array_equal(first.image, _image(77))
+    assert once.read() is None and once.end_reason == "end of images"
 
 
 def test_folder_of_only_broken_images_ends_even_when_looping(tmp_path):

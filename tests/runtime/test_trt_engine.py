@@ -107,10 +107,23 @@ def test_an_engine_is_current_for_its_onnx_tensorrt_and_gpu_only(tmp_path):
     assert not is_current(engine, onnx, Target("10.3.0", None, None))  # GPU unknown: rebuild rather than guess
 
 
-def test_this_machine_without_tensorrt_or_a_gpu_is_unknown_not_an_error():
-    running = here()
-    assert isinstance(running, Target)
-    assert here("10.3.0").tensorrt_version == "10.3.0"
+class _DriverWithoutGpu:
+    """libcuda.so.1 loads (a driver is installed) but cuInit finds no device: CUDA_ERROR_NO_DEVICE."""
+
+    def cuInit(self, flags):
+        return 100
+
+
+def _no_driver(name):
+    raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+
+
+@pytest.mark.parametrize("cdll", [_no_driver, lambda name: _DriverWithoutGpu()], ids=["no driver", "no device"])
+def test_this_machine_without_tensorrt_or_a_gpu_is_unknown_not_an_error(monkeypatch, cdll):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` raises ImportError, as where it is absent
+    monkeypatch.setattr("runtime.backends.trt_engine.ctypes.CDLL", cdll)
+    assert here() == Target(None, None, None)  # every field unknown (None), and no exception
+    assert here("10.3.0") == Target("10.3.0", None, None)  # a version given is kept; the GPU stays unknown
 
 
 FAKE_TRTEXEC = """#!/usr/bin/env bash
