@@ -108,9 +108,13 @@ def lr_at(cfg: TrainConfig, phase: Phase, epoch: int, step: int, steps_per_epoch
     warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total - 1)
     if s < warmup:
         return phase.lr * (s + 1) / (warmup + 1)
-    frac = (s - warmup) / max(total - 1 - warmup, 1)
-    floor = cfg.min_lr_fraction
-    return phase.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
+    return cosine_lr(phase.lr, (s - warmup) / max(total - 1 - warmup, 1), cfg.min_lr_fraction)
+
+
+def cosine_lr(base: float, frac: float, floor: float) -> float:
+    """`base` at frac 0, down a half cosine to `floor` x base at frac 1 and after: the decay of both trainers (a
+    phase's steps after its warm-up here; pretraining's scenes or minutes in train.pretrain_run)."""
+    return base * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
 
 
 def describe_plan(cfg: TrainConfig, phases: list[Phase], pretrained_loaded: bool) -> str:
@@ -242,9 +246,7 @@ class _FoldLoop:
         sums = torch.zeros(len(LOSS_PARTS) + 1, device=rt.device)  # loss parts * batch size, then the count
         bar = _bar(len(batches), f"fold {self.fold_index} epoch {epoch}/{self.cfg.epochs}", rt)
         for step, idx in enumerate(batches):
-            lr = lr_at(self.cfg, phase, epoch, step, len(batches))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, lr_at(self.cfg, phase, epoch, step, len(batches)))
             sums[:-1] += train_step(
                 step_model, self.criterion, optimizer, data, idx, norm, rt.amp, augment=self.cfg.augment
             ) * idx.shape[0]
@@ -317,10 +319,22 @@ def train_step(
     with autocast(x.device, amp):
         out = model(x)
         total, parts = criterion(out, target, data.labels[idx].float())
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
+    optimise(optimizer, total)
     return loss_parts(parts, x.device)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The learning rate of the next step (the schedules are pure functions of the step's place: lr_at)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """The optimisation step of both trainers (train_step; train.pretrain_run.train_chunk): gradients of `loss`
+    alone, then one optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def write_csv(history: list[dict], path: Path) -> None:

@@ -1,0 +1,279 @@
+"""The run of `python -m train pretrain` (train.pretrain: the command): a DenseNetBackbone + a 20-way head trained
+chunk by chunk on the scene stream (train.pretrain_stream) with the training loop's cosine (train.loop.cosine_lr, here
+from lr to 5% of it by scenes or by time) and its optimisation step (train.loop.optimise); an atomic checkpoint
+(pretrain.pt) after chunks, the held-out metrics at the end, then backbone.pth and its card backbone.json.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dualpath.machine import describe as describe_machine
+from dualpath.model.config import BACKBONES
+from dualpath.model.weights import CARD_FORMAT
+from train.loop import NonFiniteLossError, cosine_lr, optimise, set_lr
+from train.pretrain_stream import ChunkSource, PretrainConfig, chunk_seed
+
+log = logging.getLogger("train")
+
+WEIGHTS_NAME, CARD_NAME, CHECKPOINT_NAME = "backbone.pth", "backbone.json", "pretrain.pt"
+MIN_LR_FRACTION = 0.05  # the cosine ends at 5% of --lr
+
+
+class SceneClassifier(nn.Module):
+    """DenseNetBackbone + a linear 20-way head on GAP(ReLU(features)): torchvision's DenseNet classifier."""
+
+    def __init__(self, backbone: str, stem: str) -> None:
+        super().__init__()
+        from dualpath.contract import NUM_CLASSES
+        from dualpath.model import DenseNetBackbone
+
+        self.backbone = DenseNetBackbone(BACKBONES[backbone], stem)
+        self.head = nn.Linear(self.backbone.out_width, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.embed(x))  # (N, 20) logits
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    chunks_done: int = 0
+    scenes_seen: int = 0
+    train_s: float = 0.0  # wall seconds of training so far (all sessions of a resumed run)
+    wait_s: float = 0.0  # of which waiting for scenes
+    last_loss: float | None = None
+
+
+def lr_at(cfg: PretrainConfig, scenes_seen: int, elapsed_s: float) -> float:
+    """Cosine from cfg.lr to 5% of it over the run: by scenes seen, or by time with --budget-minutes."""
+    if cfg.scenes is not None:
+        frac = scenes_seen / (cfg.max_chunks * cfg.chunk)
+    else:
+        frac = elapsed_s / (60 * cfg.budget_minutes)
+    return cosine_lr(cfg.lr, frac, MIN_LR_FRACTION)
+
+
+def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p: Progress, rt, t_start: float, bar) -> None:
+    from train.data import Normalizer, augment_pairs
+    from train.evaluate import autocast
+
+    device = rt.device
+    noisy, clean = (torch.from_numpy(np.ascontiguousarray(arrays[k])).to(device) for k in ("noisy", "clean"))
+    labels = torch.from_numpy(arrays["labels"]).to(device).float()
+    norm, criterion = Normalizer(device, rt.channels_last), nn.BCEWithLogitsLoss()
+    total = torch.zeros((), device=device)
+    order = torch.randperm(len(labels)).to(device)
+    for i, idx in enumerate(torch.split(order, cfg.batch_size)):
+        set_lr(optimizer, lr_at(cfg, p.scenes_seen + i * cfg.batch_size, p.train_s + time.perf_counter() - t_start))
+        # Both kinds of image a backbone meets in the models: noisy inputs and clean(ed) reconstructions.
+        a, b = augment_pairs(noisy[idx], clean[idx], cfg.augment)
+        pick = (torch.rand(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
+        with autocast(device, rt.amp):
+            loss = criterion(model(norm.inputs(torch.where(pick, a, b))).float(), labels[idx])
+        optimise(optimizer, loss)
+        total += loss.detach() * len(idx)
+        if bar is not None:
+            bar.update(len(idx))
+    p.last_loss = float(total) / len(labels)
+    if not math.isfinite(p.last_loss):
+        raise NonFiniteLossError(f"the pretraining loss became {p.last_loss} in chunk {p.chunks_done + 1}; "
+                                 "lower --lr and --resume (the last checkpoint is the previous chunk's)")
+
+
+@torch.no_grad()
+def evaluate(model, arrays, rt, batch_size: int = 256) -> dict:
+    from dualpath.metrics import multilabel_metrics
+    from train.data import Normalizer
+    from train.evaluate import autocast
+
+    model.eval()
+    norm, scores = Normalizer(rt.device, rt.channels_last), []
+    noisy, clean = (torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in ("noisy", "clean"))
+    out = {}
+    for name, images in (("noisy", noisy), ("clean", clean)):
+        scores = []
+        for batch in torch.split(images, batch_size):
+            with autocast(rt.device, rt.amp):
+                scores.append(torch.sigmoid(model(norm.inputs(batch.to(rt.device))).float()).cpu())
+        m = multilabel_metrics(arrays["labels"], torch.cat(scores).numpy())
+        out[name] = {k: round(float(m[k]), 4) for k in ("macro_map", "accuracy", "macro_auc", "micro_f1")}
+    model.train()
+    return out
+
+
+# --- checkpoints and outputs --------------------------------------------------------------------------------------
+
+
+def save_state(path: Path, cfg: PretrainConfig, model, optimizer, p: Progress) -> None:
+    from train.checkpoint import save_checkpoint
+
+    save_checkpoint({"pretrain_config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "progress": asdict(p), "torch_rng": torch.get_rng_state()}, path)
+
+
+def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torn or foreign file
+        raise ValueError(f"cannot read {path} ({err}); remove it to start over") from err
+    saved = ckpt.get("pretrain_config") if isinstance(ckpt, dict) else None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} is not a pretraining checkpoint; remove it or pass another --out")
+    _check_state(path, ckpt)
+    # what was trained: --scenes / --budget-minutes may grow a run, and --generate is how scenes are made
+    fixed = ("backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr")
+    changed = [f"{k} {saved.get(k, '(none)')!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed
+               if saved.get(k) != getattr(cfg, k)]
+    if changed:
+        raise ValueError(f"{path} is a run of another configuration ({'; '.join(changed)}): resume it with its own "
+                         "flags, or pass another --out")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return Progress(**ckpt["progress"])
+
+
+def _check_state(path: Path, ckpt: dict) -> None:
+    """pretrain.pt against its schema (what load_state reads): ValueError naming the file and the field."""
+    import dataclasses
+
+    def bad(field: str, value, wanted: str) -> ValueError:
+        shown = "missing" if value is _MISSING else f"{type(value).__name__} {repr(value)[:40]}"
+        return ValueError(f"{path}: field {field} is {shown}, {wanted} belongs there; it is not a usable pretraining "
+                          "checkpoint: remove it to start over, or pass another --out")
+
+    for key in ("model", "optimizer"):
+        if not isinstance(ckpt.get(key, _MISSING), dict):
+            raise bad(key, ckpt.get(key, _MISSING), "an object (a state dict)")
+    rng = ckpt.get("torch_rng", _MISSING)
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        raise bad("torch_rng", rng, "a uint8 tensor (torch.get_rng_state())")
+    progress = ckpt.get("progress", _MISSING)
+    if not isinstance(progress, dict):
+        raise bad("progress", progress, "an object")
+    for f in dataclasses.fields(Progress):
+        value = progress.get(f.name, _MISSING)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = (isinstance(value, int) and not isinstance(value, bool)) if f.type in ("int", int) else (
+            number or (value is None and "None" in str(f.type)))
+        if not ok:
+            raise bad(f"progress.{f.name}", value, "an integer" if f.type in ("int", int) else "a number")
+    unknown = sorted(set(progress) - {f.name for f in dataclasses.fields(Progress)})
+    if unknown:
+        raise bad(f"progress.{unknown[0]}", progress[unknown[0]], "no such field")
+
+
+_MISSING = object()
+
+
+def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv) -> dict:
+    from dualpath.files import atomic_path, file_sha256, write_json
+
+    state = {f"features.{k}": v for k, v in model.backbone.features.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    weights = out / WEIGHTS_NAME
+    with atomic_path(weights) as tmp:
+        torch.save(state, tmp)
+    card = {
+        "format": CARD_FORMAT,
+        "backbone": cfg.backbone, "stem": cfg.stem, "spec": asdict(BACKBONES[cfg.backbone]),
+        "dtype": "float16" if half else "float32",
+        "scenes_seen": p.scenes_seen, "chunks": p.chunks_done, "chunk_scenes": cfg.chunk,
+        "seed_range": {"train": [chunk_seed(1), chunk_seed(max(p.chunks_done, 1))], "held_out": chunk_seed(0),
+                       "scenes_per_seed": "0..chunk-1 of each seed"},
+        "held_out": {"scenes": cfg.held_out, "seed": chunk_seed(0), **held_out},
+        "training": {k: v for k, v in asdict(cfg).items() if k not in ("backbone", "stem")},
+        "final_train_loss": p.last_loss,
+        "wall_s": round(p.train_s, 1), "waited_for_scenes_s": round(p.wait_s, 1),
+        "command": "python -m train pretrain " + shlex.join(argv),
+        "machine": {**describe_machine(), "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(weights),
+    }
+    write_json(out / CARD_NAME, card)
+    return card
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+
+
+def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Sequence[str], workers: int,
+        checkpoint_minutes: float) -> dict:
+    """The run in `out` (train.pretrain.run_pretrain checks the seeds and holds the lock); returns the card."""
+    from train.distributed import DistEnv
+    from train.experiment import resolve_runtime
+
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT_NAME
+    if ckpt.exists() and not resume:
+        raise ValueError(f"{out} holds a pretraining run: pass --resume to continue it, or another --out")
+    rt = resolve_runtime(opts, DistEnv())
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(cfg.seed)
+    model = SceneClassifier(cfg.backbone, cfg.stem).to(rt.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    p = load_state(ckpt, cfg, model, optimizer) if resume and ckpt.exists() else Progress()
+    log.info("pretraining %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.backbone, cfg.stem,
+             rt.device, cfg.chunk, chunk_seed(1), f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
+    source = ChunkSource(cfg, out / "chunks", workers)
+    source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
+    try:
+        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes)
+        held_out = evaluate(model, source.get(0), rt)
+    finally:
+        source.close()
+    log.info("held-out (%d scenes, seed %d): %s", cfg.held_out, chunk_seed(0), held_out)
+    return write_outputs(out, cfg, model, p, held_out, half, argv)
+
+
+def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
+                  every_s: float = 0.0) -> None:
+    """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end."""
+    from tqdm import tqdm
+
+    model.train()
+    saved_at, saved_chunks = time.perf_counter(), p.chunks_done
+    total = cfg.max_chunks * cfg.chunk if cfg.scenes is not None else None
+    bar = tqdm(total=total, initial=p.scenes_seen, unit="scene", desc="pretrain",
+               disable=not progress or not sys.stderr.isatty())
+    try:
+        while p.chunks_done < cfg.max_chunks and not _budget_spent(cfg, p):
+            k = p.chunks_done + 1
+            t0 = time.perf_counter()
+            wait0 = source.wait_s
+            arrays = source.get(k, prefetch=k + 1 if k < cfg.max_chunks else None)
+            train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar)
+            source.done_with(k)
+            p.chunks_done, p.scenes_seen = k, p.scenes_seen + len(arrays["labels"])
+            p.train_s += time.perf_counter() - t0
+            p.wait_s += source.wait_s - wait0
+            if time.perf_counter() - saved_at >= every_s:
+                save_state(ckpt, cfg, model, optimizer, p)
+                saved_at, saved_chunks = time.perf_counter(), p.chunks_done
+            log.info("chunk %d (seed %d): loss %.4f, %d scenes, %.0f s (%.1f s waiting for scenes)", k, chunk_seed(k),
+                     p.last_loss, p.scenes_seen, p.train_s, p.wait_s)
+        if p.chunks_done != saved_chunks:
+            save_state(ckpt, cfg, model, optimizer, p)
+    finally:
+        bar.close()
+
+
+def _budget_spent(cfg: PretrainConfig, p: Progress) -> bool:
+    return cfg.budget_minutes is not None and p.train_s >= 60 * cfg.budget_minutes
