@@ -64,8 +64,14 @@ def fill(cls: type, args: Any, prefix: str = "", **overrides: Any) -> Any:
     nested()) is filled the same way from its own flags, starting from the parent's default for it, unless `args`
     holds the whole config under the field's own name. `overrides` (field -> value) win. Validation is the
     dataclasses' own; a nested config's ValueError is re-raised naming the flags it was filled from."""
-    values = _given(cls, args, prefix, prefix, ())
-    return cls(**{name: value for name, (_, value) in values.items()} | overrides)
+    return cls(**given(cls, args, prefix) | overrides)
+
+
+def given(cls: type, args: Any, prefix: str = "") -> dict[str, Any]:
+    """field -> value for the fields of dataclass `cls` that `args` gives (read as fill() reads them): the changes
+    to put on a config that is not the defaults, `dataclasses.replace(preset, **given(cls, args))` (a preset, a run's
+    saved config, a --config file)."""
+    return {name: value for name, (_, value) in _given(cls, args, prefix, prefix, ()).items()}
 
 
 def _given(cls: type, args: Any, prefix: str, outer: str, shared: Sequence[str]) -> dict[str, tuple[list[str], Any]]:
