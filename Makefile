@@ -41,7 +41,7 @@ demo: setup
 	$(PY) -m runtime.demo_video --out $(RUN)/demo.mp4 --n 120
 	$(PY) -m runtime --model $(EXPORT)/model_int8.xml --source $(RUN)/demo.mp4 --headless --loop --max-frames 2000 \
 		--benchmark --benchmark-json $(RUN)/runtime_benchmark.json --jsonl $(RUN)/runtime.jsonl
-	$(PY) benchmarks/demo_targets.py --run $(RUN) --demo-started $$(cat $(RUN).demo-started) --out $(RUN)/targets.json \
+	$(PY) -m benchmarks.demo_targets --run $(RUN) --demo-started $$(cat $(RUN).demo-started) --out $(RUN)/targets.json \
 		|| echo "demo: a recognition target is not met (the table above; $(RUN)/targets.json)"
 	@echo "demo: scenes $(DATA) (preview.png), training report $(RUN)/report.md, artifacts $(EXPORT)/manifest.json"
 
@@ -58,7 +58,7 @@ test-gpu: setup
 	$(PY) -m pytest -q -m gpu
 
 bench: setup
-	$(PY) benchmarks/scenes.py
+	$(PY) -m benchmarks.scenes
 
 # Inference speed of the paper-size model (two DenseNet-121): a real checkpoint from a one-epoch tiny-data run
 # (speed does not depend on how well it is trained), exported to FP32 / INT8 ONNX and OpenVINO, then timed.
@@ -69,10 +69,10 @@ bench-inference: setup
 		--data-root data/scenes-bench
 	$(PY) -m export --checkpoint $(BENCH121)/best.pt --out $(BENCH121)/export --int8 --backends onnx,openvino \
 		--drift-n 200 --severities '' --workers $(WORKERS); test $$? -le 1
-	$(PY) benchmarks/inference.py --export $(BENCH121)/export --out benchmarks/results/inference_densenet121.json
-	$(PY) benchmarks/openvino_profile.py --export $(BENCH121)/export --out benchmarks/results/openvino_profile_densenet121.json
+	$(PY) -m benchmarks.inference --export $(BENCH121)/export --out benchmarks/results/inference_densenet121.json
+	$(PY) -m benchmarks.openvino_profile --export $(BENCH121)/export --out benchmarks/results/openvino_profile_densenet121.json
 	test ! -f $(RUN)/export/manifest.json || \
-		$(PY) benchmarks/inference.py --export $(RUN)/export --out benchmarks/results/inference.json
+		$(PY) -m benchmarks.inference --export $(RUN)/export --out benchmarks/results/inference.json
 
 # The paper's four rows (CAE+BCE, DenseNet+BCE, proposed+BCE, proposed+ASL) at cpu scale on the paper's data (the
 # 6000 scenes only: COMPARE_ARGS), FOLDS folds each on the same splits and held-out test set, twice: from the shipped
@@ -90,18 +90,19 @@ compare: setup
 	cp runs/compare-scratch/comparison.json benchmarks/results/compare_cpu_scratch.json
 
 # Why the model learns as it does: variants trained for the same wall-clock budget on the same split, one table
-# (benchmarks/recipe.py --list shows the rows; ~12.5 minutes a row, one thread each, as the README table was made).
+# (python -m benchmarks.recipe --list shows the rows; ~12.5 minutes a row, one thread each, as the README table
+# was made).
 RECIPE_ROWS ?= plain_cnn densenet dualpath cpu_preset
 recipe: setup
 	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
-	$(PY) benchmarks/recipe.py --budget 720 --threads 1 --rows $(RECIPE_ROWS) --data $(DATA) \
+	$(PY) -m benchmarks.recipe --budget 720 --threads 1 --rows $(RECIPE_ROWS) --data $(DATA) \
 		--out benchmarks/results/recipe.json
 
 # One H100/H200 for ~10 minutes, nothing downloaded: training speed (fp32/bf16, NCHW/NHWC, compile), a time-boxed
 # DenseNet-121 scene pretraining saved in fp16, and the four rows (paper preset, one fold) from those weights.
 # Small results in benchmarks/results/gpu_check (gpu_check.md); checkpoints and scenes in runs/gpu-check.
 gpu-check: setup
-	$(PY) benchmarks/gpu_check.py --out benchmarks/results/gpu_check --work runs/gpu-check
+	$(PY) -m benchmarks.gpu_check --out benchmarks/results/gpu_check --work runs/gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

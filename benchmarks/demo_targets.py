@@ -1,6 +1,6 @@
 """Does a finished `cpu`-preset run meet design.md's recognition targets? One table, one JSON, exit 1 if not.
 
-    python benchmarks/demo_targets.py --run runs/demo [--demo-minutes 11.8] [--out benchmarks/results/demo_targets.json]
+    python -m benchmarks.demo_targets --run runs/demo [--demo-minutes 11.8] [--out benchmarks/results/demo_targets.json]
 
 `make demo` runs it last (with --demo-started, into runs/demo/targets.json) and prints its verdict.
 
@@ -22,13 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dualpath.machine import describe, headline  # noqa: E402
-
-from dualpath import exitcodes  # noqa: E402
-from dualpath.files import read_json  # noqa: E402
+from dualpath import exitcodes
+from dualpath.files import read_json
+from dualpath.machine import describe, headline
 
 # (metric, at least) per start; "minutes" limits are upper bounds.
 TARGETS = {

@@ -1,6 +1,6 @@
 """`make gpu-check`: one run, sized for ~10 minutes of one H100/H200, that nothing in it downloads.
 
-1. Training speed of the dual-path model and both baselines (benchmarks/train_speed.py's step): fp32 vs bf16,
+1. Training speed of the dual-path model and both baselines (benchmarks.train_speed's step): fp32 vs bf16,
    NCHW vs channels_last, torch.compile off/on; images/s and peak GPU memory.
 2. A time-boxed DenseNet-121 scene pretraining (`python -m train pretrain`), saved in fp16 (must stay < 16 MiB).
 3. The paper's four rows (`python -m train compare --preset paper`) from those weights, one fold, epochs scaled down.
@@ -20,10 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout without installing
-
-from dualpath import exitcodes  # noqa: E402
+from dualpath import exitcodes
 
 MAX_WEIGHTS_MIB = 16
 
@@ -58,7 +55,7 @@ def sizes(tiny: bool, pretrain_minutes: float, compare_epochs: int, workers: int
 
 def speed(s: Sizes) -> list[dict]:
     import torch
-    import train_speed
+    from benchmarks import train_speed
 
     from dualpath.architectures import ARCHITECTURES
 

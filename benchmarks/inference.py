@@ -1,7 +1,7 @@
 """Inference speed of the dual-path model: PyTorch eager FP32, ONNX Runtime FP32 / INT8 (u8, s8), OpenVINO FP32 /
 INT8 (and TensorRT where an engine exists), in one run on one machine.
 
-    python benchmarks/inference.py --export runs/x/export [--checkpoint runs/x/best.pt] [--threads 2] [--rounds 3]
+    python -m benchmarks.inference --export runs/x/export [--checkpoint runs/x/best.pt] [--threads 2] [--rounds 3]
                                    [--out benchmarks/results/inference.json]
 
 Batch 1: latency p50 / p95 over --iters calls after --warmup calls; batch 32: throughput in images/s. This shared VM
@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dualpath.machine import describe, headline  # noqa: E402
-
-from dualpath.telemetry import telemetry_off  # noqa: E402
+from benchmarks import run_module
+from dualpath.machine import describe, headline
+from dualpath.telemetry import telemetry_off
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
@@ -129,9 +125,9 @@ def measure_one(name: str, export: Path, checkpoint: Path, threads: int, warmup:
 
 
 def measure_in_subprocess(name: str, args, checkpoint: Path) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--export", str(args.export), "--checkpoint", str(checkpoint), "--threads",
-           str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters), "--only", name]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = run_module("benchmarks.inference", [
+        "--export", str(args.export), "--checkpoint", str(checkpoint), "--threads", str(args.threads),
+        "--warmup", str(args.warmup), "--iters", str(args.iters), "--only", name])
     if done.returncode != 0:
         raise RuntimeError(f"timing {name} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

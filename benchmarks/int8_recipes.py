@@ -1,7 +1,7 @@
 """INT8 recipes side by side on one checkpoint: post-training quantization against quantization-aware fine-tuning
 (export.qat), each row a real `python -m export` run on the same calibration and drift scenes. One table, one JSON.
 
-    python benchmarks/int8_recipes.py --checkpoint runs/demo/best.pt --work runs/int8-recipes \
+    python -m benchmarks.int8_recipes --checkpoint runs/demo/best.pt --work runs/int8-recipes \
         --rows ptq,qat-train,qat-distill --out benchmarks/results/int8_recipes.json
 
 Earlier recipes' rows (every tensor quantized, shared concat ranges; float decoder blocks) are kept in
@@ -24,12 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dualpath.machine import describe, headline  # noqa: E402
-
-from dualpath import exitcodes  # noqa: E402
+from dualpath import exitcodes
+from dualpath.machine import describe, headline
 
 # row -> (ExportConfig overrides, recipe overrides: export.quantize_onnx module constants)
 ROWS: dict[str, tuple[dict, dict]] = {

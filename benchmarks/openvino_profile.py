@@ -1,9 +1,9 @@
 """Where OpenVINO spends a batch-1 inference: its per-layer performance counters for the FP32 and INT8 IR of an
 export, summed by layer type and kernel (e.g. Convolution jit_avx2_I8) and by model part (the exported graph's
 module scopes: encoder = the encoder's DenseNet, features = the classifier path's DenseNet, decoder, reconstruction =
-the CBAM head, head = the classifier). It explains the INT8-vs-FP32 ratio that benchmarks/inference.py measures.
+the CBAM head, head = the classifier). It explains the INT8-vs-FP32 ratio that benchmarks.inference measures.
 
-    python benchmarks/openvino_profile.py --export runs/x/export [--threads 2] [--calls 100]
+    python -m benchmarks.openvino_profile --export runs/x/export [--threads 2] [--calls 100]
                                           [--out benchmarks/results/openvino_profile.json]
 
 The counters add profiling overhead, so their sums exceed the wall latency; compare the two models' rows, not the
@@ -13,17 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dualpath.machine import describe, headline  # noqa: E402
-
-from dualpath.telemetry import telemetry_off  # noqa: E402
+from dualpath.machine import describe, headline
+from dualpath.telemetry import telemetry_off
 
 telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 

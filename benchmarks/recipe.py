@@ -6,9 +6,9 @@ its wall-clock budget, then is evaluated once on the 1199 held-out test scenes o
 report of this project is measured on). Each row runs in its own process (no thread pool or allocator shared
 with another row) with the same thread count, one after another.
 
-    python benchmarks/recipe.py --budget 240 --threads 1 --rows plain_cnn densenet dualpath dualpath_stem3
-    python benchmarks/recipe.py --list                   # the variants and what each changes
-    python benchmarks/recipe.py --budget 720 --threads 2 --rows plain_cnn cpu_recipe --out benchmarks/results/recipe_12min.json
+    python -m benchmarks.recipe --budget 240 --threads 1 --rows plain_cnn densenet dualpath dualpath_stem3
+    python -m benchmarks.recipe --list                   # the variants and what each changes
+    python -m benchmarks.recipe --budget 720 --threads 2 --rows plain_cnn cpu_recipe --out benchmarks/results/recipe_12min.json
 
 Rows already in --out with the same budget and threads are kept (the script resumes a stopped table).
 """
@@ -18,17 +18,14 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dualpath.machine import describe, headline  # noqa: E402
-from dualpath import exitcodes  # noqa: E402
+from benchmarks import run_module
+from dualpath import exitcodes
+from dualpath.machine import describe, headline
 
 
 @dataclass(frozen=True)
@@ -143,11 +140,11 @@ def run_table(args) -> int:
         if key in rows:
             print(f"recipe: {key} already in {args.out}, kept")
             continue
-        cmd = [sys.executable, __file__, "--row", name, "--budget", str(args.budget), "--threads", str(args.threads),
-               "--data", str(args.data)] + (["--extra-data", str(args.extra_data)] if args.extra_data else []) + (
-               ["--epochs", str(args.epochs)] if args.epochs else [])
+        row_args = ["--row", name, "--budget", str(args.budget), "--threads", str(args.threads),
+                    "--data", str(args.data)] + (["--extra-data", str(args.extra_data)] if args.extra_data else []) + (
+                    ["--epochs", str(args.epochs)] if args.epochs else [])
         print(f"recipe: training {key} ...", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_module("benchmarks.recipe", row_args)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             print(f"recipe: row {name} failed (exit {proc.returncode})", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Scene generation speed: scenes/s with 1 and 2 worker processes (target: >= 1000 scenes/s on 2 cores).
 
-    python benchmarks/scenes.py [--n 6000] [--workers 1,2] [--out benchmarks/results/scenes.json]
+    python -m benchmarks.scenes [--n 6000] [--workers 1,2] [--out benchmarks/results/scenes.json]
 
 Two numbers per worker count: `render` times the scene rendering alone (the bank already built, workers started),
 `end to end` times `generate_dataset` into a fresh folder: worker start-up, rendering, writing the arrays and
@@ -15,14 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dualpath.machine import describe, headline  # noqa: E402
-
-from dualpath.scenes import SceneConfig, generate_dataset  # noqa: E402
-from dualpath.scenes.bank import _build_bank  # noqa: E402
-from dualpath.scenes.dataset import iter_chunks, scene_pool  # noqa: E402
+from dualpath.machine import describe, headline
+from dualpath.scenes import SceneConfig, generate_dataset
+from dualpath.scenes.bank import _build_bank
+from dualpath.scenes.dataset import iter_chunks, scene_pool
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,9 +4,9 @@ The step is the trainer's own (train.loop.train_step): uint8 scenes resident on 
 normalised inside the step, forward + multitask loss + backward + Adam, no host sync. Timed over --steps steps
 after --warmup steps (compile happens during warm-up).
 
-    python benchmarks/train_speed.py                       # CPU: quick (densenet_small, 2 timed steps)
-    python benchmarks/train_speed.py --out speed.json      # + JSON; on a GPU machine also bf16/fp32 x layout x compile
-    python benchmarks/train_speed.py --backbone densenet121 --models dualpath --batch-sizes 64 256 --steps 20
+    python -m benchmarks.train_speed                       # CPU: quick (densenet_small, 2 timed steps)
+    python -m benchmarks.train_speed --out speed.json      # + JSON; on a GPU machine also bf16/fp32 x layout x compile
+    python -m benchmarks.train_speed --backbone densenet121 --models dualpath --batch-sizes 64 256 --steps 20
 """
 from __future__ import annotations
 
@@ -22,14 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from dualpath import contract, exitcodes  # noqa: E402
-from dualpath.architectures import ARCHITECTURES  # noqa: E402
-from dualpath.model import ModelConfig, build_model  # noqa: E402
-from train.data import DeviceData, Normalizer  # noqa: E402
-from train.loop import train_step  # noqa: E402
-from train.losses import MultitaskLoss  # noqa: E402
+from dualpath import contract, exitcodes
+from dualpath.architectures import ARCHITECTURES
+from dualpath.model import ModelConfig, build_model
+from train.data import DeviceData, Normalizer
+from train.loop import train_step
+from train.losses import MultitaskLoss
 
 
 @dataclass(frozen=True)

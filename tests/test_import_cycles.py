@@ -1,64 +1,10 @@
 """The project's modules import one another without a cycle, and none imports another's command line (__main__).
 
-The graph is read from the source with ast, so building it imports nothing: one node per module of the project's
-packages (a package's __init__.py is the package's node, with the edges of what it imports itself), one edge per
-imported project module, whether the import sits at module level or inside a function (a lazy import is still a
-dependency); imports under `if TYPE_CHECKING:` never run and are left out. `from a.b import c` is an edge to a.b.c
-when that is a module, else to a.b.
+The graph (tests/project_imports.py) is read from the source with ast, lazy imports inside functions included.
 """
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("dualpath", "train", "calibration", "runtime", "export")
-
-
-def project_modules() -> dict[str, Path]:
-    modules = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
-
-
-def imports_of(module: str, path: Path) -> set[str]:
-    """Every dotted name `module` imports: 'a.b' for `import a.b`, 'a.b.c' for `from a.b import c`."""
-    tree = ast.parse(path.read_text(), str(path))
-    type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node.test)
-                 for n in ast.walk(node)}
-    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-    names = set()
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1] + [node.module or ""]) if node.level \
-                else node.module
-            names |= {f"{base.strip('.')}.{alias.name}" for alias in node.names}
-    return names
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"
-
-
-def import_graph() -> dict[str, set[str]]:
-    modules = project_modules()
-    graph = {}
-    for module, path in modules.items():
-        edges = set()
-        for name in imports_of(module, path):
-            while name and name not in modules:  # a name inside a module, or a third-party package
-                name = name.rpartition(".")[0]
-            if name and name != module:
-                edges.add(name)
-        graph[module] = edges
-    return graph
+from project_imports import import_graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

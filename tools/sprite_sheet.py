@@ -1,6 +1,6 @@
 """Render every utensil class as a sheet of variants, to look at the sprites.
 
-    python tools/sprite_sheet.py --out /tmp/sprites_sheet.png --variants 6
+    python -m tools.sprite_sheet --out /tmp/sprites_sheet.png --variants 6
 
 Top: full resolution (8 px/cm) on mid grey. Bottom: the same sprites at the 64x64-scene scale (about
 2 px/cm, downscaled with INTER_AREA as the composer does), enlarged with nearest-neighbour so pixels show.
@@ -8,14 +8,11 @@ Top: full resolution (8 px/cm) on mid grey. Bottom: the same sprites at the 64x6
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dualpath.contract import CLASS_NAMES
 from dualpath.scenes.sprites import PX_PER_CM_DEFAULT, render_utensil

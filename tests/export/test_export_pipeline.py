@@ -287,14 +287,9 @@ def test_config_validation():
 
 
 def _bench_module(name):
-    import importlib.util
-    from pathlib import Path
+    import importlib
 
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_openvino_profile_sums_layers_by_kernel_and_part(exported, tmp_path, capsys):

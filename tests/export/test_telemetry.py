@@ -14,16 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ["export.__main__", "export.benchmark", "runtime.__main__", "runtime.drift.__main__",
-                "benchmarks/inference.py", "benchmarks/openvino_profile.py"]
+                "benchmarks.inference", "benchmarks.openvino_profile"]
 
 PROBE = """
 import importlib, importlib.util, json, sys
 entry = sys.argv[1]
-if entry.endswith(".py"):
-    spec = importlib.util.spec_from_file_location("entry", entry)
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-else:
-    importlib.import_module(entry)
+importlib.import_module(entry)
 found = {}
 try:
     import openvino_telemetry  # noqa: F401

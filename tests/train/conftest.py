@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -61,16 +59,8 @@ def tiny_run(scenes, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def load_benchmark():
-    """load_benchmark("recipe") -> benchmarks/recipe.py as a module, registered in sys.modules (dataclasses look their
-    module up there), with benchmarks/ on sys.path for its helpers (_machine)."""
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
-
+    """load_benchmark("recipe") -> the module benchmarks.recipe."""
     def load(name: str):
-        sys.path.insert(0, str(folder))
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
+        return importlib.import_module(f"benchmarks.{name}")
 
     return load

@@ -1,19 +1,12 @@
 """The training-speed benchmark runs and writes its JSON (a smoke test: no timing is asserted)."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
 
 
-def test_train_speed_benchmark_writes_a_table_and_json(tmp_path, capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "train_speed", module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+def test_train_speed_benchmark_writes_a_table_and_json(tmp_path, capsys):
+    module = importlib.import_module("benchmarks.train_speed")
     argv = ["--models", "dualpath", "densenet", "--batch-sizes", "4", "--backbone", "densenet_tiny",
             "--devices", "cpu", "--steps", "1", "--warmup", "0", "--out", str(tmp_path / "speed.json")]
     assert module.main(argv) == 0

@@ -1,28 +1,15 @@
 """`make gpu-check`'s script end to end at --tiny size on the CPU: speed rows, fp16 pretraining, the four rows."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    path, modules = list(sys.path), set(sys.modules)
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.path[:] = path  # the script puts benchmarks/ on the path for its helpers; later tests get theirs back
-    for name in ("gpu_check", "train_speed", "_machine"):
-        if name not in modules:
-            sys.modules.pop(name, None)
+    return importlib.import_module("benchmarks.gpu_check")
 
 
 @pytest.mark.slow  # speed rows, a pretraining and four trainings

@@ -1,0 +1,18 @@
+"""Scripts that measure speed and print/save a table (docs/design.md), each run from the repository root as
+`python -m benchmarks.<name>` (the Makefile's bench, bench-inference, recipe, gpu-check and demo targets do).
+Nothing in the project imports them."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, args: list[str]) -> subprocess.CompletedProcess:
+    """`python -m module args` in a fresh interpreter (its output captured as text), with the repository on its
+    path wherever the caller runs from: the benchmarks time or train each row in a process of its own."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env)
