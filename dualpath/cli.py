@@ -6,10 +6,15 @@ Importing this module is what makes a module a command: it turns OpenVINO's, NNC
 import it: runtime.backends.ort switches ONNX Runtime's off itself for users who call load_backend from a script.
 
 Configs are dataclasses validated in their own `__post_init__`; a command's flags are their fields, spelled
-`--field-name` (argparse's dest `field_name`). A field holding another config is filled from the flags named
-`<prefix><its field>`: the prefix is `nested(...)`'s, else `<field>_` (ExportConfig.calibration <- --calib-n,
---calib-seed; ExportConfig.drift <- --drift-n, and the command's own --workers, --data-root as `shared`).
-Standard library only (no torch, no numpy): `--help` stays fast.
+`--field-name` (argparse's dest `field_name`). A field holding another config (a dataclass default) is filled from
+the flags named `<prefix><its field>`, the prefix being the field's metadata "prefix", else `<field>_`; the names in
+its metadata "shared" are read from the command's own unprefixed flags (one --workers for every stage):
+
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig, metadata={"prefix": "calib_"})
+    drift: DriftConfig = field(default_factory=DriftConfig, metadata={"shared": ("workers",)})  # --drift-n, --workers
+
+(Config modules write that metadata themselves rather than import this module, which would switch telemetry off in
+every program that merely imports a config.) Standard library only (no torch, no numpy): `--help` stays fast.
 """
 from __future__ import annotations
 
@@ -21,13 +26,6 @@ from typing import Any, Callable, Mapping, Sequence
 from dualpath.telemetry import telemetry_off
 
 telemetry_off()  # before the command imports openvino / nncf / onnxruntime (see the docstring)
-
-
-def nested(factory: Callable[[], Any], prefix: str | None = None, shared: Sequence[str] = ()) -> Any:
-    """A config field holding another config (made by `factory`): fill() reads its field `f` from the flag
-    `prefix + f` (prefix default: '<field name>_'), and the fields in `shared` from the command's own unprefixed flag
-    (one --workers for every stage)."""
-    return dataclasses.field(default_factory=factory, metadata={"prefix": prefix, "shared": tuple(shared)})
 
 
 def default(cls: type, name: str) -> Any:
@@ -47,8 +45,8 @@ def _routes(cls: type, prefix: str, outer: str = "", shared: Sequence[str] = ())
             continue
         flag = (outer if f.name in shared else prefix) + f.name
         sub = None
-        if "shared" in f.metadata or dataclasses.is_dataclass(_field_default(cls, f)):
-            sub = prefix + (f.metadata.get("prefix") or f.name + "_")
+        if dataclasses.is_dataclass(_field_default(cls, f)):
+            sub = prefix + f.metadata.get("prefix", f.name + "_")
         yield f, flag, sub
 
 
@@ -61,7 +59,7 @@ def _field_default(cls: type, f: dataclasses.Field) -> Any:
 def fill(cls: type, args: Any, prefix: str = "", **overrides: Any) -> Any:
     """An instance of dataclass `cls` from `args` (an argparse Namespace, or any object with attributes): each field
     `f` takes `getattr(args, prefix + f)` when present and not None (else its default); a nested config field (see
-    nested()) is filled the same way from its own flags, starting from the parent's default for it, unless `args`
+    the module's docstring) is filled the same way from its own flags, starting from the parent's default for it, unless `args`
     holds the whole config under the field's own name. `overrides` (field -> value) win. Validation is the
     dataclasses' own; a nested config's ValueError is re-raised naming the flags it was filled from."""
     return cls(**given(cls, args, prefix) | overrides)

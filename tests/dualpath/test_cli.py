@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dualpath.cli import comma_list, default, dispatch, fill, flag_names, from_flags, nested
+from dualpath.cli import comma_list, default, dispatch, fill, flag_names, from_flags
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class Command:
     out: str
     workers: int = 1
     tags: tuple[str, ...] = field(default_factory=lambda: ("a",))
-    stage: Stage = nested(lambda: Stage(n=5), prefix="st_", shared=("workers",))
-    other: Stage = field(default_factory=Stage)  # no nested(): read from other_n, other_workers
+    stage: Stage = field(default_factory=lambda: Stage(n=5), metadata={"prefix": "st_", "shared": ("workers",)})
+    other: Stage = field(default_factory=Stage)  # no metadata: read from other_n, other_workers
 
 
 def test_default_reads_plain_and_factory_defaults():
