@@ -13,6 +13,11 @@ from dualpath.scenes.backgrounds import BACKGROUND_KINDS
 # Bump when a change alters the bytes of any scene for the same (config, seed, index): manifests record it, so a
 # cached data set made by an older generator is refused instead of silently mixed with new scenes.
 GENERATOR_VERSION = "1.1"  # 1.1: field of view 34 -> 24 cm; objects nudged into the frame, keep min_in_frame of it
+# The bounded severity scale (below) changed the bytes of severities above 1 only. Instead of a version bump, which
+# would retire every cached default, calibration and drift set although their bytes stand, a config above severity 1
+# carries this mark in its JSON (SceneConfig.to_dict): its manifests and cache tags differ from generator 1.1's
+# unbounded scale, so a set cached before is refused or made anew beside it, never reused.
+SEVERITY_SCALE = "bounded"
 
 
 def _check_range(name: str, rng: tuple[float, float], lo: float, hi: float) -> None:
@@ -20,12 +25,26 @@ def _check_range(name: str, rng: tuple[float, float], lo: float, hi: float) -> N
         raise ValueError(f"{name} must be a (min, max) pair with {lo} <= min <= max <= {hi}, got {rng}")
 
 
+# The severity scale (dualpath/scenes/degrade.py draw(); measured in docs/measurements.md, "The severity scale").
+# From 0 (clean) to 1 (the default data set) every degradation grows linearly to the values drawn from the ranges
+# below, as in generator 1.1, byte for byte. Beyond 1 a plain multiple made severity 3 unreadable: the brightness
+# factor reached its 0.02 clamp (a third of the drift scenes' means under 0.05), JPEG quality its floor of 5 (8x8
+# blocks) and blur sigma 3.6 px. So beyond 1 each degradation moves towards a bound that it reaches at SEVERITY_MAX:
+SEVERITY_MAX = 4.0  # the top of the scale
+BRIGHTNESS_FLOOR = 0.4  # low light: the factor goes from its severity-1 draw (0.5-0.9) towards this, never below it
+GAMMA_CEILING = 1.5  # ... and the tone curve's gamma from its draw (1.0-1.4) towards this: shadows stay above black
+JPEG_QUALITY_FLOOR = 20  # JPEG quality from its draw (35-75) towards this; below ~20 8x8 blocks hide thin handles
+BLUR_GROWTH = 0.5  # blur sigma and motion-blur length: x(1 + 0.5 (s - 1)) their severity-1 draw (x2 at 3)
+NOISE_GROWTH = 0.25  # sensor noise: x(1 + 0.25 (s - 1)) (x1.5 at 3): on a darker image noise costs most legibility
+
+
 @dataclass(frozen=True)
 class DegradeConfig:
     """Degradations applied to the clean 64x64 composite to make the model input (paper IV.A: low light, blur, noise).
 
-    Ranges are sampled uniformly per scene; `severity` scales all of them at once (0 = no degradation,
-    1 = the default mix, 2 = very degraded), which is how drift reports sweep from clean to very degraded.
+    Ranges are sampled uniformly per scene and are the severity-1 values; `severity` moves all of them at once
+    (0 = no degradation, 1 = the default mix, 2 and 3 = harder, 3 still readable by a person, 4 the bounds above),
+    which is how drift reports sweep from clean to very degraded. The scale's shape: the constants above.
     """
 
     severity: float = 1.0
@@ -40,8 +59,9 @@ class DegradeConfig:
     jpeg_quality: tuple[int, int] = (35, 75)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.severity <= 4.0:
-            raise ValueError(f"severity must be in [0, 4] (0 = clean, 1 = default, 2 = very degraded), got {self.severity}")
+        if not 0.0 <= self.severity <= SEVERITY_MAX:
+            raise ValueError(f"severity must be in [0, {SEVERITY_MAX:g}] (0 = clean, 1 = default, 3 = hardest of the "
+                             f"drift sweep), got {self.severity}")
         _check_range("brightness", self.brightness, 0.05, 1.0)
         _check_range("gamma", self.gamma, 0.2, 3.0)
         _check_range("blur_sigma", self.blur_sigma, 0.0, 5.0)
@@ -84,7 +104,11 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.degrade, dict):  # from JSON
-            object.__setattr__(self, "degrade", DegradeConfig(**_tuples(self.degrade)))
+            degrade = dict(self.degrade)
+            scale = degrade.pop("severity_scale", SEVERITY_SCALE)
+            if scale != SEVERITY_SCALE:
+                raise ValueError(f"degrade.severity_scale {scale!r} is not this generator's ({SEVERITY_SCALE!r})")
+            object.__setattr__(self, "degrade", DegradeConfig(**_tuples(degrade)))
         if self.image_size < 16 or self.render_size < self.image_size:
             raise ValueError(
                 f"need 16 <= image_size <= render_size, got image_size={self.image_size}, render_size={self.render_size}"
@@ -120,7 +144,10 @@ class SceneConfig:
         return dataclasses.replace(self, degrade=dataclasses.replace(self.degrade, severity=float(severity)))
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        d = json.loads(json.dumps(dataclasses.asdict(self)))
+        if self.degrade.severity > 1.0:  # rendered on the bounded scale: not generator 1.1's scenes (SEVERITY_SCALE)
+            d["degrade"]["severity_scale"] = SEVERITY_SCALE
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SceneConfig":
