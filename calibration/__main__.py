@@ -5,8 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from calibration.sets import CALIBRATION_SEED, CalibrationConfig, build_calibration_set
+from calibration.sets import CalibrationConfig, build_calibration_set
 from dualpath import exitcodes
+from dualpath.cli import default, fill
 from dualpath.scenes import DatasetError
 
 
@@ -17,8 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         "training, validation, test and drift sets. Reused when the folder already holds the same set.",
     )
     p.add_argument("--out", type=Path, required=True, help="data set folder to write (or reuse)")
-    p.add_argument("--n", type=int, default=300, help="scenes (default 300)")
-    p.add_argument("--seed", type=int, default=CALIBRATION_SEED, help=f"seed (default {CALIBRATION_SEED})")
+    n, seed = default(CalibrationConfig, "n"), default(CalibrationConfig, "seed")
+    p.add_argument("--n", type=int, default=n, help=f"scenes (default {n})")
+    p.add_argument("--seed", type=int, default=seed, help=f"seed (default {seed})")
     p.add_argument("--workers", type=int, default=1, help="processes for generating scenes")
     p.add_argument("--preview", type=int, default=16, help="scenes in preview.png (0: none)")
     p.add_argument("--overwrite", action="store_true",
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = CalibrationConfig(n=args.n, seed=args.seed)
+        config = fill(CalibrationConfig, args)
         ds = build_calibration_set(config, args.out, workers=args.workers, progress=sys.stderr.isatty(),
                                    overwrite=args.overwrite, wait=False)  # a second calibration into it: exit 2
     except (ValueError, DatasetError, OSError) as e:

@@ -10,9 +10,7 @@ import signal
 import sys
 
 from dualpath import exitcodes
-from dualpath.telemetry import telemetry_off  # noqa: E402
-
-telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+from dualpath.cli import default, fill  # telemetry off, before anything imports openvino / nncf / onnxruntime
 
 EPILOG = """\
 sources:
@@ -43,7 +41,12 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.backends import BACKENDS  # the table of backends (numpy, no backend imported)
+    """RunConfig's fields as flags (dest = field; defaults and choices read from runtime.app and runtime.backends)."""
+    from runtime.app import RunConfig  # numpy + OpenCV, no backend imported
+    from runtime.backends import BACKENDS  # the table of backends
+
+    def d(name: str):
+        return default(RunConfig, name)
 
     p = argparse.ArgumentParser(
         prog="python -m runtime",
@@ -54,29 +57,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="exported model: .onnx, OpenVINO .xml, TensorRT .engine")
     p.add_argument("--source", required=True, help="camera, stream, video, image or folder (see below)")
-    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
-                   help="inference backend (default: auto, by the model's file type and what is installed)")
+    p.add_argument("--backend", default=d("backend"), choices=("auto", *BACKENDS),
+                   help=f"inference backend (default: {d('backend')}, by the model's file type and what is installed)")
     out = p.add_argument_group("output")
     out.add_argument("--headless", action="store_true", help="no window")
     out.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame (time, labels, scores, latency)")
     out.add_argument("--save", metavar="VIDEO", help="write the overlay to a video (.mp4, .avi, .mkv)")
     out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     labels = p.add_argument_group("labels")
-    labels.add_argument("--threshold", type=float, default=0.5, help="show classes scoring at or above this (default 0.5)")
+    labels.add_argument("--threshold", type=float, default=d("threshold"),
+                        help=f"show classes scoring at or above this (default {d('threshold')})")
     labels.add_argument("--top", type=int, metavar="K", help="show at most K labels, best first")
     labels.add_argument("--smooth", type=float, metavar="ALPHA",
                         help="average scores over frames (EMA weight of the new frame, in (0, 1]; 0.3 is steady)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU inference threads (default: the backend's choice)")
     src = p.add_argument_group("source")
-    src.add_argument("--retries", type=int, default=3,
-                     help="reopen a live source this many times when it stops delivering (default 3)")
+    src.add_argument("--retries", type=int, default=d("retries"),
+                     help=f"reopen a live source this many times when it stops delivering (default {d('retries')})")
     src.add_argument("--loop", action="store_true", help="start video files and images again at their end")
-    src.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    src.add_argument("--timeout", type=float, default=d("timeout"), metavar="SECONDS",
                      help="how long a camera or stream (rtsp://, http://) may take to open and give a frame, at the "
-                     "start and at each reopen (default 10); 'connecting to ...' is printed meanwhile")
-    src.add_argument("--max-bad-frames", type=int, default=50, metavar="N",
-                     help="end the run after N undecodable or unusable frames in a row (default 50; fewer are "
-                     "skipped and counted in the summary and the JSON lines)")
+                     f"start and at each reopen (default {d('timeout'):g}); 'connecting to ...' is printed meanwhile")
+    src.add_argument("--max-bad-frames", type=int, default=d("max_bad_frames"), metavar="N",
+                     help=f"end the run after N undecodable or unusable frames in a row (default {d('max_bad_frames')}; "
+                     "fewer are skipped and counted in the summary and the JSON lines)")
     bench = p.add_argument_group("benchmark")
     bench.add_argument("--benchmark", action="store_true",
                        help="headless; print latency p50/p95 per stage, frames/s and memory at the end")
@@ -123,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.sources import SourceError
 
     try:
-        config = RunConfig(
-            model=args.model, source=args.source, backend=args.backend, headless=args.headless or args.benchmark,
-            jsonl=args.jsonl, save=args.save, max_frames=args.max_frames, threshold=args.threshold, top=args.top,
-            smooth=args.smooth, retries=args.retries, loop=args.loop, benchmark=args.benchmark,
-            benchmark_json=args.benchmark_json, warmup=args.warmup, threads=args.threads,
-            max_bad_frames=args.max_bad_frames, timeout=args.timeout,
-        )
+        config = fill(RunConfig, args, headless=args.headless or args.benchmark)
     except ValueError as e:
         parser.print_usage(sys.stderr)
         print(f"error: {e}", file=sys.stderr)

@@ -1,5 +1,10 @@
 """What `python -m train` and `python -m train compare` share: their common arguments, and turning them into a
 TrainConfig, a data set and RunOptions, with errors mapped to exit codes (run_cli).
+
+A flag of a TrainConfig field has that field as its dest (--lr1: phase1_lr) and reaches the config by itself
+(config_overrides: dualpath.cli.given); a flag of a RunOptions field likewise (run_options: dualpath.cli.fill), and
+add_run_options defines those once for train, compare and pretrain. Choices and defaults are read from the modules
+that validate them (train.config, dualpath.model.config).
 """
 from __future__ import annotations
 
@@ -9,24 +14,34 @@ import sys
 from pathlib import Path
 
 from dualpath import exitcodes
-from train.config import AUGMENTS, PRESETS, RunOptions, TrainConfig, preset
+from dualpath.cli import default, fill, given
+from train.config import AUGMENTS, DEVICES, LR_SCHEDULES, PRESETS, RunOptions, TrainConfig, preset
 
 log = logging.getLogger("train")
 
 
+def add_run_options(group, with_compile: bool = True) -> None:
+    """The flags of RunOptions (how a run executes here) and --quiet, for train, compare and pretrain (no --compile)."""
+    group.add_argument("--device", choices=DEVICES, default=default(RunOptions, "device"))
+    if with_compile:
+        group.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
+    group.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA and for CPUs with native bf16: AVX512_BF16 / AMX)")
+    group.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                       default=default(RunOptions, "channels_last"),
+                       help="NHWC memory layout (default: on; faster on GPUs and on CPUs with oneDNN)")
+    group.add_argument("--threads", type=int,
+                       help="CPU threads for torch (default: torch's choice; 1 on a CPU busy with other work)")
+    group.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    from dualpath.model.config import BACKBONES
+
     run = parser.add_argument_group("run")
     run.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.json, report.md)")
     run.add_argument("--preset", choices=tuple(PRESETS), help="configuration to start from (default: cpu)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on GPUs)")
-    run.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA and for CPUs with native bf16: AVX512_BF16 / AMX)")
-    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                     help="NHWC memory layout (default: on; faster on GPUs and on CPUs with oneDNN)")
-    run.add_argument("--threads", type=int,
-                     help="CPU threads for torch (default: torch's choice; 1 on a CPU busy with other work)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    add_run_options(run)
 
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=Path, help="a scenes data set folder (default: generate the preset's into --data-root)")
@@ -35,7 +50,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--workers", type=int, default=1, help="processes for generating scenes")
 
     model = parser.add_argument_group("model and training (override the preset)")
-    model.add_argument("--backbone", help="densenet121 | densenet_small | densenet_tiny")
+    model.add_argument("--backbone", help=" | ".join(BACKBONES))
     model.add_argument(
         "--pretrained", metavar="imagenet|none|PATH",
         help="backbone weights: PATH of a DenseNet state dict (preset cpu: the shipped scene-pretrained "
@@ -45,10 +60,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--folds", type=int, help="K-fold CV on the 80%% (1 = one stratified 1/5 validation split)")
     model.add_argument("--epochs", type=int, help="total epochs, phase 1 included")
     model.add_argument("--phase1-epochs", type=int, help="epochs with frozen backbones")
-    model.add_argument("--lr1", type=float, help="phase 1 learning rate")
-    model.add_argument("--lr2", type=float, help="phase 2 learning rate")
+    model.add_argument("--lr1", dest="phase1_lr", metavar="LR1", type=float, help="phase 1 learning rate")
+    model.add_argument("--lr2", dest="phase2_lr", metavar="LR2", type=float, help="phase 2 learning rate")
     model.add_argument(
-        "--lr-schedule", choices=("constant", "cosine"),
+        "--lr-schedule", choices=LR_SCHEDULES,
         help="lr within each phase: constant (the paper) or cosine decay after a linear warm-up (preset: cpu cosine)",
     )
     model.add_argument("--warmup-epochs", type=float, help="linear warm-up at the start of each phase (cosine only)")
@@ -58,7 +73,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--augment", choices=AUGMENTS, help="label-preserving flips / dihedral transforms of each batch")
     model.add_argument("--extra-scenes", type=int,
                        help="generated training scenes added on another seed (never validation or test scenes)")
-    model.add_argument("--extra-seed", type=int, help="seed of the extra training scenes (default 1)")
+    model.add_argument("--extra-seed", type=int,
+                       help=f"seed of the extra training scenes (default {default(TrainConfig, 'extra_seed')})")
     model.add_argument("--seed", type=int, help="splits, initialisation and shuffling")
     model.add_argument("--select-metric", help="validation metric that picks the best checkpoint (metrics.json key)")
 
@@ -131,31 +147,14 @@ def setup_logging(quiet: bool) -> None:
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
-    """Only the flags given on the command line (None = not given)."""
-    pretrained = str(args.weights) if args.weights is not None else args.pretrained
+    """The TrainConfig fields given on the command line (flags whose dest is the field), --weights as pretrained."""
     if args.weights is not None and args.pretrained is not None and args.pretrained != str(args.weights):
         raise ValueError(f"--weights {args.weights} and --pretrained {args.pretrained} contradict each other; pass one "
                          "of them")
-    return {
-        "arch": getattr(args, "model", None),
-        "loss": getattr(args, "loss", None),
-        "backbone": args.backbone,
-        "pretrained": pretrained,
-        "folds": args.folds,
-        "epochs": args.epochs,
-        "phase1_epochs": args.phase1_epochs,
-        "phase1_lr": args.lr1,
-        "phase2_lr": args.lr2,
-        "lr_schedule": args.lr_schedule,
-        "warmup_epochs": args.warmup_epochs,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "select_metric": args.select_metric,
-        "n_scenes": args.n_scenes,
-        "augment": args.augment,
-        "extra_scenes": args.extra_scenes,
-        "extra_seed": args.extra_seed,
-    }
+    overrides = given(TrainConfig, args)
+    if args.weights is not None:
+        overrides["pretrained"] = str(args.weights)
+    return overrides
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
@@ -184,7 +183,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 def _with_flags(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
     overrides = config_overrides(args)
-    if overrides["epochs"] is not None and overrides["phase1_epochs"] is None:
+    if "epochs" in overrides and "phase1_epochs" not in overrides:
         # Keep the preset's phase 1 inside a shorter run rather than failing validation.
         overrides["phase1_epochs"] = min(base.phase1_epochs, overrides["epochs"])
     if args.select_metric is not None:
@@ -235,11 +234,9 @@ def resolve_dataset(args: argparse.Namespace, cfg: TrainConfig):
     return generate_dataset(SceneConfig(), out=out, **kwargs)
 
 
-def run_options(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(
-        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        progress=not args.quiet, threads=args.threads,
-    )
+def run_options(args: argparse.Namespace, **overrides) -> RunOptions:
+    """RunOptions from add_run_options' flags (pretrain: tensorboard=False)."""
+    return fill(RunOptions, args, progress=not args.quiet, **overrides)
 
 
 def resolve_extra(args: argparse.Namespace, cfg: TrainConfig, dataset):

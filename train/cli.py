@@ -1,5 +1,6 @@
-"""Command line: `python -m train [options]` trains one model; `python -m train compare [options]` the paper's four.
-The arguments both share, and what they turn into, are in train/arguments.py.
+"""Command line: `python -m train [options]` trains one model; `python -m train compare [options]` the paper's four;
+`python -m train pretrain [options]` a scene-pretrained backbone (COMMANDS, the table of sub-commands). The
+arguments train and compare share, and what they turn into, are in train/arguments.py.
 
 main(argv) -> exit code; nothing runs at import. Exit codes: 0 done, 1 training failed (NaN/inf loss),
 2 bad arguments or inputs, 130 interrupted (--resume continues).
@@ -7,11 +8,11 @@ main(argv) -> exit code; nothing runs at import. Exit codes: 0 done, 1 training 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
 from dualpath.architectures import ARCHITECTURES
+from dualpath.cli import dispatch
 from train.arguments import add_common_arguments, run_cli
 from train.config import LOSSES, PRESETS, RunOptions, TrainConfig
 
@@ -46,19 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", choices=tuple(ARCHITECTURES),
+    parser.add_argument("--model", dest="arch", choices=tuple(ARCHITECTURES),
                         help="; ".join(f"{name}: {a.summary}" for name, a in ARCHITECTURES.items()))
     parser.add_argument("--loss", choices=LOSSES, help="classification loss: asl (asymmetric) or bce")
     add_common_arguments(parser)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "compare":
-        from train.compare import main as compare_main
+def _compare(argv: list[str]) -> int:
+    from train.compare import main as compare_main
 
-        return compare_main(argv[1:])
+    return compare_main(argv)
+
+
+def _pretrain(argv: list[str]) -> int:
+    from train.pretrain import main as pretrain_main
+
+    return pretrain_main(argv)
+
+
+# `python -m train NAME ...` runs NAME's main with the rest; any other first argument trains one model (train_main).
+COMMANDS = {"compare": _compare, "pretrain": _pretrain}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch(argv, COMMANDS, train_main)
+
+
+def train_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return run_cli(args, lambda cfg, dataset, opts, resume, extra: _train(cfg, args.out, dataset, opts, resume, extra))
 

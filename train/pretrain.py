@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from dualpath.cli import default, fill
 from dualpath.model.config import BACKBONES, STEMS
 from dualpath.seeds import PRETRAIN_SEED_END, PRETRAIN_SEED_START, check_stream_above_every_set
 from train import pretrain_run
@@ -24,7 +25,7 @@ from train.pretrain_run import (
     CARD_FORMAT, CARD_NAME, CHECKPOINT_NAME, WEIGHTS_NAME, Progress, SceneClassifier, evaluate, load_state, lr_at,
     save_state, train_chunk, write_outputs,
 )
-from train.pretrain_stream import ChunkSource, PretrainConfig, chunk_seed
+from train.pretrain_stream import GENERATE, ChunkSource, PretrainConfig, chunk_seed
 
 # The command's own names, and its parts' as before the split: the configuration and the scene stream
 # (train.pretrain_stream), the run (train.pretrain_run).
@@ -56,7 +57,13 @@ def run_pretrain(cfg: PretrainConfig, out: Path, opts, resume: bool = False, hal
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = PretrainConfig(scenes=1)  # the defaults
+    """PretrainConfig's fields as flags (dest = field, default = the field's), then how the run executes here."""
+    from train.arguments import add_run_options
+    from train.config import AUGMENTS
+
+    def d(name: str):
+        return default(PretrainConfig, name)
+
     parser = argparse.ArgumentParser(
         prog="python -m train pretrain",
         description=__doc__.split("\n\nExit codes")[0],
@@ -65,29 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
                "densenet_small\n  python -m train --preset cpu --weights weights/densenet_small/backbone.pth ...",
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder: backbone.pth, backbone.json, pretrain.pt")
-    parser.add_argument("--backbone", default=d.backbone, help=f"one of {', '.join(BACKBONES)} (default {d.backbone})")
-    parser.add_argument("--stem", default=d.stem, help=f"one of {', '.join(STEMS)} (default {d.stem})")
+    parser.add_argument("--backbone", default=d("backbone"),
+                        help=f"one of {', '.join(BACKBONES)} (default {d('backbone')})")
+    parser.add_argument("--stem", default=d("stem"), help=f"one of {', '.join(STEMS)} (default {d('stem')})")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--scenes", type=int, help="training scenes to see (whole chunks)")
     size.add_argument("--budget-minutes", type=float, help="train for this long (wall clock), then evaluate")
-    parser.add_argument("--chunk", type=int, default=d.chunk, help=f"scenes per chunk / seed (default {d.chunk})")
-    parser.add_argument("--held-out", type=int, default=d.held_out, help=f"held-out scenes (default {d.held_out})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--augment", choices=("none", "flips", "dihedral"), default=d.augment)
-    parser.add_argument("--generate", choices=("worker", "disk"), default=d.generate,
+    parser.add_argument("--chunk", type=int, default=d("chunk"), help=f"scenes per chunk / seed (default {d('chunk')})")
+    parser.add_argument("--held-out", type=int, default=d("held_out"), help=f"held-out scenes (default {d('held_out')})")
+    parser.add_argument("--batch-size", type=int, default=d("batch_size"))
+    parser.add_argument("--lr", type=float, default=d("lr"))
+    parser.add_argument("--augment", choices=AUGMENTS, default=d("augment"))
+    parser.add_argument("--generate", choices=GENERATE, default=d("generate"),
                         help="worker: render the next chunk in a process beside training; disk: into OUT/chunks first")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering scenes (default 1)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="initialisation and shuffling")
+    parser.add_argument("--seed", type=int, default=d("seed"), help="initialisation and shuffling")
     parser.add_argument("--half", action="store_true", help="save backbone.pth in float16 (half the size)")
     parser.add_argument("--checkpoint-minutes", type=float, default=2.0,
                         help="checkpoint (pretrain.pt) at most this often, and at the end (default 2; 0: every chunk)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last chunk")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default as in training)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    add_run_options(parser, with_compile=False)
     return parser
 
 
@@ -120,15 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _checked_run(args: argparse.Namespace, argv: list[str]) -> dict:
     from dualpath.files import check_writable
-    from train.config import RunOptions
+    from train.arguments import run_options
 
     check_writable(args.out, "into")
-    cfg = PretrainConfig(backbone=args.backbone, stem=args.stem, scenes=args.scenes,
-                         budget_minutes=args.budget_minutes, chunk=args.chunk, held_out=args.held_out,
-                         batch_size=args.batch_size, lr=args.lr, augment=args.augment, generate=args.generate,
-                         seed=args.seed)
-    opts = RunOptions(device=args.device, amp=args.amp, channels_last=args.channels_last,
-                      progress=not args.quiet, tensorboard=False, threads=args.threads)
+    cfg = fill(PretrainConfig, args)
+    opts = run_options(args, tensorboard=False)
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.checkpoint_minutes < 0:

@@ -7,26 +7,24 @@ import os
 import sys
 
 from dualpath import exitcodes
-from dualpath.scenes.config import SceneConfig
+from dualpath.cli import default, given
+from dualpath.scenes.config import DegradeConfig, SceneConfig
 
 
 def _config_from_args(args: argparse.Namespace) -> SceneConfig:
+    """The --config file (else the defaults) with the scene options given: flags whose dest is a SceneConfig field,
+    then those whose dest is a DegradeConfig field (--severity, --motion-blur-p, --jpeg-p) on its degrade."""
     base = _config_file(args.config) if args.config else SceneConfig()
-    changes = {}
-    if args.objects:
-        changes["object_bank"] = str(args.objects)
-    if args.backgrounds:
-        changes["background_dir"] = str(args.backgrounds)
-    if args.cardinality:
+    changes = given(SceneConfig, args)
+    if args.cardinality:  # parsed here: a bad number is one line, exit 2
         changes["cardinality_weights"] = tuple(float(x) for x in args.cardinality.split(","))
     cfg = dataclasses.replace(base, **changes)
-    if args.severity is not None:
-        cfg = cfg.with_severity(args.severity)
-    for name in ("motion_blur_p", "jpeg_p"):
-        value = getattr(args, name)
-        if value is not None:
-            cfg = dataclasses.replace(cfg, degrade=dataclasses.replace(cfg.degrade, **{name: value}))
-    return cfg
+    return dataclasses.replace(cfg, degrade=dataclasses.replace(cfg.degrade, **given(DegradeConfig, args)))
+
+
+def _path_or_none(text: str) -> str | None:
+    """An empty --objects / --backgrounds is as if not given."""
+    return text or None
 
 
 def _config_file(path: str) -> SceneConfig:
@@ -46,10 +44,14 @@ def _add_scene_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", help="a JSON file of SceneConfig fields (see dualpath/scenes/config.py)")
     g.add_argument("--severity", type=float, help="scale every degradation: 0 clean, 1 default, 2 very degraded")
     g.add_argument("--cardinality", help="P(1 object),P(2),P(3), e.g. 0.5,0.3,0.2 (default: equal thirds)")
-    g.add_argument("--motion-blur-p", dest="motion_blur_p", type=float, help="probability of motion blur (default 0)")
-    g.add_argument("--jpeg-p", dest="jpeg_p", type=float, help="probability of JPEG artefacts (default 0)")
-    g.add_argument("--objects", help="an .npz of real-object sprites made by `import-objects` (replaces the procedural ones)")
-    g.add_argument("--backgrounds", help="a folder of background photos (replaces the procedural counters and tables)")
+    g.add_argument("--motion-blur-p", dest="motion_blur_p", type=float,
+                   help=f"probability of motion blur (default {default(DegradeConfig, 'motion_blur_p'):g})")
+    g.add_argument("--jpeg-p", dest="jpeg_p", type=float,
+                   help=f"probability of JPEG artefacts (default {default(DegradeConfig, 'jpeg_p'):g})")
+    g.add_argument("--objects", dest="object_bank", metavar="OBJECTS", type=_path_or_none,
+                   help="an .npz of real-object sprites made by `import-objects` (replaces the procedural ones)")
+    g.add_argument("--backgrounds", dest="background_dir", metavar="BACKGROUNDS", type=_path_or_none,
+                   help="a folder of background photos (replaces the procedural counters and tables)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,15 +6,17 @@ import sys
 from pathlib import Path
 
 from dualpath import exitcodes
-from dualpath.telemetry import telemetry_off  # noqa: E402
-
-telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+from dualpath.cli import default, fill  # telemetry off, before anything imports openvino / nncf / onnxruntime
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """DriftConfig's fields as flags (dest = field, default = the field's; --no-plots: plots), then the gate's."""
     from dualpath.metrics import METRIC_KEYS
     from runtime.drift.budgets import DEFAULT_BUDGETS
-    from runtime.drift.sets import DRIFT_SEED
+    from runtime.drift.report import DriftConfig
+
+    def d(name: str):
+        return default(DriftConfig, name)
 
     p = argparse.ArgumentParser(
         prog="python -m runtime.drift",
@@ -28,12 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, required=True, help="FP32 artifact (.onnx, .xml, .engine)")
     p.add_argument("--candidate", type=Path, required=True, help="artifact to check against it")
     p.add_argument("--out", type=Path, required=True, help="report folder (drift.json, drift.md, plots)")
-    p.add_argument("--n", type=int, default=1000, help="held-out scenes (default 1000)")
-    p.add_argument("--seed", type=int, default=DRIFT_SEED, help=f"drift set seed (default {DRIFT_SEED})")
-    p.add_argument("--severity", type=float, default=1.0, help="degradation of the main set (1 = training mix)")
-    p.add_argument("--severities", type=_floats, default=(), help="sweep, e.g. 0,1,2,3 (empty: no sweep)")
-    p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="where drift scene sets are cached")
+    p.add_argument("--n", type=int, default=d("n"), help=f"held-out scenes (default {d('n')})")
+    p.add_argument("--seed", type=int, default=d("seed"), help=f"drift set seed (default {d('seed')})")
+    p.add_argument("--severity", type=float, default=d("severity"), help="degradation of the main set (1 = training mix)")
+    p.add_argument("--severities", type=_floats, default=d("severities"), help="sweep, e.g. 0,1,2,3 (empty: no sweep)")
+    p.add_argument("--sweep-n", type=int, default=d("sweep_n"), help="scenes per sweep level")
+    p.add_argument("--data-root", type=Path, default=d("data_root"), help="where drift scene sets are cached")
     p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
                    help="that metric's budget (label_flip_rate=0.05 for the share of scenes changing top-T labels); "
                    "the other metrics keep their defaults")
@@ -43,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-backend", default="auto")
     p.add_argument("--candidate-backend", default="auto")
     p.add_argument("--threads", type=int, help="inference threads per backend")
-    p.add_argument("--workers", type=int, default=1, help="processes generating scenes")
+    p.add_argument("--workers", type=int, default=d("workers"), help="processes generating scenes")
     p.add_argument("--no-plots", action="store_true")
     return p
 
@@ -63,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.drift.report import DriftConfig, drift_report
 
     try:
-        config = DriftConfig(n=args.n, severity=args.severity, seed=args.seed, severities=args.severities,
-                             sweep_n=args.sweep_n, data_root=args.data_root, workers=args.workers,
-                             plots=not args.no_plots)
+        config = fill(DriftConfig, args, plots=not args.no_plots)
         budgets = budgets_from_args(args)
         check_outputs(args)
         baseline = _read_baseline(args.baseline, budgets) if args.baseline else None
