@@ -59,8 +59,8 @@ def _field_default(cls: type, f: dataclasses.Field) -> Any:
 def fill(cls: type, args: Any, prefix: str = "", **overrides: Any) -> Any:
     """An instance of dataclass `cls` from `args` (an argparse Namespace, or any object with attributes): each field
     `f` takes `getattr(args, prefix + f)` when present and not None (else its default); a nested config field (see
-    the module's docstring) is filled the same way from its own flags, starting from the parent's default for it, unless `args`
-    holds the whole config under the field's own name. `overrides` (field -> value) win. Validation is the
+    the module's docstring) is filled the same way from its own flags, starting from the parent's default for it,
+    unless `args` holds the whole config under the field's own name. `overrides` (field -> value) win. Validation is the
     dataclasses' own; a nested config's ValueError is re-raised naming the flags it was filled from."""
     return cls(**given(cls, args, prefix) | overrides)
 

@@ -5,12 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from dualpath.cli import comma_list, default, fill  # first: a command's telemetry is off (dualpath.cli)
 from dualpath import exitcodes
-from dualpath.telemetry import telemetry_off  # noqa: E402
-from export.artifacts import DEFAULT_FORMATS, FORMATS, missing_packages, unknown_formats  # noqa: E402
-from export.qat_step import DEFAULT_MINUTES, QAT_MODES, QAT_OBJECTIVES  # noqa: E402
-
-telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
+from export.artifacts import FORMATS, missing_packages, unknown_formats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,102 +24,93 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: python -m export --checkpoint runs/x/best.pt --out runs/x/export --int8 --fp16 "
         "--accuracy-control --benchmark",
     )
+    from export.config import ExportConfig
+    from export.onnx_fp32 import EXPORTERS
+    from export.openvino_export import ACTIVATION_RANGES, OV_INT8
+    from export.qat_step import QAT_MODES, QAT_OBJECTIVES
+    from export.quantize_onnx import CALIB_METHODS
+
+    def d(name: str):  # ExportConfig's default: the flags' defaults are its (dualpath.cli.fill leaves unset ones)
+        return default(ExportConfig, name)
+
+    calib, control, drift, bench = d("calibration"), d("control"), d("drift"), d("bench")
     p.add_argument("--checkpoint", type=Path, required=True, help="a training checkpoint (runs/x/best.pt)")
     p.add_argument("--out", type=Path, required=True, help="folder for the artifacts")
     p.add_argument("--int8", action="store_true", help="also write INT8 artifacts and their drift reports")
-    p.add_argument("--backends", default=",".join(DEFAULT_FORMATS), type=formats,
+    p.add_argument("--backends", default=",".join(d("backends")), type=formats,
                    help="comma list of what to write (the FP32 ONNX is always written): "
                    + "; ".join(f"{name}: {f.help}" for name, f in FORMATS.items())
-                   + f" (default {','.join(DEFAULT_FORMATS)})")
-    p.add_argument("--calib-n", type=int, default=300, help="calibration scenes (default 300)")
-    p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"),
-                   help="ONNX Runtime calibration (OpenVINO uses NNCF's)")
-    p.add_argument("--ov-int8", default="qdq", choices=("qdq", "nncf"),
+                   + f" (default {','.join(d('backends'))})")
+    p.add_argument("--calib-n", type=int, help=f"calibration scenes (default {calib.n})")
+    p.add_argument("--calib-method", choices=CALIB_METHODS, help="ONNX Runtime calibration (OpenVINO uses NNCF's)")
+    p.add_argument("--ov-int8", choices=OV_INT8,
                    help="OpenVINO INT8 IR: qdq converts the export's u8 (else s8) QDQ model, the same graph and "
                         "scales (default: it held the budgets on both measured models); nncf quantizes with NNCF")
-    p.add_argument("--ov-ranges", default="minmax", choices=("minmax", "mean_minmax"),
+    p.add_argument("--ov-ranges", choices=ACTIVATION_RANGES,
                    help="with --ov-int8 nncf, its activation ranges: minmax keeps the whole observed range (default; "
                         "less mAP drift here), mean_minmax is NNCF's own default (averages each scene's min and max)")
     p.add_argument("--calib-seed", type=int, help="calibration seed (default calibration.CALIBRATION_SEED)")
-    p.add_argument("--qdq-variants", default="u8,s8", help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
+    p.add_argument("--qdq-variants", type=comma_list, help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
     p.add_argument("--fp16", action="store_true",
                    help="also write FP16 artifacts (ONNX for ONNX Runtime GPU / TensorRT, OpenVINO IR with FP16 "
                         "weights; a TensorRT FP16 engine with tensorrt) and their drift reports")
     p.add_argument("--accuracy-control", action="store_true",
                    help="for each INT8 artifact past its budgets on 500 validation scenes: quantization-aware "
                         "fine-tuning (--qat auto), then the most sensitive layers back to float until they hold")
-    p.add_argument("--qat", choices=QAT_MODES, default="auto",
+    p.add_argument("--qat", choices=QAT_MODES,
                    help="quantization-aware fine-tuning on training scenes, mirroring the s8 QDQ graph (export.qat): "
                         "auto: accuracy control's fallback for an artifact that post-training quantization leaves "
                         "past its budget (default); always: every INT8 artifact from QAT-tuned weights; never")
-    p.add_argument("--qat-minutes", type=float, default=DEFAULT_MINUTES,
-                   help=f"QAT's time box in minutes (default {DEFAULT_MINUTES:g}; the steps are sized to it)")
-    p.add_argument("--qat-scenes", type=int, default=4096,
+    p.add_argument("--qat-minutes", type=float,
+                   help=f"QAT's time box in minutes (default {d('qat_minutes'):g}; the steps are sized to it)")
+    p.add_argument("--qat-scenes", type=int,
                    help="training scenes QAT renders once and cycles through, from the checkpoint's extra-training "
-                        "seed (never a calibration, accuracy-control or drift seed; default 4096)")
-    p.add_argument("--qat-objective", choices=QAT_OBJECTIVES, default="train",
+                        f"seed (never a calibration, accuracy-control or drift seed; default {d('qat_scenes')})")
+    p.add_argument("--qat-objective", choices=QAT_OBJECTIVES,
                    help="QAT's targets: train: the training loss on the scenes' labels and clean images (default); "
                         "distill: the same loss towards the FP32 model's own outputs; both: their sum")
-    p.add_argument("--min-int8-share", type=float, default=0.5,
-                   help="accuracy control keeps at least this share of convolutions / gemms in INT8 (default 0.5); "
-                        "when the budgets need more in float it keeps its best round and the export exits 1")
-    p.add_argument("--control-margin", type=float, default=0.5,
+    p.add_argument("--min-int8-share", type=float,
+                   help=f"accuracy control keeps at least this share of convolutions / gemms in INT8 (default "
+                        f"{control.min_int8_share:g}); when the budgets need more in float it keeps its best round "
+                        "and the export exits 1")
+    p.add_argument("--control-margin", type=float,
                    help="accuracy control aims at this share of each budget on its validation scenes, so the "
-                        "drift gate on other scenes passes with room (default 0.5)")
-    p.add_argument("--drift-n", type=int, default=1000, help="held-out scenes per drift report (default 1000)")
-    p.add_argument("--severities", default="0,1,2,3", type=severities,
-                   help="degradation sweep in the drift reports ('' for none)")
-    p.add_argument("--sweep-n", type=int, default=200, help="scenes per sweep level")
+                        f"drift gate on other scenes passes with room (default {control.margin:g})")
+    p.add_argument("--drift-n", type=int, help=f"held-out scenes per drift report (default {drift.n})")
+    p.add_argument("--severities", type=severities, help="degradation sweep in the drift reports ('' for none)")
+    p.add_argument("--sweep-n", type=int, help="scenes per sweep level")
     p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
                    help="drift budget, e.g. accuracy=0.003 or macro_map=1%% (default: design.md's)")
     p.add_argument("--budgets-file", type=Path, help="JSON budgets {metric: {abs, rel}}")
     p.add_argument("--baseline", type=Path,
                    help="a previous export you accepted (its folder or manifest.json): every drift report also gates "
                         "against that export's report of the same artifact")
-    p.add_argument("--parity-tol", type=float, default=1e-3,
-                   help="largest |FP32 ONNX - torch| of either output on the parity scenes (default 1e-3); past it "
-                        "the export fails (exit 1)")
+    p.add_argument("--parity-tol", type=float,
+                   help=f"largest |FP32 ONNX - torch| of either output on the parity scenes (default "
+                        f"{d('parity_tol'):g}); past it the export fails (exit 1)")
     p.add_argument("--benchmark", action="store_true",
                    help="time every artifact, each in its own process: size, batch-1 p50/p95/p99 latency, batch-32 "
                         "throughput and drift deltas in benchmark.md + benchmark.json (python -m export.benchmark "
                         "does it for an existing export)")
-    p.add_argument("--bench-threads", type=int, default=2, help="inference threads when benchmarking (default 2)")
-    p.add_argument("--bench-iters", type=int, default=200, help="batch-1 calls per artifact (default 200)")
-    p.add_argument("--bench-rounds", type=int, default=3,
-                   help="benchmark rounds, each artifact in a fresh process every round (default 3)")
-    p.add_argument("--exporter", default="torchscript", choices=("torchscript", "dynamo"))
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="cache of calibration / drift scenes")
-    p.add_argument("--workers", type=int, default=1, help="processes generating scenes")
+    p.add_argument("--bench-threads", type=int, help=f"inference threads when benchmarking (default {bench.threads})")
+    p.add_argument("--bench-iters", type=int, help=f"batch-1 calls per artifact (default {bench.iters})")
+    p.add_argument("--bench-rounds", type=int,
+                   help=f"benchmark rounds, each artifact in a fresh process every round (default {bench.rounds})")
+    p.add_argument("--exporter", choices=EXPORTERS)
+    p.add_argument("--opset", type=int, help=f"ONNX opset (default {d('opset')})")
+    p.add_argument("--data-root", type=Path, help="cache of calibration / drift scenes")
+    p.add_argument("--workers", type=int, help="processes generating scenes")
     p.add_argument("--threads", type=int, help="inference threads while checking artifacts")
-    p.add_argument("--max-batch", type=int, default=32, help="TensorRT optimisation profile's largest batch")
+    p.add_argument("--max-batch", type=int, help="TensorRT optimisation profile's largest batch")
     return p
 
 
 def config_from_args(args):
+    """The ExportConfig of parsed flags (dualpath.cli.fill: each flag its field, --calib-n calibration.n...)."""
     from export.config import ExportConfig
-    from export.onnx_fp32 import OPSET
     from runtime.drift.budgets import budgets_from_args
 
-    optional = {"calib_seed": args.calib_seed} if args.calib_seed is not None else {}
-    return ExportConfig(
-        checkpoint=args.checkpoint, out=args.out, int8=args.int8, fp16=args.fp16, backends=args.backends,
-        min_int8_share=args.min_int8_share, parity_tol=args.parity_tol, baseline=args.baseline,
-        benchmark=args.benchmark, bench_threads=args.bench_threads, bench_iters=args.bench_iters,
-        bench_rounds=args.bench_rounds,
-        calib_n=args.calib_n, calib_method=args.calib_method, ov_ranges=args.ov_ranges, ov_int8=args.ov_int8,
-        qdq_variants=_names(args.qdq_variants),
-        accuracy_control=args.accuracy_control, control_margin=args.control_margin, drift_n=args.drift_n,
-        qat=args.qat, qat_minutes=args.qat_minutes, qat_objective=args.qat_objective,
-        qat_scenes=args.qat_scenes,
-        severities=args.severities, sweep_n=args.sweep_n,
-        budgets=budgets_from_args(args), opset=args.opset or OPSET, exporter=args.exporter,
-        data_root=args.data_root, workers=args.workers, threads=args.threads, max_batch=args.max_batch, **optional,
-    )
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
+    return fill(ExportConfig, args, budgets=budgets_from_args(args))
 
 
 def severities(text: str) -> tuple[float, ...]:
@@ -135,7 +123,7 @@ def severities(text: str) -> tuple[float, ...]:
 
 def formats(text: str) -> tuple[str, ...]:
     """--backends: comma-separated names of export.artifacts.FORMATS (an unknown one is a usage error, exit 2)."""
-    names = _names(text)
+    names = comma_list(text)
     if unknown_formats(names):
         raise argparse.ArgumentTypeError(unknown_formats(names))
     return names
@@ -148,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise ImportError(missing)
         config = config_from_args(args)
-        from export.pipeline import ExportFailed, run_export
+        from export.context import ExportFailed
+        from export.pipeline import run_export
         try:
             manifest = run_export(config)
         except ExportFailed as e:

@@ -1,9 +1,12 @@
 """What `python -m export` can write, in one table: the formats `--backends` names (with the packages each needs) and
 every artifact (the format that asks for it, with which precision flag, what it is built from and compared with).
 
-The command line's choices, ExportConfig's check, the missing-package check, which pipeline steps run, the drift
-pairs and accuracy control's targets are all read from here. A new format is an entry in FORMATS, its artifacts in
-ARTIFACTS, and its step in export/pipeline.py.
+The command line's choices, ExportConfig's check, the missing-package check, which steps run and in what order
+(export.pipeline.steps), the drift pairs and accuracy control's targets are all read from here. A new format is an
+entry in FORMATS naming its step module, its artifacts in ARTIFACTS (after those they are built from), and that
+module: `step(config, ctx, artifacts) -> {artifact: recipe}` writes them (export.pipeline), and a format with
+`controlled` INT8 artifacts also has `quantize(config, ctx, artifact, kept, weights) -> path`, which accuracy control
+and QAT rebuild them with (export.control_step).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ def int8_onnx_name(variant: str) -> str:
 @dataclass(frozen=True)
 class Format:
     help: str  # what choosing it writes, for --help
+    step: str  # the module that writes its artifacts (imported when the export runs its step)
     packages: tuple[str, ...] = ()  # modules it needs (module name = pip name for all of ours)
     int8_packages: tuple[str, ...] = ()  # ...and with --int8
 
@@ -44,10 +48,11 @@ class Format:
 # Every export writes the FP32 ONNX and checks it against torch: these packages are needed whatever --backends says.
 BASE_PACKAGES = ("onnx", "onnxruntime", "onnxslim", "torch")
 FORMATS: dict[str, Format] = {
-    "onnx": Format("QDQ INT8 ONNX (u8 for ONNX Runtime CPUs) and FP16 ONNX, for ONNX Runtime"),
-    "openvino": Format("OpenVINO IR FP32, INT8 (NNCF) and FP16", ("openvino",), ("nncf",)),
+    "onnx": Format("QDQ INT8 ONNX (u8 for ONNX Runtime CPUs) and FP16 ONNX, for ONNX Runtime", "export.onnx_step"),
+    "openvino": Format("OpenVINO IR FP32, INT8 (NNCF) and FP16", "export.openvino_step", ("openvino",), ("nncf",)),
     # No package: without TensorRT the export writes the build script for the device.
-    "tensorrt": Format("TensorRT engines where tensorrt imports, else their build script for the device"),
+    "tensorrt": Format("TensorRT engines where tensorrt imports, else their build script for the device",
+                       "export.tensorrt_step"),
 }
 DEFAULT_FORMATS = ("onnx", "openvino")  # tensorrt on request: its engines are built on the device that runs them
 

@@ -20,12 +20,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from dualpath.cli import default, fill  # first: a command's telemetry is off (dualpath.cli)
 from dualpath import exitcodes
 from dualpath.machine import describe as describe_machine
 from dualpath.metrics import HEADLINE_KEYS
-from dualpath.telemetry import telemetry_off
-
-telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
 BATCH = 32
 
@@ -90,14 +88,17 @@ def combine(rounds: list[dict[str, float]]) -> dict[str, Any]:
             "rounds_p50_ms": [round(r["p50_ms"], 3) for r in rounds]}
 
 
-def run_benchmark(folder: Path, manifest: dict[str, Any], threads: int = 2, iters: int = 200, rounds: int = 3,
+def run_benchmark(folder: Path, manifest: dict[str, Any], bench=None,
                   log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Time every model file of the export in `folder` (`rounds` rounds over all of them, each artifact in a fresh
-    process every round); write benchmark.md and benchmark.json there; return a summary for the manifest. Files the
-    runtime here cannot load (a TensorRT engine without TensorRT) are listed, not timed."""
+    """Time every model file of the export in `folder` (bench.rounds rounds over all of them, each artifact in a fresh
+    process every round; bench: export.config.BenchConfig, its defaults when None); write benchmark.md and
+    benchmark.json there; return a summary for the manifest. Files the runtime here cannot load (a TensorRT engine
+    without TensorRT) are listed, not timed."""
     from dualpath.files import inside
+    from export.config import BenchConfig
     from runtime.backends import BackendError, available, resolve
 
+    bench = bench or BenchConfig()
     if not manifest.get("files"):  # during an export, the manifest's file list is written when it is published
         manifest = manifest | {"files": {p.name: {} for p in folder.iterdir() if p.is_file()}}
     rows, timings = [], {}
@@ -113,14 +114,14 @@ def run_benchmark(folder: Path, manifest: dict[str, Any], threads: int = 2, iter
         except BackendError as e:
             row["skipped"] = str(e)
         rows.append(row)
-    for r in range(rounds):
+    for r in range(bench.rounds):
         for name in timings:
-            log(f"benchmark round {r + 1}/{rounds}: {name} (its own process)")
-            timings[name].append(time_in_subprocess(folder / name, threads, iters))
+            log(f"benchmark round {r + 1}/{bench.rounds}: {name} (its own process)")
+            timings[name].append(time_in_subprocess(folder / name, bench.threads, bench.iters))
     for row in rows:
         if row["artifact"] in timings:
             row |= combine(timings[row["artifact"]])
-    info = describe_machine() | {"threads": threads, "rounds": rounds}
+    info = describe_machine() | {"threads": bench.threads, "rounds": bench.rounds}
     result = {"machine": info, "checkpoint": manifest.get("checkpoint", {}).get("sha256"), "rows": rows,
               "batch": BATCH, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     from export.atomic import write_json, write_text
@@ -187,27 +188,32 @@ def register(folder: Path, names: tuple[str, ...] = ("benchmark.md", "benchmark.
 
 
 def main(argv: list[str] | None = None) -> int:
+    from export.config import BenchConfig
+
     p = argparse.ArgumentParser(prog="python -m export.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--export", type=Path, required=True, help="folder written by python -m export")
-    p.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
-    p.add_argument("--iters", type=int, default=200, help="batch-1 calls per artifact (default 200)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds over all artifacts, each in a fresh process (default 3)")
+    p.add_argument("--threads", type=int, help=f"inference threads (default {default(BenchConfig, 'threads')})")
+    p.add_argument("--iters", type=int, help=f"batch-1 calls per artifact (default {default(BenchConfig, 'iters')})")
+    p.add_argument("--rounds", type=int, help="rounds over all artifacts, each in a fresh process (default "
+                   f"{default(BenchConfig, 'rounds')})")
     p.add_argument("--only", help=argparse.SUPPRESS)  # time one file in this process; its figures as a JSON line
     args = p.parse_args(argv)
-    if args.threads < 1 or args.iters < 10 or args.rounds < 1:
-        print("error: --threads and --rounds must be >= 1, --iters >= 10", file=sys.stderr)
+    try:
+        bench = fill(BenchConfig, args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     try:
         if args.only:
-            print(json.dumps(time_one(args.export / args.only, args.threads, args.iters)))
+            print(json.dumps(time_one(args.export / args.only, bench.threads, bench.iters)))
             return exitcodes.OK
         from dualpath.files import read_json
 
         manifest = read_json(args.export / "manifest.json", ValueError,
                              missing=f"no manifest.json in {args.export}: export a checkpoint first (python -m export)",
                              corrupt=f"{args.export / 'manifest.json'} is not valid JSON ({{error}}); export again")
-        run_benchmark(args.export, manifest, args.threads, args.iters, args.rounds)
+        run_benchmark(args.export, manifest, bench)
         register(args.export)
     except (ValueError, OSError, RuntimeError) as e:  # BackendError is a RuntimeError
         print(f"error: {e}", file=sys.stderr)

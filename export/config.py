@@ -1,15 +1,34 @@
-"""ExportConfig: everything `python -m export` needs, validated up front (before any artifact is written)."""
+"""ExportConfig: everything `python -m export` needs, validated up front (before any artifact is written). It nests
+the configs of the stages it runs (calibration, drift reports, accuracy control, benchmark); `python -m export`'s
+flags fill it (dualpath.cli.fill: --calib-n is calibration.n, by the field's metadata), and export_config() takes
+the same flat names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibration.sets import CALIBRATION_SEED, SEED_STREAM_START
+from calibration.sets import CalibrationConfig
+from dualpath.seeds import ACCURACY_CONTROL_SEED, DRIFT_SEED
 from export.artifacts import DEFAULT_FORMATS, Artifact, planned, unknown_formats
+from export.control_step import ControlConfig
 from export.onnx_fp32 import EXPORTERS, OPSET
 from export.openvino_export import ACTIVATION_RANGES, OV_INT8
 from export.qat_step import DEFAULT_MINUTES, QAT_MODES, QAT_OBJECTIVES
 from export.quantize_onnx import CALIB_METHODS, VARIANTS
+from runtime.drift.report import DriftConfig
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """The benchmark table (export.benchmark): every artifact timed in a fresh process every round."""
+    threads: int = 2  # inference threads
+    iters: int = 200  # batch-1 calls per artifact and round
+    rounds: int = 3
+
+    def __post_init__(self) -> None:
+        if self.threads < 1 or self.iters < 10 or self.rounds < 1:
+            raise ValueError(f"threads and rounds must be >= 1, iters >= 10, got threads {self.threads}, rounds "
+                             f"{self.rounds}, iters {self.iters}")
 
 
 @dataclass(frozen=True)
@@ -18,8 +37,8 @@ class ExportConfig:
     out: Path
     int8: bool = False  # also write the INT8 artifacts (QDQ ONNX, OpenVINO INT8, TensorRT engine or its script)
     backends: tuple[str, ...] = DEFAULT_FORMATS  # export.artifacts.FORMATS: which formats to write
-    calib_n: int = 300
-    calib_seed: int = CALIBRATION_SEED
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig,  # --calib-n, --calib-seed
+                                           metadata={"prefix": "calib_"})
     calib_method: str = "minmax"  # minmax | entropy | percentile (ONNX Runtime); NNCF uses its own statistics
     ov_ranges: str = "minmax"  # NNCF activation ranges: minmax | mean_minmax (see export.openvino_export)
     # OpenVINO INT8: "qdq" = OpenVINO's conversion of the u8 (else s8) QDQ model, "nncf" = NNCF's own quantization
@@ -27,6 +46,8 @@ class ExportConfig:
     qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
     fp16: bool = False  # also write FP16 artifacts: ONNX (ONNX Runtime GPU, TensorRT --fp16 source), OpenVINO IR
     accuracy_control: bool = False
+    control: ControlConfig = field(default_factory=ControlConfig,  # --control-margin, --min-int8-share
+                                   metadata={"prefix": "control_", "shared": ("min_int8_share",)})
     # Quantization-aware fine-tuning (export.qat): "auto" = accuracy control's fallback for an artifact that post-
     # training quantization leaves past its budget; "always" = every INT8 artifact from QAT-tuned weights; "never".
     qat: str = "auto"
@@ -34,15 +55,10 @@ class ExportConfig:
     qat_scenes: int = 4096  # training scenes QAT renders once and cycles through (the checkpoint's extra seed)
     qat_options: dict = field(default_factory=dict)  # export.qat.QATConfig fields beyond the flags (benchmarks)
     qat_objective: str = "train"  # export.qat.OBJECTIVES: labels ("train"), the FP32 model's outputs ("distill"), both
-    # Accuracy control never returns a model with fewer than this share of its convolutions / gemms in INT8: past it,
-    # it keeps the best round it saw and reports the budget not met (export exit 1).
-    min_int8_share: float = 0.5
-    # Accuracy control aims at this share of each budget on its own 500 validation scenes: the gate then measures
-    # on 1000 other scenes, where a model whose drift just met the budget on the first set can miss it by noise.
-    control_margin: float = 0.5
-    drift_n: int = 1000  # design.md's budget is defined on 1000 held-out scenes
-    severities: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)  # drift under degradation; () skips the sweep
-    sweep_n: int = 200
+    # The drift reports (design.md's budget is defined on 1000 held-out scenes) with a sweep over degradation:
+    # --drift-n, --severities, --sweep-n; their scene cache and workers (--data-root, --workers) serve every scene set.
+    drift: DriftConfig = field(default_factory=lambda: DriftConfig(severities=(0.0, 1.0, 2.0, 3.0)), metadata={
+        "prefix": "drift_", "shared": ("severities", "sweep_n", "data_root", "workers")})
     parity_n: int = 64
     # FP32 ONNX vs torch, largest |difference| of either output (probabilities, reconstruction in [-1, 1]) on the
     # parity scenes; past it the export fails (exit 1). Far above what real models reach (docs/measurements.md).
@@ -50,20 +66,26 @@ class ExportConfig:
     budgets: dict = field(default_factory=dict)  # metric -> runtime.drift.Budget; {} = design.md's defaults
     opset: int = OPSET
     exporter: str = "torchscript"
-    data_root: Path = Path("data")  # calibration and drift scene sets are cached here
-    workers: int = 1
     threads: int | None = None
     max_batch: int = 32  # TensorRT optimisation profile
     baseline: Path | None = None  # a previous export (folder or manifest.json): each drift report also gates against it
     benchmark: bool = False  # time every artifact (each in its own process): benchmark.md + benchmark.json
-    bench_threads: int = 2
-    bench_iters: int = 200
-    bench_rounds: int = 3
+    bench: BenchConfig = field(default_factory=BenchConfig)  # --bench-threads, --bench-iters, --bench-rounds
 
     @property
     def artifacts(self) -> dict[str, Artifact]:
         """Name -> Artifact of every model file this export writes (export.artifacts.planned)."""
         return planned(self.backends, self.int8, self.fp16, self.qdq_variants)
+
+    @property
+    def data_root(self) -> Path:
+        """Where the calibration, accuracy-control and drift scene sets are cached (--data-root)."""
+        return self.drift.data_root
+
+    @property
+    def workers(self) -> int:
+        """Processes generating scenes, for every scene set (--workers)."""
+        return self.drift.workers
 
     def __post_init__(self) -> None:
         if unknown_formats(self.backends):
@@ -80,20 +102,11 @@ class ExportConfig:
             raise ValueError(f"exporter must be one of {EXPORTERS}, got {self.exporter!r}")
         if not 13 <= self.opset <= 21:
             raise ValueError(f"opset must be in 13..21 (per-channel QDQ needs >= 13), got {self.opset}")
-        for name in ("calib_n", "parity_n", "max_batch"):
+        for name in ("parity_n", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.calib_seed < SEED_STREAM_START:
-            raise ValueError(f"calib_seed must be >= {SEED_STREAM_START} (training's seeds lie below), got {self.calib_seed}")
-        if not 0.0 <= self.min_int8_share <= 1.0:  # also False for NaN
-            raise ValueError(f"min_int8_share must be in [0, 1], got {self.min_int8_share}")
         if not 0.0 < self.parity_tol < float("inf"):
             raise ValueError(f"parity_tol must be a finite number > 0, got {self.parity_tol}")
-        if self.bench_threads < 1 or self.bench_iters < 10 or self.bench_rounds < 1:
-            raise ValueError(f"bench_threads and bench_rounds must be >= 1, bench_iters >= 10, got {self.bench_threads}, "
-                             f"{self.bench_rounds}, {self.bench_iters}")
-        if not 0.0 < self.control_margin <= 1.0:
-            raise ValueError(f"control_margin must be in (0, 1], got {self.control_margin}")
         self._check_late_flags()
         if self.qat not in QAT_MODES:
             raise ValueError(f"qat must be one of {', '.join(QAT_MODES)}, got {self.qat!r}")
@@ -111,20 +124,20 @@ class ExportConfig:
             raise ValueError("the TensorRT engine is built from the s8 QDQ model: keep 's8' in qdq_variants")
 
     def _check_late_flags(self) -> None:
-        """What the export uses only after the models are built (the drift reports, scene workers, threads, the seeds
-        of its scene sets), refused now rather than after minutes of work."""
-        from calibration.sets import ACCURACY_CONTROL_SEED
-        from runtime.drift.report import DriftConfig
-        from runtime.drift.sets import DRIFT_SEED
-
-        try:
-            DriftConfig(n=self.drift_n, severities=self.severities, sweep_n=self.sweep_n, data_root=self.data_root,
-                        workers=self.workers)
-        except ValueError as e:
-            raise ValueError(f"drift reports: {e} (--drift-n, --sweep-n, --severities, --workers)") from None
+        """What the export uses only after the models are built (threads, the seeds of its scene sets), refused now
+        rather than after minutes of work (the drift reports' config checked itself when it was made)."""
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.calib_seed in (DRIFT_SEED, ACCURACY_CONTROL_SEED):
-            raise ValueError(f"calib_seed {self.calib_seed} is the seed of the "
-                             f"{'drift' if self.calib_seed == DRIFT_SEED else 'accuracy-control'} scenes: calibrating on "
+        seed = self.calibration.seed
+        if seed in (DRIFT_SEED, ACCURACY_CONTROL_SEED):
+            raise ValueError(f"calib_seed {seed} is the seed of the "
+                             f"{'drift' if seed == DRIFT_SEED else 'accuracy-control'} scenes: calibrating on "
                              f"them would grade the model on its own calibration scenes; choose another --calib-seed")
+
+
+def export_config(**flags) -> ExportConfig:
+    """An ExportConfig from the command line's flat names (calib_n=16, drift_n=20, workers=2, bench_iters=20: what
+    scripts and tests write), nested as `python -m export` nests its flags (dualpath.cli.fill)."""
+    from dualpath.cli import from_flags
+
+    return from_flags(ExportConfig, flags)

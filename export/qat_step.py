@@ -19,11 +19,12 @@ QAT_OBJECTIVES = OBJECTIVES
 
 class QatSource:
     def __init__(self, config, model, ckpt: dict, log: Callable[[str], None], *, variants: list[str], images,
-                 build_openvino: Callable) -> None:
+                 quantize: Callable[[str, list[str], Path], Path]) -> None:
         """variants: the QDQ variants the export writes; images: uint8 scenes for the mirror's parity check;
-        build_openvino(batches, float_extra, log, source=...): the export's OpenVINO INT8 step."""
+        quantize(artifact, kept, weights) -> its path: the export's INT8 step for that artifact (export.control_step),
+        from the FP32 ONNX `weights` with `kept` layers also in float."""
         self.config, self.model, self.ckpt, self.log = config, model, ckpt, log
-        self.variants, self.images, self.build_openvino = list(variants), images, build_openvino
+        self.variants, self.images, self.quantize = list(variants), images, quantize
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.path: Path | None = None  # the tuned FP32 ONNX
         self.tuned = None
@@ -64,21 +65,12 @@ class QatSource:
         self.path = path
         return path
 
-    def rebuild(self, name: str, variant: str | None, kept: list[str], batches) -> Path:
+    def rebuild(self, name: str, kept: list[str]) -> Path:
         """Artifact `name` from the tuned weights (its recipe, `kept` layers also in float); returns its path."""
-        import onnx
-
         from export import qat
-        from export.artifacts import FP32_ONNX, int8_onnx_name, ranges_for
-        from export.quantize_onnx import VARIANTS, write_variant
+        from export.artifacts import int8_onnx_name
 
-        source = self.get()
-        out = self.config.out / name
-        if variant is None:
-            self.build_openvino(batches, kept, lambda _: None, source=source)
-            return out
-        write_variant(source, out, self.config.out / ranges_for(VARIANTS[variant]), VARIANTS[variant],
-                      self.config.calib_method, onnx.load(str(self.config.out / FP32_ONNX)), kept)
+        out = self.quantize(name, kept, self.get())
         if name == int8_onnx_name(self.mirrored_variant()) and not kept:
             self.info["mirror_parity_after"] = qat.check_mirror(self.tuned, out, self.images)
         return out
@@ -88,13 +80,14 @@ class QatSource:
         return dict(self.info or {})
 
 
-def rebuild_all(qat_source: QatSource, config, batches, recipes: dict[str, Any], log) -> None:
-    """--qat always: every INT8 artifact rebuilt from the tuned weights."""
-    for a in config.artifacts.values():
-        if a.controlled and a.variant is None and config.ov_int8 == "qdq":
-            continue  # converted from its QDQ model afterwards
-        if a.controlled and (config.out / a.name).is_file():
-            qat_source.rebuild(a.name, a.variant, [], batches)
+def rebuild_all(qat_source: QatSource, artifacts, recipes: dict[str, Any], log) -> None:
+    """--qat always: every INT8 artifact accuracy control tunes (export.context.tuned) rebuilt from the tuned
+    weights."""
+    for a in artifacts:
+        if a.variant is None and qat_source.config.ov_int8 == "qdq":
+            continue  # the OpenVINO IR: converted from its QDQ model afterwards (or, with none, left as NNCF made it)
+        if (qat_source.config.out / a.name).is_file():
+            qat_source.rebuild(a.name, [])
             mark(recipes, a.name, qat_source)
             log(f"QAT: {a.name} rebuilt from the tuned weights")
 

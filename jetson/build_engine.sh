@@ -49,21 +49,19 @@ if [ "${FORCE:-0}" != 1 ] && "$PYTHON" "$here/sidecar.py" check "$engine" "$onnx
     exit 0
 fi
 
-# TensorRT 10 (JetPack 6): the QDQ nodes fix which layers run in INT8; --int8 lets them, --fp16 lets the layers
-# left unquantised run in FP16 rather than FP32. TensorRT 11 (JetPack 7) has no precision flags: networks are
-# strongly typed, so the QDQ ONNX alone says what runs in INT8 (the rest runs in FP32).
-# --int8 only for the QDQ model: on a network without Q/DQ nodes (model_fp16.onnx) trtexec would make up INT8 ranges.
-precision=()
-if [ "$trt_major" -lt 11 ]; then
-    if "$PYTHON" "$here/sidecar.py" qdq "$onnx"; then precision=(--int8 --fp16); else precision=(--fp16); fi
-fi
+# The trtexec command line is the export's (export/trtexec.py: batch 1..MAX_BATCH of the contract's input; on
+# TensorRT 10 --int8 --fp16 for the QDQ model, --fp16 for the FP16 one; no precision flags on TensorRT 11, whose
+# networks are strongly typed), with this script's workspace and no timing run.
+args_text=$("$PYTHON" "$here/sidecar.py" trtexec "$onnx" "$engine" "$MAX_BATCH" "$WORKSPACE_MIB" "$trt_major") || {
+    echo "error: cannot make trtexec's command line for $onnx (MAX_BATCH and WORKSPACE_MIB must be integers)" >&2
+    exit 2
+}
+mapfile -t trtexec_args <<< "$args_text"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 echo "building $engine from $onnx with TensorRT $trt_major.x (takes a few minutes on a Jetson)..."
-if ! "$TRTEXEC" --onnx="$onnx" --saveEngine="$engine" "${precision[@]}" \
-        --minShapes=image:1x3x64x64 --optShapes=image:1x3x64x64 --maxShapes=image:"$MAX_BATCH"x3x64x64 \
-        --memPoolSize=workspace:"$WORKSPACE_MIB" --skipInference >"$log" 2>&1; then
+if ! "$TRTEXEC" "${trtexec_args[@]}" >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     echo "error: trtexec failed (full log above); is $onnx the QDQ INT8 ONNX from python -m export --int8?" >&2
     exit 1

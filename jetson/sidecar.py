@@ -3,6 +3,8 @@
     python3 jetson/sidecar.py check ENGINE ONNX TRTEXEC   exit 0 when ENGINE's sidecar matches ONNX, TensorRT, GPU
     python3 jetson/sidecar.py write ENGINE ONNX TRTEXEC_LOG
     python3 jetson/sidecar.py qdq ONNX                     exit 0 when ONNX holds Q/DQ nodes (the INT8 model)
+    python3 jetson/sidecar.py trtexec ONNX ENGINE MAX_BATCH WORKSPACE_MIB TENSORRT_MAJOR
+                                                           trtexec's arguments, one a line (export.trtexec)
 
 The sidecar's schema, its check and the GPU inspection are runtime.backends.trt_engine's (the TensorRT backend reads
 the same file and refuses an engine built for another TensorRT or GPU); this file adds what only trtexec builds need:
@@ -95,9 +97,25 @@ def write(engine: Path, onnx: Path, log: Path) -> int:
     return 0
 
 
+def trtexec_command(onnx: str, engine: str, max_batch: int, workspace_mib: int, tensorrt_major: int) -> list[str]:
+    """build_engine.sh's trtexec arguments: the export's command line (export.trtexec), precision flags from the
+    ONNX's graph (--int8 only for the QDQ model), the workspace, and no timing run (the engine is only built)."""
+    from export.trtexec import trtexec_args  # standard library and dualpath.contract: no torch on the device
+
+    return trtexec_args(onnx, engine, max_batch, qdq=onnx_precisions(Path(onnx))[0], tensorrt_major=tensorrt_major,
+                        extra=(f"--memPoolSize=workspace:{workspace_mib}", "--skipInference"))
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "qdq":  # exit 0 when the ONNX is the QDQ INT8 model (build_engine.sh's --int8)
         return 0 if onnx_precisions(Path(argv[1]))[0] else 1
+    if len(argv) == 6 and argv[0] == "trtexec":
+        try:
+            print("\n".join(trtexec_command(argv[1], argv[2], *map(int, argv[3:]))))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if len(argv) != 4 or argv[0] not in ("check", "write"):
         print(__doc__, file=sys.stderr)
         return 2

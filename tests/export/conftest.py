@@ -22,7 +22,7 @@ def exported(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
     from export.pipeline import run_export
     from export_helpers import make_checkpoint
 

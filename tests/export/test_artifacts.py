@@ -88,15 +88,15 @@ def test_openvino_alone_ranks_layers_on_a_temporary_qdq_model(exported, tmp_path
 
     import onnx
 
-    from export import pipeline
+    from export import context, control_step
     from export.quantize_onnx import float_nodes
 
     config, _, _ = exported
     copy = tmp_path / "export"
     shutil.copytree(config.out, copy)
     alone = dataclasses.replace(config, out=copy, backends=("openvino",), accuracy_control=True)
-    assert pipeline.qdq_variants(alone) == []
-    batches, _ = pipeline.calibration_batches(config)
+    assert context.qdq_variants(alone) == []
+    batches, _ = context.calibration_batches(config)
     floats = float_nodes(onnx.load(str(config.out / "model_fp32.onnx")))
-    ranked_aside = pipeline.rank_layers(alone, copy / "model_fp32.onnx", batches, floats)
-    assert ranked_aside == pipeline.rank_layers(config, config.out / "model_fp32.onnx", batches, floats)  # on u8
+    ranked_aside = control_step.rank_layers(alone, copy / "model_fp32.onnx", batches, floats)
+    assert ranked_aside == control_step.rank_layers(config, config.out / "model_fp32.onnx", batches, floats)  # on u8

@@ -82,7 +82,7 @@ def test_fp16_artifacts_are_the_converters_output_with_drift_reports(exported):
 
 
 def test_recipes_are_read_back_from_the_written_files(exported):
-    from export.pipeline import artifact_graph
+    from export.context import artifact_graph
 
     config, manifest, _ = exported
     for name in ("model_int8_s8.onnx", "model_int8_u8.onnx", "model_int8.xml"):
@@ -305,16 +305,16 @@ def test_tensorrt_step_builds_both_engines_and_their_script(exported, tmp_path, 
     """With TensorRT present, the TensorRT step builds the INT8 and the FP16 engine; both are drift pairs."""
     import dataclasses
 
-    from export import pipeline
+    from export import context, tensorrt_step
 
     config, _, _ = exported
     copy = tmp_path / "export"
     shutil.copytree(config.out, copy)
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
-    result = pipeline.tensorrt_step(dataclasses.replace(config, out=copy), lambda _: None)
+    result = tensorrt_step.build(dataclasses.replace(config, out=copy), lambda _: None)
     assert result["built"] and {e: v["precision"] for e, v in result["engines"].items()} == {
         "model_int8.engine": "int8-qdq+fp16", "model_fp16.engine": "fp16"}
-    pairs = pipeline.drift_pairs(dataclasses.replace(config, out=copy))  # the engines now exist
+    pairs = context.drift_pairs(dataclasses.replace(config, out=copy))  # the engines now exist
     assert pairs["model_int8.engine"] == pairs["model_fp16.engine"] == "model_fp32.onnx"
     script = (copy / "build_tensorrt_engine.sh").read_text()
     assert "model_int8_s8.onnx" in script and "model_fp16.onnx --metadata" in script
@@ -342,7 +342,7 @@ def test_export_with_tensorrt_gates_both_engines_and_lists_them(tmp_path, monkey
     """TensorRT present (faked, tests/trt_fakes.py: the real TensorRT backend runs each engine, whose fake executes
     the ONNX it was built from): the export builds the INT8 and FP16 engines, writes a drift report for each, and lists
     them with sidecars naming their precision."""
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
     from export.pipeline import run_export
 
     gpu = FakeGpu("10.3.0").install(monkeypatch)

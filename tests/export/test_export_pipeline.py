@@ -17,7 +17,7 @@ import onnx  # noqa: E402
 from dualpath import contract  # noqa: E402
 from dualpath.exitcodes import BAD_INPUT  # noqa: E402
 from export.__main__ import main  # noqa: E402
-from export.config import ExportConfig  # noqa: E402
+from export.config import export_config as ExportConfig  # noqa: E402
 from export.pipeline import run_export  # noqa: E402
 from export_helpers import make_checkpoint as _checkpoint  # noqa: E402  (same folder)
 from runtime.backends import load_backend  # noqa: E402
@@ -336,7 +336,8 @@ def test_openvino_int8_is_the_u8_graph_unless_nncf_is_asked(exported, tmp_path):
     (--backends openvino), quantizes with NNCF."""
     import dataclasses
 
-    from export.pipeline import qdq_source_for_openvino, run_export
+    from export.context import qdq_source_for_openvino
+    from export.pipeline import run_export
 
     config, manifest, logs = exported
     assert manifest["recipes"]["model_int8.xml"]["source"] == "model_int8_u8.onnx"

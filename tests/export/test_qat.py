@@ -23,7 +23,7 @@ def _images(n=8):
 @pytest.fixture(scope="module")
 def qat_export(tmp_path_factory):
     """A tiny export with --qat always (s8 and u8 QDQ, tensorrt script), and the PTQ models kept aside."""
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
     from export.pipeline import run_export
 
     root = tmp_path_factory.mktemp("qat")
@@ -37,7 +37,7 @@ def qat_export(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ptq_export(tmp_path_factory):
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
     from export.pipeline import run_export
 
     root = tmp_path_factory.mktemp("ptq")
@@ -146,7 +146,7 @@ def test_qat_config_is_checked():
 
 
 def test_export_config_checks_qat_flags(tmp_path):
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
 
     base = dict(checkpoint=tmp_path / "c.pt", out=tmp_path / "o")
     for bad, match in (({"qat": "sometimes", "int8": True}, "qat must be"), ({"qat": "always"}, "--int8"),
@@ -213,7 +213,7 @@ def test_qat_weights_differ_from_ptq(qat_export, ptq_export):
 def test_accuracy_control_falls_back_to_qat(tmp_path):
     """PTQ past a budget it cannot meet: QAT is tried next (and, missing too, the layer rounds run on its weights);
     the rounds and the manifest say which weights were shipped."""
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
     from export.pipeline import run_export
     from runtime.drift.budgets import Budget
 
@@ -236,7 +236,7 @@ def test_accuracy_control_falls_back_to_qat(tmp_path):
 
 @pytest.mark.slow
 def test_qat_never_leaves_ptq(tmp_path):
-    from export.config import ExportConfig
+    from export.config import export_config as ExportConfig
     from export.pipeline import run_export
     from runtime.drift.budgets import Budget
 
