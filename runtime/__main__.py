@@ -37,12 +37,18 @@ examples:
   python -m runtime --model model_int8.xml --source /dev/video0 --top 3 --smooth 0.3
   python -m runtime --model model_int8.engine --source csi://0
   python -m runtime --model model_int8.xml --source clip.mp4 --headless --benchmark --loop --max-frames 10000
+  python -m runtime --model model_int8.xml --source clip.mp4 --benchmark --loop --max-frames 10000 --mode throughput
+  python -m runtime --model model_int8.xml --source /dev/video0 --source rtsp://cam/1 --headless --jsonl out.jsonl
+
+several sources (--source repeated): one process, a reader thread per source, frames in order per source; a source
+that ends or is lost ends only itself, the run ends when all have (exit 1 if any failed midway or gave no frame, 2
+if none gave a usable frame); each source's --jsonl / --save are replaced only when that source ended well.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     """RunConfig's fields as flags (dest = field; defaults and choices read from runtime.app and runtime.backends)."""
-    from runtime.app import RunConfig  # numpy + OpenCV, no backend imported
+    from runtime.app import MODES, RunConfig  # numpy + OpenCV, no backend imported
     from runtime.backends import BACKENDS  # the table of backends
 
     def d(name: str):
@@ -56,21 +62,42 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="exported model: .onnx, OpenVINO .xml, TensorRT .engine")
-    p.add_argument("--source", required=True, help="camera, stream, video, image or folder (see below)")
+    p.add_argument("--source", required=True, action="append",
+                   help="camera, stream, video, image or folder (see below); repeat it for several sources in one "
+                   "process, each with its own outputs")
     p.add_argument("--backend", default=d("backend"), choices=("auto", *BACKENDS),
                    help=f"inference backend (default: {d('backend')}, by the model's file type and what is installed)")
     out = p.add_argument_group("output")
     out.add_argument("--headless", action="store_true", help="no window")
-    out.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame (time, labels, scores, latency)")
-    out.add_argument("--save", metavar="VIDEO", help="write the overlay to a video (.mp4, .avi, .mkv)")
-    out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    out.add_argument("--jsonl", metavar="FILE", help="write one JSON line per frame (time, labels, scores, latency); "
+                     "with several sources one file each, the source's index before the suffix (out.0.jsonl, "
+                     "out.1.jsonl), each line carrying the source's index and name")
+    out.add_argument("--save", metavar="VIDEO", help="write the overlay to a video (.mp4, .avi, .mkv); with several "
+                     "sources one each, named as --jsonl's (overlay.0.mp4, overlay.1.mp4)")
+    out.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (of each source)")
     labels = p.add_argument_group("labels")
     labels.add_argument("--threshold", type=float, default=d("threshold"),
                         help=f"show classes scoring at or above this (default {d('threshold')})")
     labels.add_argument("--top", type=int, metavar="K", help="show at most K labels, best first")
     labels.add_argument("--smooth", type=float, metavar="ALPHA",
                         help="average scores over frames (EMA weight of the new frame, in (0, 1]; 0.3 is steady)")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU inference threads (default: the backend's choice)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU inference threads (default: the backend's choice; "
+                   "ONNX Runtime in throughput mode: 1 per request)")
+    inference = p.add_argument_group("inference")
+    inference.add_argument("--mode", default=d("mode"), choices=MODES,
+                     help=f"latency: one frame at a time, the lowest latency for one camera (default {d('mode')}); "
+                     "throughput: several requests in flight while the next frames are read and preprocessed, the "
+                     "most frames/s on a video or several sources")
+    inference.add_argument("--requests", type=int, metavar="N",
+                     help="throughput mode: requests in flight (default: the device's optimal number: OpenVINO's "
+                     "OPTIMAL_NUMBER_OF_INFER_REQUESTS, one per CPU core for ONNX Runtime, 2 for TensorRT)")
+    inference.add_argument("--batch", type=int, default=d("batch"), metavar="B",
+                     help=f"throughput mode: frames per request, stacked across sources (default {d('batch')})")
+    inference.add_argument("--device", default=d("device"), metavar="DEVICE",
+                     help=f"OpenVINO device: CPU, GPU, NPU, AUTO (or GPU.1, AUTO:GPU,CPU ...; default {d('device')})")
+    inference.add_argument("--provider", metavar="NAME",
+                     help="ONNX Runtime execution provider, e.g. CUDAExecutionProvider (default: CUDA where this "
+                     "onnxruntime has it, else the CPU); one this onnxruntime lacks is refused, naming those it has")
     src = p.add_argument_group("source")
     src.add_argument("--retries", type=int, default=d("retries"),
                      help=f"reopen a live source this many times when it stops delivering (default {d('retries')})")

@@ -4,6 +4,9 @@ Stages, timed per frame with one clock:  read (source) | pre (crop, resize, norm
 post (smoothing, labels, reconstruction to pixels) | out (overlay, window, video, JSON lines). `total` is their sum.
 Memory: resident set size from /proc/self/statm, taken after the warm-up frames (backends allocate on their first
 inferences) and at the end; a loop that leaks shows it as growth over a long run (e.g. 10,000 frames).
+Throughput mode (runtime.pipeline) times the same stages per frame, `infer` from the request's start to its end (the
+frames of a batch share it), and adds the frame latency (read start to results written, queues included), the
+requests in flight and each source's frames/s.
 """
 from __future__ import annotations
 
@@ -80,6 +83,13 @@ class BenchmarkReport:
     rss_start_mib: float | None = None
     rss_end_mib: float | None = None
     peak_rss_mib: float | None = None
+    mode: str = "latency"  # "latency" | "throughput"
+    requests: int = 1  # throughput mode: requests allowed in flight...
+    mean_in_flight: float | None = None  # ...and how many were, on average, when one was started
+    batch: int = 1  # frames per request
+    runner: str = ""  # how the requests run ("OpenVINO AsyncInferQueue, THROUGHPUT hint")
+    frame_latency_ms: dict[str, float] = field(default_factory=dict)  # throughput mode: read start -> written
+    sources: list[dict] = field(default_factory=list)  # several sources: {source, frames, seconds, fps} each
 
     @property
     def rss_growth_mib(self) -> float | None:
@@ -93,9 +103,17 @@ class BenchmarkReport:
     def line(self) -> str:
         parts = [f"benchmark: {self.backend} {Path(self.model).name}, {self.frames} frames in {self.seconds:.2f} s "
                  f"= {self.fps:.1f} frames/s end to end"]
+        if self.mode == "throughput":
+            in_flight = f" (mean {self.mean_in_flight:.2f})" if self.mean_in_flight is not None else ""
+            parts.append(f"throughput mode: {self.requests} requests in flight{in_flight} x batch {self.batch}, "
+                         f"{self.runner}")
         if self.latency_ms:
             stages = ", ".join(f"{s} {v['p50']:.2f}/{v['p95']:.2f}" for s, v in self.latency_ms.items())
             parts.append(f"latency ms p50/p95: {stages}")
+        if self.frame_latency_ms:
+            parts.append(f"frame latency ms p50/p95 {self.frame_latency_ms['p50']:.2f}/{self.frame_latency_ms['p95']:.2f}")
+        for i, s in enumerate(self.sources):
+            parts.append(f"source {i} {s['source']}: {s['frames']} frames, {s['fps']:.1f} frames/s")
         if self.rss_growth_mib is not None:
             parts.append(f"rss {self.rss_start_mib:.1f} -> {self.rss_end_mib:.1f} MiB ({self.rss_growth_mib:+.1f})")
         return " | ".join(parts)

@@ -1,4 +1,6 @@
-"""The interface every backend implements (Polygraphy's runner idea: load, infer(feed) -> dict, close)."""
+"""The interface every backend implements (Polygraphy's runner idea: load, infer(feed) -> dict, close), and beside
+infer its async surface: a backend with an async path defines runner(requests, batch) -> runtime.backends.runner.Runner
+(several requests in flight); runtime.backends.runner.runner_for gives one that lacks it a synchronous Runner."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import Backend, BackendError
+from runtime.backends.runner import Done, Runner
 
 RT_INFO_ROOT = "dualpath"  # rt_info section where the exporter stores the metadata pairs
 MAX_STATIC_BATCHES = 4  # batch sizes compiled with a fixed shape before falling back to the dynamic-batch model
@@ -16,7 +17,8 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "CPU",
                  hint: str = "LATENCY", static_batch: bool = True, precision: str = "auto") -> None:
-        """device: an OpenVINO device name ("CPU", "GPU", "AUTO"); hint: "LATENCY" | "THROUGHPUT".
+        """device: an OpenVINO device name ("CPU", "GPU", "NPU", "AUTO", "GPU.1", "AUTO:GPU,CPU"...), checked against
+        the devices this machine has; hint: "LATENCY" | "THROUGHPUT" (runner(): AsyncInferQueue, several requests).
 
         precision: the plugin's inference precision. "auto" runs an artifact at the precision its metadata asks
         for on this device (inference_precision: {"CPU": "f32", "GPU": "f16"} for the FP16 IR, whose drift budget
@@ -42,6 +44,7 @@ class OpenVinoBackend(Backend):
             onnx_props(self.path) if self.path.suffix == ".onnx" else rt_info_props(self._model)
         )
         self._device = device.upper()
+        _check_device(self._device, self._core.available_devices)
         self._config = {"PERFORMANCE_HINT": hint.upper()}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -83,8 +86,64 @@ class OpenVinoBackend(Backend):
         # Copies: the request reuses its output buffers on the next call.
         return {name: np.array(results[port]) for port, name in zip(compiled.outputs, self._output_names)}
 
+    def runner(self, requests: int | None = None, batch: int = 1) -> "AsyncQueueRunner":
+        """An AsyncInferQueue of `requests` requests (None: the compiled model's OPTIMAL_NUMBER_OF_INFER_REQUESTS,
+        as benchmark_app takes) on the model compiled for `batch` frames, with this backend's hint."""
+        compiled, _ = self._compiled_for(batch if self._static else None)
+        return AsyncQueueRunner(compiled, self._output_names, requests, batch, self._config["PERFORMANCE_HINT"])
+
     def close(self) -> None:
         self._requests.clear()
+
+
+class AsyncQueueRunner(Runner):
+    """OpenVINO's AsyncInferQueue: start() hands the input to the next idle request; OpenVINO calls back from its
+    own thread when the request is done, where the outputs are copied (the request reuses its buffers)."""
+
+    def __init__(self, compiled, output_names: list[str], requests: int | None, batch: int, hint: str) -> None:
+        import openvino as ov
+
+        self.requests = int(requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.batch, self._names = batch, output_names
+        self.description = f"OpenVINO AsyncInferQueue, {hint} hint"
+        self._queue = ov.AsyncInferQueue(compiled, self.requests)
+        self._queue.set_callback(self._finished)
+
+    def _finished(self, request, done: Done) -> None:
+        try:
+            out = {name: np.array(request.get_output_tensor(i).data) for i, name in enumerate(self._names)}
+        except Exception as e:  # noqa: BLE001 - a failed request: the run ends with it
+            out = BackendError(f"OpenVINO inference failed: {e}")
+        done(out)
+
+    def start(self, x: np.ndarray, done: Done) -> None:
+        try:
+            self._queue.start_async({0: x}, done)
+        except Exception as e:  # an earlier request's failure surfaces here
+            raise BackendError(f"OpenVINO inference failed: {e}") from None
+
+    def close(self) -> None:
+        try:
+            self._queue.wait_all()
+        except Exception:  # noqa: BLE001 - its error was handed to the request's done already
+            pass
+
+
+DEVICE_FAMILIES = ("CPU", "GPU", "NPU", "AUTO", "MULTI", "HETERO")
+
+
+def _check_device(device: str, available: list[str]) -> None:
+    """BackendError naming the devices this machine has, for a device it has not (virtual devices, AUTO / MULTI /
+    HETERO, pick among those and are left to OpenVINO)."""
+    family = device.split(":")[0].split(".")[0]
+    if family not in DEVICE_FAMILIES:
+        raise BackendError(f"unknown OpenVINO device {device!r}; choose CPU, GPU, NPU or AUTO (this machine has "
+                           f"{', '.join(available) or 'none'})")
+    if family in ("AUTO", "MULTI", "HETERO"):
+        return
+    if not any(a == device or (device == family and a.split(".")[0] == family) for a in available):
+        raise BackendError(f"OpenVINO has no {device} device here (this machine has {', '.join(available) or 'none'}): "
+                           "install its driver (GPU: intel-opencl-icd; NPU: the NPU driver) or pass --device CPU / AUTO")
 
 
 def _dims(port) -> tuple:
