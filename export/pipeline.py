@@ -103,7 +103,8 @@ def build_all(config: ExportConfig, ctx: Context) -> dict[str, Any]:
     }
     try:
         for step, artifacts in steps(config):
-            ctx.recipes.update(step(config, ctx, artifacts))
+            recipes = step(config, ctx, artifacts)  # first: the FP32 ONNX's sections come before "recipes"
+            ctx.recipes.update(recipes)
     finally:
         ctx.close()
     if config.benchmark:
