@@ -43,6 +43,7 @@ class Format:
     step: str  # the module that writes its artifacts (imported when the export runs its step)
     packages: tuple[str, ...] = ()  # modules it needs (module name = pip name for all of ours)
     int8_packages: tuple[str, ...] = ()  # ...and with --int8
+    files: tuple[str, ...] = ()  # what its step writes beside its artifacts (checked before an export, as theirs are)
 
 
 # Every export writes the FP32 ONNX and checks it against torch: these packages are needed whatever --backends says.
@@ -52,7 +53,8 @@ FORMATS: dict[str, Format] = {
     "openvino": Format("OpenVINO IR FP32, INT8 (NNCF) and FP16", "export.openvino_step", ("openvino",), ("nncf",)),
     # No package: without TensorRT the export writes the build script for the device.
     "tensorrt": Format("TensorRT engines where tensorrt imports, else their build script for the device",
-                       "export.tensorrt_step"),
+                       "export.tensorrt_step",
+                       files=("build_tensorrt_engine.py", "build_tensorrt_engine.sh", "tensorrt.cache")),
 }
 DEFAULT_FORMATS = ("onnx", "openvino")  # tensorrt on request: its engines are built on the device that runs them
 

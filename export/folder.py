@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dualpath.files import OutputError, file_sha256, inside, interrupts_deferred, output_error, read_json
+from export.artifacts import FORMATS
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "dualpath-export/1"
 STAGE_PREFIX = ".dualpath-export-stage-"
-# Names an export writes at the top of its folder (and everything under drift/).
-OURS = re.compile(r"(model_.*|metadata\.json|calibration_ranges.*\.json|build_tensorrt_engine\..*|tensorrt\.cache|"
-                  r"benchmark\.(md|json))")
+# Names an export writes at the top of its folder (and everything under drift/): the formats' own files too.
+OURS = re.compile(r"(model_.*|metadata\.json|calibration_ranges.*\.json|benchmark\.(md|json)|"
+                  + "|".join(re.escape(name) for f in FORMATS.values() for name in f.files) + ")")
 
 
 def previous_files(out: Path) -> list[str]:
@@ -71,8 +72,7 @@ def planned_names(config) -> list[str]:
         names += ["calibration_ranges.json", "calibration_ranges_shared_concat.json"]
     for a in config.artifacts.values():
         names += [a.name] + ([a.name[:-4] + ".bin"] if a.name.endswith(".xml") else [])
-        if a.format == "tensorrt":
-            names += ["build_tensorrt_engine.py", "build_tensorrt_engine.sh", "tensorrt.cache"]
+        names += FORMATS[a.format].files
         if a.reference:
             names.append(f"drift/{a.name.replace('.', '_')}/drift.json")
     return list(dict.fromkeys(names))
