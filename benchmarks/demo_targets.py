@@ -4,13 +4,16 @@
 
 `make demo` runs it last (with --demo-started, into runs/demo/targets.json) and prints its verdict.
 
-Reads what the run folder already holds: metrics.json (the held-out test, the default split of the 6000 scenes),
-config.json (which weights it started from) and each fold's log.csv (seconds per epoch: the training time, the
-held-out evaluation not included). The targets depend on the start (design.md, "Performance targets"):
-  from the shipped scene-pretrained backbone: macro mAP >= 0.75, top-T accuracy >= 0.95, SSIM >= 0.75;
-  from random init (--pretrained none):       macro mAP >= 0.55, top-T accuracy >= 0.90, SSIM >= 0.72;
+Reads what the run folder already holds: metrics.json (the held-out test, the default split of the 6000 scenes, and
+the per-class report of the run's best.pt), config.json (which weights it started from) and each fold's log.csv
+(seconds per epoch: the training time, the held-out evaluation not included). The targets depend on the start
+(design.md, "Performance targets"):
+  from the shipped scene-pretrained backbone (make demo's model): the paper's numbers, macro mAP >= 0.8925 and top-T
+  accuracy >= 0.9672, with SSIM >= 0.80 and no class below 0.70 AP;
+  from random init (--pretrained none): macro mAP >= 0.55, top-T accuracy >= 0.90, SSIM >= 0.72 (ahead of the plain
+  small CNN of the same wall time: 0.536 / 0.902);
 and in both, training <= 12 minutes (on an idle 2-core box: the figure only means that where it was measured so) and,
-with --demo-minutes (the wall time of the whole `make demo`, which `make demo` passes), `make demo` < 20 minutes.
+with --demo-minutes (the wall time of the whole `make demo`, which `make demo` passes), `make demo` <= 20 minutes.
 Exit codes: 0 every target met, 1 one missed, 2 a run folder that is not a finished run.
 """
 from __future__ import annotations
@@ -26,11 +29,12 @@ from dualpath import exitcodes
 from dualpath.files import read_json
 from dualpath.machine import describe, headline
 
-# (metric, at least) per start; "minutes" limits are upper bounds.
+# (metric, at least) per start, and the least AP of any class (None: not a target); "minutes" limits are upper bounds.
 TARGETS = {
-    "pretrained": {"macro_map": 0.75, "accuracy": 0.95, "ssim": 0.75},
+    "pretrained": {"macro_map": 0.8925, "accuracy": 0.9672, "ssim": 0.80},
     "scratch": {"macro_map": 0.55, "accuracy": 0.90, "ssim": 0.72},
 }
+CLASS_AP = {"pretrained": 0.70, "scratch": None}
 TRAINING_MINUTES, DEMO_MINUTES = 12.0, 20.0
 
 
@@ -59,8 +63,13 @@ def read_run(run: Path) -> dict:
     for log in logs:
         with log.open(newline="") as f:
             seconds += sum(float(row["seconds"]) for row in csv.DictReader(f))
-    return {"metrics": {k: metrics.get(k) for k in TARGETS["scratch"]}, "pretrained": config.get("pretrained", "none"),
-            "training_minutes": seconds / 60.0, "epochs": config.get("epochs"), "folds": len(logs)}
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, list) or not all(isinstance(r, dict) and "name" in r for r in per_class):
+        raise NotARun(f"{run}/metrics.json has no per-class report (per_class); {how}")
+    class_ap = {r["name"]: r.get("ap") for r in per_class}
+    return {"metrics": {k: metrics.get(k) for k in TARGETS["scratch"]}, "class_ap": class_ap,
+            "pretrained": config.get("pretrained", "none"), "training_minutes": seconds / 60.0,
+            "epochs": config.get("epochs"), "folds": len(logs)}
 
 
 def verdicts(result: dict, demo_minutes: float | None) -> list[dict]:
@@ -68,11 +77,19 @@ def verdicts(result: dict, demo_minutes: float | None) -> list[dict]:
     rows = [{"target": f"{k} >= {v}", "measured": result["metrics"][k],
              "met": result["metrics"][k] is not None and result["metrics"][k] >= v}
             for k, v in TARGETS[start].items()]
+    least = CLASS_AP[start]
+    if least is not None:
+        # classes with no positives in the held-out test have no AP (None) and are left out
+        aps = {name: ap for name, ap in result["class_ap"].items() if ap is not None}
+        below = sorted((name for name, ap in aps.items() if ap < least), key=aps.get)
+        rows.append({"target": f"every class AP >= {least:g}", "measured": min(aps.values()) if aps else None,
+                     "met": bool(aps) and not below,
+                     **({"below": {name: round(aps[name], 4) for name in below}} if below else {})})
     rows.append({"target": f"training <= {TRAINING_MINUTES:g} min", "measured": round(result["training_minutes"], 2),
                  "met": result["training_minutes"] <= TRAINING_MINUTES})
     if demo_minutes is not None:
-        rows.append({"target": f"make demo < {DEMO_MINUTES:g} min", "measured": demo_minutes,
-                     "met": demo_minutes < DEMO_MINUTES})
+        rows.append({"target": f"make demo <= {DEMO_MINUTES:g} min", "measured": demo_minutes,
+                     "met": demo_minutes <= DEMO_MINUTES})
     return rows
 
 
@@ -99,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'target':<26} {'measured':>10}  verdict")
     for row in rows:
         measured = "n/a" if row["measured"] is None else f"{row['measured']:.4g}"
-        print(f"{row['target']:<26} {measured:>10}  {'met' if row['met'] else 'NOT MET'}")
+        below = "".join(f"; {name} {ap:.3f}" for name, ap in row.get("below", {}).items())
+        print(f"{row['target']:<26} {measured:>10}  {'met' if row['met'] else 'NOT MET'}{below}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"run": str(args.run), **result, "targets": rows, "machine": machine}, indent=1))
     return exitcodes.OK if all(row["met"] for row in rows) else exitcodes.VERDICT

@@ -2,6 +2,8 @@
 
 Rows (paper section V): CAE + BCE, DenseNet-121 alone + BCE, the proposed model + BCE, the proposed model + ASL.
 Each row is an ordinary run folder under --out; comparison.md / comparison.json / table_iv.png sit beside them.
+With --severities (e.g. 0,1,2,3) every fold model of every row is also evaluated on the held-out test scenes rendered at
+each degradation severity (train/robustness.py): a table, paired verdicts and robustness.png join them.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from train import plots
+from train import plots, robustness
 from train.arguments import add_common_arguments, run_cli
 from train.config import RunOptions, TrainConfig
 from train.report import fmt, grid_columns
@@ -66,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruction grid of Table IV. Each row is a run folder under --out; --resume continues all of them.",
     )
     parser.add_argument("--rows", nargs="+", choices=[r.name for r in ROWS], help="train only these rows")
+    parser.add_argument(
+        "--severities", type=robustness.parse_severities, default=(), metavar="S,S,...",
+        help="also evaluate every fold model on the held-out test scenes re-rendered at these degradation severities "
+             "(e.g. 0,1,2,3; 1 = the training mix; the same scenes, only the degradation differs): the robustness "
+             "table, paired verdicts and robustness.png (default: none)")
     add_common_arguments(parser)
     return parser
 
@@ -74,14 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rows = tuple(r for r in ROWS if args.rows is None or r.name in args.rows)
     return run_cli(
-        args, lambda cfg, dataset, opts, resume, extra: run_compare(cfg, args.out, dataset, opts, resume, rows, extra),
+        args, lambda cfg, dataset, opts, resume, extra: run_compare(cfg, args.out, dataset, opts, resume, rows, extra,
+                                                                    args.severities, args.workers),
         what="comparison",
     )
 
 
 def run_compare(
     cfg: TrainConfig, out: Path, dataset, opts: RunOptions = RunOptions(), resume: bool = False,
-    rows: Sequence[Row] = ROWS, extra=None,
+    rows: Sequence[Row] = ROWS, extra=None, severities: Sequence[float] = (), workers: int = 1,
 ) -> int:
     from train.experiment import run_experiment
 
@@ -93,8 +101,28 @@ def run_compare(
         results[row.name] = run_experiment(row_cfg, out / row.name, dataset, opts, resume=resume, extra=extra)
     if results and all(v is not None for v in results.values()):  # None: not the main DDP process
         _check_same_splits(out, rows)
-        write_comparison(out, cfg, rows, results, dataset)
+        robust = _robustness(cfg, out, dataset, opts, rows, severities, workers) if severities else None
+        write_comparison(out, cfg, rows, results, dataset, robust)
     return 0
+
+
+def _robustness(cfg: TrainConfig, out: Path, dataset, opts: RunOptions, rows: Sequence[Row],
+                severities: Sequence[float], workers: int) -> dict:
+    """Every fold model of every row at every severity (cached per fold model: a rerun evaluates only what is new)."""
+    import torch
+
+    from train import distributed
+    from train.experiment import resolve_runtime
+
+    rt = resolve_runtime(opts, distributed.env_from_environ())
+    threads = torch.get_num_threads()
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    try:
+        evaluate = robustness.Evaluator(str(rt.device), rt.channels_last, cfg.eval_batch_size)
+        return robustness.run(out, rows, dataset, severities, evaluate, workers)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_same_splits(out: Path, rows: Sequence[Row]) -> None:
@@ -120,7 +148,8 @@ def comparison_tables(rows: Sequence[Row], results: dict[str, dict]) -> list[str
     return lines
 
 
-def write_comparison(out: Path, cfg: TrainConfig, rows: Sequence[Row], results: dict[str, dict], dataset) -> None:
+def write_comparison(out: Path, cfg: TrainConfig, rows: Sequence[Row], results: dict[str, dict], dataset,
+                     robust: dict | None = None) -> None:
     n_folds = len(next(iter(results.values()))["folds"])
     lines = [
         "# The paper's comparison, reproduced",
@@ -136,8 +165,12 @@ def write_comparison(out: Path, cfg: TrainConfig, rows: Sequence[Row], results: 
     grid = _table_iv(out, rows, dataset)
     if grid:
         lines += ["### Table IV: reconstructions (held-out test)", "", f"![Table IV]({grid})", ""]
-    (out / "comparison.md").write_text("\n".join(lines))
     payload = {row.name: {"ours": _headline(results[row.name]), "paper": PAPER[row.name]} for row in rows}
+    if robust is not None:
+        robustness.figure(robust, rows, out / "robustness.png")
+        lines += robustness.markdown(robust, rows, PAPER)
+        payload["robustness"] = robust
+    (out / "comparison.md").write_text("\n".join(lines))
     (out / "comparison.json").write_text(json.dumps(payload, indent=1))
 
 

@@ -103,6 +103,43 @@ def curves_figure(histories: list[list[dict]], path: Path, title: str) -> None:
     _save(fig, path)
 
 
+def robustness_figure(series: dict[str, dict], diffs: dict[str, dict], severities: Sequence[float], path: Path,
+                      noise_se: float, title: str) -> None:
+    """Macro mAP and accuracy against severity (series: name -> (severity label -> key -> {"mean", "std"}, colour);
+    one line per name, error bars one std over folds) and the paired macro mAP differences (diffs: name ->
+    (severity label -> {"mean", "se"}, colour); bars noise_se standard errors: a bar clear of zero is beyond the
+    noise). A colour of None takes matplotlib's next."""
+    labels = [f"{s:g}" for s in severities]
+    fig, axes = plt.subplots(1, 3, figsize=(15.5, 4.6), layout="constrained")
+    offsets = np.linspace(-0.06, 0.06, max(len(series), 1))
+    markers = "osD^v<>"
+    for ax, key, name in ((axes[0], "macro_map", "macro mAP"), (axes[1], "accuracy", "label-wise accuracy (top-T)")):
+        for j, (row, (values, color)) in enumerate(series.items()):
+            mean = [values[s][key]["mean"] for s in labels]
+            std = [values[s][key]["std"] or 0.0 for s in labels]
+            ax.errorbar(np.asarray(severities) + offsets[j], mean, yerr=std, marker=markers[j % len(markers)], ms=5,
+                        capsize=3, lw=1.6, label=row, color=color)
+        ax.set(xlabel="degradation severity (1 = training mix)", ylabel=name, title=name)
+        ax.set_xticks(severities, labels)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8.5, loc="lower left")
+    ax = axes[2]
+    offsets = np.linspace(-0.05, 0.05, max(len(diffs), 1))
+    for j, (name, (cells, color)) in enumerate(diffs.items()):
+        mean = [cells[s]["mean"] for s in labels]
+        err = [noise_se * (cells[s]["se"] or 0.0) for s in labels]
+        ax.errorbar(np.asarray(severities) + offsets[j], mean, yerr=err, marker=markers[j % len(markers)], ms=5,
+                    capsize=3, lw=1.6, label=name, color=color)
+    ax.axhline(0.0, color="0.3", lw=1, ls="--")
+    ax.set(xlabel="degradation severity (1 = training mix)", ylabel="difference in macro mAP",
+           title=f"paired macro mAP differences (bars: ±{noise_se:g} SE)")
+    ax.set_xticks(severities, labels)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8.5)
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+
+
 def _save(fig, path: Path) -> None:
     """Atomically (a full disk names the figure: OutputError), and the figure is closed either way."""
     try:
