@@ -1,7 +1,10 @@
 """Scripts that measure speed and print/save a table (docs/design.md), each run from the repository root as
 `python -m benchmarks.<name>` (the Makefile's bench, bench-inference, recipe, gpu-check and demo targets do).
-Nothing in the project imports them."""
+Nothing in the project imports them. Importing the package is importing dualpath.cli first, which turns the
+libraries' telemetry off before any benchmark imports them (as every command does)."""
 from __future__ import annotations
+
+import dualpath.cli  # noqa: F401  (telemetry off: see the docstring)
 
 import os
 import subprocess

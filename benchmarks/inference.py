@@ -24,9 +24,6 @@ import numpy as np
 
 from benchmarks import run_module
 from dualpath.machine import describe, headline
-from dualpath.telemetry import telemetry_off
-
-telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
 # name -> (file in the export folder, backend)
 ARTIFACTS = {

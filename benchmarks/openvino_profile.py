@@ -19,9 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from dualpath.machine import describe, headline
-from dualpath.telemetry import telemetry_off
-
-telemetry_off()  # before anything imports openvino / nncf (opt in: DUALPATH_TELEMETRY=1)
 
 MODELS = {"fp32": "model_fp32.xml", "int8": "model_int8.xml"}
 

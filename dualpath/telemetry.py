@@ -3,8 +3,8 @@
 Both libraries send usage events through the `openvino_telemetry` package (OpenVINO's model converter on every
 `convert_model`, NNCF on every `quantize`), unless a consent file in ~/intel says no. Both also run without that
 package ("openvino_telemetry package not found. No telemetry will be sent."), so every entry point of this project
-(python -m export, runtime, runtime.drift, export.benchmark, the benchmarks/ scripts) calls `telemetry_off()` before
-anything imports openvino or nncf: the package is then unimportable in that process, and nothing is written to the
+calls `telemetry_off()` before anything imports openvino or nncf, in one place: importing dualpath.cli (every
+`__main__` and the benchmarks package import it first): the package is then unimportable in that process, and nothing is written to the
 user's home. Opt in with `DUALPATH_TELEMETRY=1` (the libraries then follow their own consent file).
 
 ONNX Runtime (1.29 and later, the PyPI wheels on Linux and macOS too) starts a 1DS uploader with every inference
