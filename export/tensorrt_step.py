@@ -47,11 +47,13 @@ def build(config, log) -> dict[str, Any]:
 
 
 def build_script(commands: dict[str, str], engines: list[Artifact], max_batch: int) -> str:
-    """build_tensorrt_engine.sh: the script's commands, and trtexec's equivalents as comments (export.trtexec)."""
-    from export.trtexec import trtexec_args
+    """build_tensorrt_engine.sh: the script's commands, and trtexec's equivalents as comments."""
+    from dualpath.contract import IMAGE_SIZE
+    from runtime.backends.trt_engine import trtexec_args
 
     trtexec = [" ".join(["trtexec", *trtexec_args(a.source, a.name, max_batch, qdq=a.precision == "int8",
-                                                  extra=("--timingCacheFile=tensorrt.cache",))]) for a in engines]
+                                                  image_size=IMAGE_SIZE, extra=("--timingCacheFile=tensorrt.cache",))])
+               for a in engines]
     return ("#!/bin/sh\n# Run on the target device (TensorRT 10.x / 11.x): an engine is tied to its GPU and version.\n"
             "set -e\ncd \"$(dirname \"$0\")\"\n" + "\n".join(commands.values())
             + "\n# equivalent without the sidecars (prefer the script):\n" + "".join(f"# {c}\n" for c in trtexec))

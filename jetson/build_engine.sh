@@ -49,7 +49,7 @@ if [ "${FORCE:-0}" != 1 ] && "$PYTHON" "$here/sidecar.py" check "$engine" "$onnx
     exit 0
 fi
 
-# The trtexec command line is the export's (export/trtexec.py: batch 1..MAX_BATCH of the contract's input; on
+# The trtexec command line is the export's (runtime/backends/trt_engine.py trtexec_args: batch 1..MAX_BATCH; on
 # TensorRT 10 --int8 --fp16 for the QDQ model, --fp16 for the FP16 one; no precision flags on TensorRT 11, whose
 # networks are strongly typed), with this script's workspace and no timing run.
 args_text=$("$PYTHON" "$here/sidecar.py" trtexec "$onnx" "$engine" "$MAX_BATCH" "$WORKSPACE_MIB" "$trt_major") || {

@@ -4,7 +4,7 @@
     python3 jetson/sidecar.py write ENGINE ONNX TRTEXEC_LOG
     python3 jetson/sidecar.py qdq ONNX                     exit 0 when ONNX holds Q/DQ nodes (the INT8 model)
     python3 jetson/sidecar.py trtexec ONNX ENGINE MAX_BATCH WORKSPACE_MIB TENSORRT_MAJOR
-                                                           trtexec's arguments, one a line (export.trtexec)
+                                                           trtexec's arguments, one a line
 
 The sidecar's schema, its check and the GPU inspection are runtime.backends.trt_engine's (the TensorRT backend reads
 the same file and refuses an engine built for another TensorRT or GPU); this file adds what only trtexec builds need:
@@ -98,12 +98,13 @@ def write(engine: Path, onnx: Path, log: Path) -> int:
 
 
 def trtexec_command(onnx: str, engine: str, max_batch: int, workspace_mib: int, tensorrt_major: int) -> list[str]:
-    """build_engine.sh's trtexec arguments: the export's command line (export.trtexec), precision flags from the
-    ONNX's graph (--int8 only for the QDQ model), the workspace, and no timing run (the engine is only built)."""
-    from export.trtexec import trtexec_args  # standard library and dualpath.contract: no torch on the device
+    """build_engine.sh's trtexec arguments: the export's command line (trt_engine.trtexec_args), precision flags from
+    the ONNX's graph (--int8 only for the QDQ model), the workspace, and no timing run (the engine is only built)."""
+    from dualpath.contract import IMAGE_SIZE
 
-    return trtexec_args(onnx, engine, max_batch, qdq=onnx_precisions(Path(onnx))[0], tensorrt_major=tensorrt_major,
-                        extra=(f"--memPoolSize=workspace:{workspace_mib}", "--skipInference"))
+    return trt_engine.trtexec_args(onnx, engine, max_batch, qdq=onnx_precisions(Path(onnx))[0],
+                                   image_size=IMAGE_SIZE, tensorrt_major=tensorrt_major,
+                                   extra=(f"--memPoolSize=workspace:{workspace_mib}", "--skipInference"))
 
 
 def main(argv: list[str]) -> int:

@@ -333,6 +333,21 @@ def command(onnx_name: str, engine_name: str, max_batch: int = 32) -> str:
             f"--max-batch {max_batch} --timing-cache tensorrt.cache")
 
 
+def trtexec_args(onnx: str, engine: str, max_batch: int, *, qdq: bool, image_size: int, tensorrt_major: int = 10,
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    """trtexec's arguments (without the program) for the engine build() makes: batch 1 to `max_batch`, optimised for
+    1 (the camera's), then `extra` (a timing cache, a workspace). One command line for the export's script (its
+    commented-out equivalent) and jetson/build_engine.sh (through jetson/sidecar.py trtexec).
+
+    Precision: TensorRT 10 (JetPack 6) takes --int8 to honour the Q/DQ nodes and --fp16 for the layers left float
+    (--int8 only for a QDQ model: on a network without Q/DQ nodes trtexec would make up INT8 ranges); TensorRT 11
+    (JetPack 7) has no precision flags, its networks are strongly typed: the ONNX alone says what runs in INT8."""
+    precision = [] if tensorrt_major >= 11 else ["--int8", "--fp16"] if qdq else ["--fp16"]
+    shape = [f"{INPUT}:{batch}x3x{image_size}x{image_size}" for batch in (1, 1, max_batch)]
+    return [f"--onnx={onnx}", f"--saveEngine={engine}", *precision, f"--minShapes={shape[0]}",
+            f"--optShapes={shape[1]}", f"--maxShapes={shape[2]}", *extra]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit codes as dualpath.exitcodes' (0 built, 1 TensorRT built no engine, 2 bad input or environment), spelled
     out: this file ships alone."""

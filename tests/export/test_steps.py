@@ -1,7 +1,8 @@
 """The export as a list of steps (export.pipeline.steps): every planned artifact is written by exactly one run of its
 format's step, accuracy control comes after what it tunes and before what is built from it, and a new format is one
 step module plus its entries in export/artifacts.py. The command line is built from ExportConfig (dualpath.cli), and
-the trtexec command line is one function (export.trtexec) for the export's script and jetson/build_engine.sh."""
+the trtexec command line is one function (runtime.backends.trt_engine.trtexec_args) for the export's script and
+jetson/build_engine.sh."""
 from __future__ import annotations
 
 import dataclasses
@@ -124,9 +125,12 @@ def test_the_command_line_is_exportconfigs_fields():
 
 
 def test_trtexec_command_is_one_function_for_the_export_and_the_jetson_script(tmp_path):
-    from export.tensorrt_step import build_script
-    from export.trtexec import trtexec_args
+    from functools import partial
 
+    from export.tensorrt_step import build_script
+    from runtime.backends import trt_engine
+
+    trtexec_args = partial(trt_engine.trtexec_args, image_size=64)
     assert trtexec_args("m.onnx", "m.engine", 8, qdq=True) == [
         "--onnx=m.onnx", "--saveEngine=m.engine", "--int8", "--fp16", "--minShapes=image:1x3x64x64",
         "--optShapes=image:1x3x64x64", "--maxShapes=image:8x3x64x64"]
