@@ -1,4 +1,4 @@
-"""Does a finished `cpu`-preset run meet design.md's recognition targets? One table, one JSON, exit 1 if not.
+"""Does a finished `cpu`-preset run meet docs/design.md's recognition targets? One table, one JSON, exit 1 if not.
 
     python -m benchmarks.demo_targets --run runs/demo [--demo-minutes 11.8] [--out benchmarks/results/demo_targets.json]
 
@@ -7,7 +7,7 @@
 Reads what the run folder already holds: metrics.json (the held-out test, the default split of the 6000 scenes, and
 the per-class report of the run's best.pt), config.json (which weights it started from) and each fold's log.csv
 (seconds per epoch: the training time, the held-out evaluation not included). The targets depend on the start
-(design.md, "Performance targets"):
+(docs/design.md, "Performance targets"):
   from the shipped scene-pretrained backbone (make demo's model): the paper's numbers, macro mAP >= 0.8925 and top-T
   accuracy >= 0.9672, with SSIM >= 0.80 and no class below 0.70 AP;
   from random init (--pretrained none): macro mAP >= 0.55, top-T accuracy >= 0.90, SSIM >= 0.72 (ahead of the plain

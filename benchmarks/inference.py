@@ -9,7 +9,7 @@ has slow spells lasting minutes, so every runtime is measured in --rounds rounds
 fresh process (no other runtime's thread pool spinning beside it): p50 is the lowest round's (and within a round the
 lowest of 3 block medians), and the INT8-vs-FP32 ratio is also given per round, from measurements a few seconds apart,
 and from OpenVINO FP32 and INT8 alternating blocks of calls in one process (the steadiest measure here).
-Targets on a 2-core CPU (design.md): OpenVINO INT8 >= 1.5x faster than OpenVINO FP32 and >= 6x faster than
+Targets on a 2-core CPU (docs/design.md): OpenVINO INT8 >= 1.5x faster than OpenVINO FP32 and >= 6x faster than
 PyTorch eager FP32 at batch 1. The machine is named in the table and the JSON: figures without it mean nothing.
 """
 from __future__ import annotations

@@ -64,11 +64,12 @@ def recipe(overrides: dict):
 
 
 def run_row(name: str, checkpoint: Path, work: Path, data_root: Path, minutes: float, threads: int, workers: int) -> dict:
-    from export.config import ExportConfig
-    from export.pipeline import ExportFailed, run_export
+    from export.config import export_config
+    from export.context import ExportFailed
+    from export.pipeline import run_export
 
     flags, overrides = ROWS[name]
-    config = ExportConfig(checkpoint=checkpoint, out=work / name, int8=True, backends=("onnx", "openvino"),
+    config = export_config(checkpoint=checkpoint, out=work / name, int8=True, backends=("onnx", "openvino"),
                           severities=(), data_root=data_root, threads=threads, workers=workers, qat_minutes=minutes,
                           **flags)
     lines: list[str] = []

@@ -1,4 +1,4 @@
-"""The exit codes of every dualpath command (design.md, "Exit codes and failure behaviour"); no imports, so the
+"""The exit codes of every dualpath command (docs/design.md, "Exit codes and failure behaviour"); no imports, so the
 light runtime (numpy + OpenCV, never torch) uses them too.
 
     OK           0    done (python -m runtime: also Ctrl-C / SIGTERM / q, the normal end of a live demo)

@@ -61,7 +61,7 @@ LABEL_KEYS: tuple[str, ...] = (
 IMAGE_KEYS: tuple[str, ...] = ("ssim", "psnr")
 METRIC_KEYS: tuple[str, ...] = LABEL_KEYS + IMAGE_KEYS
 LOWER_IS_BETTER = frozenset({"hamming_loss"})  # for every other key higher is better
-# The paper's headline numbers, bounded by design.md's drift budgets: the short tables and plots show these.
+# The paper's headline numbers, bounded by docs/design.md's drift budgets: the short tables and plots show these.
 HEADLINE_KEYS: tuple[str, ...] = ("accuracy", "macro_map", "ssim")
 
 

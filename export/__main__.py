@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--severities", type=severities, help="degradation sweep in the drift reports ('' for none)")
     p.add_argument("--sweep-n", type=int, help="scenes per sweep level")
     p.add_argument("--budget", action="append", default=[], metavar="METRIC=LIMIT",
-                   help="drift budget, e.g. accuracy=0.003 or macro_map=1%% (default: design.md's)")
+                   help="drift budget, e.g. accuracy=0.003 or macro_map=1%% (default: docs/design.md's)")
     p.add_argument("--budgets-file", type=Path, help="JSON budgets {metric: {abs, rel}}")
     p.add_argument("--baseline", type=Path,
                    help="a previous export you accepted (its folder or manifest.json): every drift report also gates "

@@ -55,7 +55,7 @@ class ExportConfig:
     qat_scenes: int = 4096  # training scenes QAT renders once and cycles through (the checkpoint's extra seed)
     qat_options: dict = field(default_factory=dict)  # export.qat.QATConfig fields beyond the flags (benchmarks)
     qat_objective: str = "train"  # export.qat.OBJECTIVES: labels ("train"), the FP32 model's outputs ("distill"), both
-    # The drift reports (design.md's budget is defined on 1000 held-out scenes) with a sweep over degradation:
+    # The drift reports (docs/design.md's budget is defined on 1000 held-out scenes) with a sweep over degradation:
     # --drift-n, --severities, --sweep-n; their scene cache and workers (--data-root, --workers) serve every scene set.
     drift: DriftConfig = field(default_factory=lambda: DriftConfig(severities=(0.0, 1.0, 2.0, 3.0)), metadata={
         "prefix": "drift_", "shared": ("severities", "sweep_n", "data_root", "workers")})
@@ -63,7 +63,7 @@ class ExportConfig:
     # FP32 ONNX vs torch, largest |difference| of either output (probabilities, reconstruction in [-1, 1]) on the
     # parity scenes; past it the export fails (exit 1). Far above what real models reach (docs/measurements.md).
     parity_tol: float = 1e-3
-    budgets: dict = field(default_factory=dict)  # metric -> runtime.drift.Budget; {} = design.md's defaults
+    budgets: dict = field(default_factory=dict)  # metric -> runtime.drift.Budget; {} = docs/design.md's defaults
     opset: int = OPSET
     exporter: str = "torchscript"
     threads: int | None = None

@@ -23,7 +23,7 @@ class Context:
     model: Any  # the checkpoint's torch model
     ckpt: dict
     log: Callable[[str], None]
-    budgets: dict  # metric -> runtime.drift.Budget, design.md's defaults unless the config names others
+    budgets: dict  # metric -> runtime.drift.Budget, docs/design.md's defaults unless the config names others
     baseline: dict | None = None  # artifact -> its drift.json in the accepted export (--baseline)
     manifest: dict = dataclasses.field(default_factory=dict)
     batches: Any = None  # calibration.CalibrationBatches, made by calibration()

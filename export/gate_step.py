@@ -1,5 +1,5 @@
 """The gate, the export's last step: a drift report of every INT8 / FP16 artifact against its FP32 reference on
-held-out scenes (runtime.drift), against design.md's budgets or the config's, and against the accepted export's own
+held-out scenes (runtime.drift), against docs/design.md's budgets or the config's, and against the accepted export's own
 reports with --baseline; the s8 model also as a TensorRT --fp16 engine runs it, and each QDQ model's per-tensor error
 (export.int8_checks). Past a budget the export exits 1 (export.__main__.verdict)."""
 from __future__ import annotations

@@ -26,7 +26,9 @@ engine=${2:-${onnx%.onnx}.engine}
 PYTHON=${PYTHON:-python3}
 MAX_BATCH=${MAX_BATCH:-1}
 WORKSPACE_MIB=${WORKSPACE_MIB:-1024}
-here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# The sidecar helper is a module of this checkout (it uses runtime.backends.trt_engine): run it from the repository.
+sidecar() { PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m jetson.sidecar "$@"; }
 
 [ -f "$onnx" ] || { echo "error: no such ONNX file: $onnx (copy the export's model_int8_s8.onnx (and metadata.json) here)" >&2; exit 2; }
 case "$onnx" in *.onnx) ;; *) echo "error: $onnx is not an .onnx file" >&2; exit 2 ;; esac
@@ -44,7 +46,7 @@ code=${banner#TensorRT v}
 [ -n "$code" ] || { echo "error: cannot tell the TensorRT version from '$TRTEXEC --help'" >&2; exit 2; }
 trt_major=$((code / 10000))
 
-if [ "${FORCE:-0}" != 1 ] && "$PYTHON" "$here/sidecar.py" check "$engine" "$onnx" "$TRTEXEC"; then
+if [ "${FORCE:-0}" != 1 ] && sidecar check "$engine" "$onnx" "$TRTEXEC"; then
     echo "$engine is up to date for $onnx on this device (FORCE=1 rebuilds)"
     exit 0
 fi
@@ -52,7 +54,7 @@ fi
 # The trtexec command line is the export's (runtime/backends/trt_engine.py trtexec_args: batch 1..MAX_BATCH; on
 # TensorRT 10 --int8 --fp16 for the QDQ model, --fp16 for the FP16 one; no precision flags on TensorRT 11, whose
 # networks are strongly typed), with this script's workspace and no timing run.
-args_text=$("$PYTHON" "$here/sidecar.py" trtexec "$onnx" "$engine" "$MAX_BATCH" "$WORKSPACE_MIB" "$trt_major") || {
+args_text=$(sidecar trtexec "$onnx" "$engine" "$MAX_BATCH" "$WORKSPACE_MIB" "$trt_major") || {
     echo "error: cannot make trtexec's command line for $onnx (MAX_BATCH and WORKSPACE_MIB must be integers)" >&2
     exit 2
 }
@@ -66,5 +68,5 @@ if ! "$TRTEXEC" "${trtexec_args[@]}" >"$log" 2>&1; then
     echo "error: trtexec failed (full log above); is $onnx the QDQ INT8 ONNX from python -m export --int8?" >&2
     exit 1
 fi
-"$PYTHON" "$here/sidecar.py" write "$engine" "$onnx" "$log"
+sidecar write "$engine" "$onnx" "$log"
 echo "wrote $engine and $engine.json; run: python -m runtime --model $engine --source csi://0"

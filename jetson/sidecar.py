@@ -1,14 +1,15 @@
 """The engine sidecar (model.engine.json) for jetson/build_engine.sh: what the engine was built from and for.
 
-    python3 jetson/sidecar.py check ENGINE ONNX TRTEXEC   exit 0 when ENGINE's sidecar matches ONNX, TensorRT, GPU
-    python3 jetson/sidecar.py write ENGINE ONNX TRTEXEC_LOG
-    python3 jetson/sidecar.py qdq ONNX                     exit 0 when ONNX holds Q/DQ nodes (the INT8 model)
-    python3 jetson/sidecar.py trtexec ONNX ENGINE MAX_BATCH WORKSPACE_MIB TENSORRT_MAJOR
+    python3 -m jetson.sidecar check ENGINE ONNX TRTEXEC   exit 0 when ENGINE's sidecar matches ONNX, TensorRT, GPU
+    python3 -m jetson.sidecar write ENGINE ONNX TRTEXEC_LOG
+    python3 -m jetson.sidecar qdq ONNX                     exit 0 when ONNX holds Q/DQ nodes (the INT8 model)
+    python3 -m jetson.sidecar trtexec ONNX ENGINE MAX_BATCH WORKSPACE_MIB TENSORRT_MAJOR
                                                            trtexec's arguments, one a line
 
-The sidecar's schema, its check and the GPU inspection are runtime.backends.trt_engine's (the TensorRT backend reads
-the same file and refuses an engine built for another TensorRT or GPU); this file adds what only trtexec builds need:
-the TensorRT version and GPU from trtexec's output, the engine's precision from the ONNX's graph.
+Run with the repository on the path (build_engine.sh sets PYTHONPATH). The sidecar's schema, its check and the GPU
+inspection are runtime.backends.trt_engine's (the TensorRT backend reads the same file and refuses an engine built
+for another TensorRT or GPU); this file adds what only trtexec builds need: the TensorRT version and GPU from
+trtexec's output, the engine's precision from the ONNX's graph.
 """
 from __future__ import annotations
 
@@ -19,9 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for runtime.backends
-
-from runtime.backends import trt_engine  # noqa: E402  (standard library only; no torch)
+from runtime.backends import trt_engine  # standard library only; no torch
 
 
 def trtexec_version(trtexec: str) -> str | None:

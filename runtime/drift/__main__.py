@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scenes and report how far the candidate drifts: both heads' metrics and deltas, per-class AP, label "
         "flips, |delta p|, SQNR, reconstructions. Exit code 1 when a budget is exceeded, 2 on errors.",
         epilog="budgets: --budget accuracy=0.003 (absolute drop) --budget macro_map=1% (relative) or a JSON file "
-        '{"accuracy": {"abs": 0.003}}, on any metric of ' + ", ".join(METRIC_KEYS) + ". Default (design.md): "
+        '{"accuracy": {"abs": 0.003}}, on any metric of ' + ", ".join(METRIC_KEYS) + ". Default (docs/design.md): "
         + " ".join(b.flag() for b in DEFAULT_BUDGETS.values()) + ".",
     )
     p.add_argument("--reference", type=Path, required=True, help="FP32 artifact (.onnx, .xml, .engine)")

@@ -5,7 +5,7 @@ reference for lower-is-better ones (hamming_loss). Absolute (`abs`, in the metri
 0.3 points) and/or relative (`rel`, a fraction of the reference value). Improvements never violate a budget.
 
 Besides the metrics, the share of scenes whose top-T labels changed (`label_flip_rate`, in the report's outputs) has
-a budget of its own: an absolute limit on that share (design.md: at most 5%).
+a budget of its own: an absolute limit on that share (docs/design.md: at most 5%).
 
 Budgets given (flags, a file) name the budgets of those metrics; every other metric keeps its default, so no
 combination of flags can remove a default budget (a candidate whose labels are all wrong fails whatever
@@ -89,7 +89,7 @@ class Budget:
         return f"{self.metric}=" + ",".join(limits)
 
 
-# design.md: on 1000 held-out scenes, label-wise accuracy drop <= 0.3 points, macro mAP drop <= 0.005, SSIM <= 0.003,
+# docs/design.md: on 1000 held-out scenes, label-wise accuracy drop <= 0.3 points, macro mAP drop <= 0.005, SSIM <= 0.003,
 # at most 5% of scenes changing their top-T labels.
 DEFAULT_BUDGETS: dict[str, Budget] = {
     "accuracy": Budget("accuracy", abs=0.003),

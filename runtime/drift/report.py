@@ -23,7 +23,7 @@ from runtime.drift.sets import DRIFT_SEED, drift_dataset
 
 @dataclass(frozen=True)
 class DriftConfig:
-    n: int = 1000  # held-out scenes (design.md's budget is defined on 1000)
+    n: int = 1000  # held-out scenes (docs/design.md's budget is defined on 1000)
     severity: float = 1.0  # degradation of the main set (1 = the training mix)
     seed: int = DRIFT_SEED
     severities: tuple[float, ...] = ()  # the sweep (e.g. 0, 1, 2, 3); empty: no sweep

@@ -115,7 +115,7 @@ def test_a_bad_label_flip_budget_is_exit_2_one_line(models, tmp_path, capsys, ex
 
 
 def test_export_and_drift_share_the_defaults():
-    """python -m export takes its budgets from the same budgets_from_args: design.md's four, flags on top."""
+    """python -m export takes its budgets from the same budgets_from_args: docs/design.md's four, flags on top."""
     import argparse
 
     from runtime.drift.budgets import DEFAULT_BUDGETS, budgets_from_args

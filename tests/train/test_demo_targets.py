@@ -1,4 +1,4 @@
-"""benchmarks/demo_targets.py: design.md's recognition targets read from a finished run folder."""
+"""benchmarks/demo_targets.py: docs/design.md's recognition targets read from a finished run folder."""
 from __future__ import annotations
 
 import json
@@ -50,7 +50,7 @@ def _with_class_ap(run: Path, dest: Path, ap: dict[str, float]) -> Path:
 
 
 def test_pretrained_runs_get_design_md_targets_and_demo_time(targets, tiny_run, tmp_path, capsys):
-    """design.md: make demo's model at the paper's 0.8925 macro mAP / 0.9672 accuracy, SSIM >= 0.80, no class below
+    """docs/design.md: make demo's model at the paper's 0.8925 macro mAP / 0.9672 accuracy, SSIM >= 0.80, no class below
     0.70 AP, make demo <= 20 min, training <= 12 min."""
     good = _pretrained(_with_metrics(tiny_run, tmp_path / "good", macro_map=0.8930, accuracy=0.9675, ssim=0.81))
     good = _with_class_ap(good, tmp_path / "good-ap", {"teaspoon": 0.70})  # exactly at the bar: met

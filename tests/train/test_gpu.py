@@ -1,4 +1,4 @@
-"""Training's CUDA paths (design.md, "GPU training"): bf16 autocast, the data set resident on the GPU with no host
+"""Training's CUDA paths (docs/design.md, "GPU training"): bf16 autocast, the data set resident on the GPU with no host
 sync in the step, and torch.compile; DDP over NCCL is in test_ddp.py. Marked `gpu`: `make test-gpu` runs them, and
 where torch sees no CUDA GPU they skip (tests/conftest.py)."""
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_bf16_autocast_step_computes_in_bf16_and_keeps_weights_and_losses_in_flo
 
 
 def test_a_training_step_never_waits_for_the_gpu(resident):
-    """design.md: no host sync in the step. With sync debug mode "error", torch raises on any call that synchronises.
+    """docs/design.md: no host sync in the step. With sync debug mode "error", torch raises on any call that synchronises.
     Without augmentation: augment_pairs copies its random draws from the CPU generator (a small copy per batch)."""
     model, criterion, optimizer, idx, norm = _setup(resident)
     train_step(model, criterion, optimizer, resident, idx, norm, amp=True)  # lazy set-up, optimiser state
