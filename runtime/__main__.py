@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "throughput: several requests in flight while the next frames are read and preprocessed, the "
                      "most frames/s on a video or several sources")
     inference.add_argument("--requests", type=int, metavar="N",
-                     help="throughput mode: requests in flight (default: the device's optimal number: OpenVINO's "
-                     "OPTIMAL_NUMBER_OF_INFER_REQUESTS, one per CPU core for ONNX Runtime, 2 for TensorRT)")
+                     help="throughput mode: requests in flight (default: twice OpenVINO's "
+                     "OPTIMAL_NUMBER_OF_INFER_REQUESTS for the device, two per CPU core for ONNX Runtime, 2 for "
+                     "TensorRT)")
     inference.add_argument("--batch", type=int, default=d("batch"), metavar="B",
                      help=f"throughput mode: frames per request, stacked across sources (default {d('batch')})")
     inference.add_argument("--device", default=d("device"), metavar="DEVICE",

@@ -38,7 +38,7 @@ class RunConfig:
     max_bad_frames: int = MAX_BAD_FRAMES_IN_A_ROW  # undecodable or unusable frames in a row that end the run
     timeout: float = OPEN_TIMEOUT_S  # seconds a live source may take to open / give a frame (each (re)open)
     mode: str = "latency"  # "latency": one request at a time | "throughput": requests in flight (runtime.pipeline)
-    requests: int | None = None  # throughput mode: requests in flight (None: the device's optimal number)
+    requests: int | None = None  # throughput mode: requests in flight (None: the backend's default, Runner)
     batch: int = 1  # throughput mode: frames per request, stacked across sources
     device: str = "CPU"  # OpenVINO device: CPU, GPU, NPU, AUTO (or GPU.1, AUTO:GPU,CPU ...)
     provider: str | None = None  # ONNX Runtime execution provider (None: CUDA where installed, else the CPU)

@@ -50,11 +50,13 @@ class OrtBackend(Backend):
         return dict(zip(self._outputs, values))
 
     def runner(self, requests: int | None = None, batch: int = 1) -> ThreadRunner:
-        """`requests` threads (None: one per CPU core) each calling run on the one session: ONNX Runtime releases the
+        """`requests` threads (None: two per CPU core, one running while the next is handed its frame, as OpenVINO's
+        REQUESTS_PER_OPTIMAL) each calling run on the one session: ONNX Runtime releases the
         GIL in run and allows concurrent runs. Chosen over InferenceSession.run_async, which schedules every request
-        on the session's one intra-op thread pool (and needs one of two threads or more), where throughput wants
+        on the session's one intra-op thread pool and refuses a single-threaded session (ONNX Runtime 1.32: "intra op
+        thread pool must have at least one thread for RunAsync"), where throughput wants
         independent single-threaded requests (the session is opened with threads=1 for that in throughput mode)."""
-        n = int(requests or os.cpu_count() or 1)
+        n = int(requests or 2 * (os.cpu_count() or 1))
         name, outputs = self.metadata.input_name, self._outputs
 
         def run(x: np.ndarray) -> dict[str, np.ndarray]:
