@@ -31,7 +31,7 @@ from dualpath import contract, exitcodes
 from runtime.config import RunConfig, RunError, indexed_path, open_backend
 from runtime.backends.base import BackendError
 from runtime.backends.runner import runner_for
-from runtime.bench import BenchmarkReport, LatencyRecorder, peak_rss_mib, rss_mib
+from runtime.bench import DEFAULT_CAPACITY, BenchmarkReport, LatencyRecorder, peak_rss_mib, rss_mib
 from runtime.outputs import RunSummary, SourceOutputs, select_labels, skipped_so_far, update_fps
 from runtime.overlay import Window
 from runtime.preprocess import FrameError, Preprocessor, to_bgr
@@ -202,8 +202,9 @@ class _Pipeline:
         self.size = int(backend.metadata.image_size)
         self.input_name = getattr(backend.metadata, "input_name", contract.INPUT_NAME)
         capacity = max(1, (config.max_frames or 0) * len(states) - config.warmup) if config.max_frames else None
-        self.recorder = LatencyRecorder(capacity) if capacity else LatencyRecorder()
-        self.frame_ms = np.full(len(self.recorder._ms), np.nan)  # frame latencies, a ring as the recorder's
+        capacity = capacity or DEFAULT_CAPACITY
+        self.recorder = LatencyRecorder(capacity)
+        self.frame_ms = np.full(capacity, np.nan)  # frame latencies, a ring as the recorder's
         self.delivered = 0
         self.t_start = self.rss_start = None
         self.stop_reason = ""  # the run's own ending: interrupted, window closed, inference failed
