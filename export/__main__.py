@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m export",
         description="Export a dualpath checkpoint to ONNX FP32 (with metadata and a parity check against torch, "
         "enforced), and with --int8 to QDQ INT8 ONNX (u8: ONNX Runtime CPU, s8: TensorRT) and OpenVINO IR INT8 (NNCF), "
-        "with --fp16 to FP16 ONNX and OpenVINO IR, TensorRT engines where TensorRT runs (else a build script for the "
+        "with --fp16 to FP16 ONNX and OpenVINO IR, with --bf16 to an OpenVINO IR run in bf16 on CPUs, TensorRT engines where TensorRT runs (else a build script for the "
         "device), calibrated on generated scenes; then drift reports of every INT8 / FP16 artifact, an optional "
         "benchmark table and manifest.json, which lists exactly the files this export wrote (a previous export's are "
         "replaced, other files left alone). Exit 1 when the FP32 model does not match torch, accuracy control cannot "
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true",
                    help="also write FP16 artifacts (ONNX for ONNX Runtime GPU / TensorRT, OpenVINO IR with FP16 "
                         "weights; a TensorRT FP16 engine with tensorrt) and their drift reports")
+    p.add_argument("--bf16", action="store_true",
+                   help="also write model_bf16.xml (with --backends openvino): the FP32 IR, its metadata asking CPUs "
+                        "for bf16 compute (AVX512_BF16 / AMX; a CPU without native bf16 computes f32, which its "
+                        "recipe and the benchmark say), with its drift report against model_fp32.xml run in f32")
     p.add_argument("--accuracy-control", action="store_true",
                    help="for each INT8 artifact past its budgets on 500 validation scenes: quantization-aware "
                         "fine-tuning (--qat auto), then the most sensitive layers back to float until they hold")

@@ -19,6 +19,7 @@ FP32_XML = "model_fp32.xml"
 INT8_XML = "model_int8.xml"
 FP16_ONNX = "model_fp16.onnx"
 FP16_XML = "model_fp16.xml"
+BF16_XML = "model_bf16.xml"
 INT8_ENGINE = "model_int8.engine"
 FP16_ENGINE = "model_fp16.engine"
 
@@ -50,7 +51,7 @@ class Format:
 BASE_PACKAGES = ("onnx", "onnxruntime", "onnxslim", "torch")
 FORMATS: dict[str, Format] = {
     "onnx": Format("QDQ INT8 ONNX (u8 for ONNX Runtime CPUs) and FP16 ONNX, for ONNX Runtime", "export.onnx_step"),
-    "openvino": Format("OpenVINO IR FP32, INT8 (NNCF) and FP16", "export.openvino_step", ("openvino",), ("nncf",)),
+    "openvino": Format("OpenVINO IR FP32, INT8 (NNCF), FP16 and bf16", "export.openvino_step", ("openvino",), ("nncf",)),
     # No package: without TensorRT the export writes the build script for the device.
     "tensorrt": Format("TensorRT engines where tensorrt imports, else their build script for the device",
                        "export.tensorrt_step",
@@ -63,7 +64,7 @@ DEFAULT_FORMATS = ("onnx", "openvino")  # tensorrt on request: its engines are b
 class Artifact:
     name: str  # file name in the export folder
     format: str  # the --backends entry that asks for it
-    precision: str  # "fp32": always (with its format); "int8": with --int8; "fp16": with --fp16
+    precision: str  # "fp32": always (with its format); "int8": with --int8; "fp16": with --fp16; "bf16": with --bf16
     source: str | None = FP32_ONNX  # built from this artifact, so written too (None: from the checkpoint)
     reference: str | None = None  # its drift report compares it with this FP32 artifact
     controlled: bool = False  # --accuracy-control returns its most sensitive layers to float
@@ -73,6 +74,8 @@ class Artifact:
 ARTIFACTS: tuple[Artifact, ...] = (
     Artifact(FP32_ONNX, "onnx", "fp32", source=None),  # every export: the source of all the others
     Artifact(FP32_XML, "openvino", "fp32"),
+    # The FP32 IR's graph and weights, its metadata asking CPUs for bf16 compute (export.openvino_step.openvino_bf16)
+    Artifact(BF16_XML, "openvino", "bf16", source=FP32_XML, reference=FP32_XML),
     *(Artifact(int8_onnx_name(v), "onnx", "int8", reference=FP32_ONNX, controlled=True, variant=v) for v in VARIANTS),
     Artifact(INT8_XML, "openvino", "int8", reference=FP32_XML, controlled=True),
     Artifact(FP16_ONNX, "onnx", "fp16", reference=FP32_ONNX),
@@ -83,10 +86,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
 BY_NAME = {a.name: a for a in ARTIFACTS}
 
 
-def planned(backends: tuple[str, ...], int8: bool, fp16: bool, qdq_variants: tuple[str, ...]) -> dict[str, Artifact]:
+def planned(backends: tuple[str, ...], int8: bool, fp16: bool, qdq_variants: tuple[str, ...],
+            bf16: bool = False) -> dict[str, Artifact]:
     """The artifacts an export with these options writes, in ARTIFACTS order: those of the asked formats and
     precisions, the FP32 ONNX, and what they are built from or compared with (the TensorRT engines' ONNX sources)."""
-    on = {"fp32": True, "int8": int8, "fp16": fp16}
+    on = {"fp32": True, "int8": int8, "fp16": fp16, "bf16": bf16}
     wanted = {FP32_ONNX}
     for a in ARTIFACTS:
         if a.format in backends and on[a.precision] and (a.variant is None or a.variant in qdq_variants):

@@ -1,5 +1,7 @@
 """One table per export: for every model file the export wrote, its size, batch-1 latency p50 / p95 / p99, batch-32
-throughput and drift deltas against its FP32 reference, in benchmark.md + benchmark.json beside the manifest.
+throughput and drift deltas against its FP32 reference, in benchmark.md + benchmark.json beside the manifest, and for
+the CPU it ran on the fastest artifact within its drift budget in each mode (fastest_within_budget: batch-1 latency
+p50, batch-32 throughput; the FP32 artifacts always count, the others when their drift report passed).
 
     python -m export.benchmark --export runs/x/export [--threads 2] [--iters 200]
     python -m export ... --benchmark                    (the same, at the end of an export)
@@ -105,7 +107,7 @@ def run_benchmark(folder: Path, manifest: dict[str, Any], bench=None,
     for name in artifacts(manifest):
         path = inside(folder, name, f"{folder / 'manifest.json'}'s files")  # never a file outside the export
         row: dict[str, Any] = {"artifact": name, "bytes": artifact_bytes(path),
-                               "precision": _precision(manifest, name), "drift": _deltas(manifest, name)}
+                               "precision": _precision(manifest, name), "drift": _deltas(manifest, name, folder)}
         try:
             row["backend"] = resolve(path)
             if not available(row["backend"]):
@@ -122,31 +124,102 @@ def run_benchmark(folder: Path, manifest: dict[str, Any], bench=None,
         if row["artifact"] in timings:
             row |= combine(timings[row["artifact"]])
     info = describe_machine() | {"threads": bench.threads, "rounds": bench.rounds}
+    fastest = fastest_within_budget(rows, info)
     result = {"machine": info, "checkpoint": manifest.get("checkpoint", {}).get("sha256"), "rows": rows,
-              "batch": BATCH, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "batch": BATCH, "fastest_within_budget": fastest, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     from export.atomic import write_json, write_text
 
     write_json(folder / "benchmark.json", result)
     write_text(folder / "benchmark.md", markdown(result))
     log(markdown(result))
-    return {"table": "benchmark.md", "json": "benchmark.json", "machine": headline(info)}
+    return {"table": "benchmark.md", "json": "benchmark.json", "machine": headline(info),
+            "fastest_within_budget": {mode: (fastest[mode] or {}).get("artifact") for mode in MODES}
+            | {"cpu_flags": fastest["cpu_flags"]}}
 
 
 def _precision(manifest: dict[str, Any], name: str) -> str:
+    from export.artifacts import BY_NAME
+
     recipe = manifest.get("recipes", {}).get(name, {})
     if "precision" in recipe:  # TensorRT engines: what the builder made of it
         return recipe["precision"]
-    for word in ("int8", "fp16", "fp32"):
-        if word in name:
-            return word
-    return "?"
+    return BY_NAME[name].precision if name in BY_NAME else "?"
 
 
-def _deltas(manifest: dict[str, Any], name: str) -> dict[str, Any] | None:
+def _deltas(manifest: dict[str, Any], name: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """The drift deltas of `name` against its reference, whether they passed, and what the candidate computed in when
+    its drift was measured (its drift.json's runtimes; None where unknown or not an OpenVINO model)."""
     r = manifest.get("drift", {}).get(name)
     if r is None:
         return None
-    return {"reference": r["reference"], "passed": r["passed"], **{m: r["delta"][m] for m in HEADLINE_KEYS}}
+    return {"reference": r["reference"], "passed": r["passed"], **{m: r["delta"][m] for m in HEADLINE_KEYS},
+            "computed_in": _drift_compute(folder, r.get("report"))}
+
+
+def _drift_compute(folder: Path | None, report: str | None) -> str | None:
+    import contextlib
+
+    if folder is None or not report:
+        return None
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        runtimes = json.loads((folder / report / "drift.json").read_text()).get("runtimes") or {}
+        return (runtimes.get("candidate") or {}).get("inference_precision")
+    return None
+
+
+# The two ways an artifact is used, and how each is ranked: (row key, larger is faster).
+MODES = {"latency": ("p50_ms", False), "throughput": (f"batch{BATCH}_images_per_s", True)}
+
+
+def fastest_within_budget(rows: list[dict[str, Any]], machine: dict[str, Any]) -> dict[str, Any]:
+    """For the CPU these rows were timed on, the fastest artifact per mode (latency: the lowest batch-1 p50;
+    throughput: the most batch-32 images/s) among those within their drift budget: an FP32 artifact (a reference:
+    export.artifacts) always, another when its drift report passed, computing in the precision its drift was measured
+    in (a bf16 or INT8 IR whose drift was measured on a CPU computing f32, or the other way round, does not count: its
+    report says nothing of what ran here). {mode: {artifact, precision, compute, value} | None, "counted": [...],
+    "not_counted": {artifact: why}, "cpu": ..., "cpu_flags": ...}."""
+    from export.artifacts import BY_NAME
+
+    counted, not_counted = [], {}
+    for r in rows:
+        name, d = r["artifact"], r.get("drift")
+        a = BY_NAME.get(name)
+        if "skipped" in r:
+            not_counted[name] = "not timed"
+        elif a is not None and a.reference is None:
+            counted.append(r)
+        elif d is None:
+            not_counted[name] = "no drift report"
+        elif not d["passed"]:
+            not_counted[name] = f"past its drift budget vs {d['reference']}"
+        elif d.get("computed_in") and r.get("compute") and d["computed_in"] != r["compute"]:
+            not_counted[name] = f"its drift was measured computing in {d['computed_in']}, here it computes in {r['compute']}"
+        else:
+            counted.append(r)
+    out: dict[str, Any] = {"cpu": machine.get("cpu"), "cpu_flags": machine.get("isa"),
+                           "counted": [r["artifact"] for r in counted], "not_counted": not_counted}
+    for mode, (key, larger) in MODES.items():
+        timed = [r for r in counted if isinstance(r.get(key), (int, float))]
+        best = (max if larger else min)(timed, key=lambda r: r[key]) if timed else None
+        out[mode] = None if best is None else {"artifact": best["artifact"], "precision": best.get("precision"),
+                                               "compute": best.get("compute"), key: best[key]}
+    return out
+
+
+def fastest_line(fastest: dict[str, Any]) -> str:
+    """The table's closing line: what to deploy on this CPU, per mode."""
+    def one(mode: str, what: str, unit: str) -> str:
+        best = fastest.get(mode)
+        if not best:
+            return f"{mode} ({what}): none timed within budget"
+        compute = f", {best['compute']} compute" if best.get("compute") else ""
+        return f"{mode} ({what}) `{best['artifact']}` ({best['precision']}{compute}), {best[MODES[mode][0]]:{unit}}"
+
+    text = (f"**Fastest within its drift budget on this CPU** ({fastest.get('cpu')}; {fastest.get('cpu_flags')}): "
+            f"{one('latency', 'batch-1 p50', '.2f')} ms; {one('throughput', f'batch {BATCH}', '.0f')} img/s.")
+    if fastest.get("not_counted"):
+        text += " Not counted: " + "; ".join(f"`{n}` ({why})" for n, why in fastest["not_counted"].items()) + "."
+    return text
 
 
 def headline(info: dict[str, Any]) -> str:
@@ -173,15 +246,21 @@ def markdown(result: dict[str, Any]) -> str:
             [f"{d[m]:+.4f}" for m in HEADLINE_KEYS] + [f"{'ok' if d['passed'] else 'PAST BUDGET'} vs {d['reference']}"]
         precision = r["precision"] + (f" ({r['compute']} compute)" if r.get("compute") else "")
         lines.append(f"| {r['artifact']} | {precision} | {r['bytes'] / 2**20:.2f} | " + " | ".join(timing + drift) + " |")
+    if result.get("fastest_within_budget"):
+        lines += ["", fastest_line(result["fastest_within_budget"])]
     return "\n".join(lines) + "\n"
 
 
-def register(folder: Path, names: tuple[str, ...] = ("benchmark.md", "benchmark.json")) -> None:
-    """Add the benchmark files to the export's manifest (its file list is what the folder holds)."""
+def register(folder: Path, names: tuple[str, ...] = ("benchmark.md", "benchmark.json"),
+             summary: dict[str, Any] | None = None) -> None:
+    """Add the benchmark files to the export's manifest (its file list is what the folder holds), and `summary`
+    (run_benchmark's) as its benchmark section, as an export with --benchmark records it."""
     from dualpath.files import file_sha256, read_json
     from export.atomic import write_json
 
     manifest = read_json(folder / "manifest.json", ValueError, missing="", corrupt="manifest.json is corrupt ({error})")
+    if summary is not None:
+        manifest["benchmark"] = summary
     for name in names:
         manifest["files"][name] = {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
     write_json(folder / "manifest.json", manifest)
@@ -213,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = read_json(args.export / "manifest.json", ValueError,
                              missing=f"no manifest.json in {args.export}: export a checkpoint first (python -m export)",
                              corrupt=f"{args.export / 'manifest.json'} is not valid JSON ({{error}}); export again")
-        run_benchmark(args.export, manifest, bench)
-        register(args.export)
+        register(args.export, summary=run_benchmark(args.export, manifest, bench))
     except (ValueError, OSError, RuntimeError) as e:  # BackendError is a RuntimeError
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT

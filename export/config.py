@@ -45,6 +45,7 @@ class ExportConfig:
     ov_int8: str = "qdq"
     qdq_variants: tuple[str, ...] = ("u8", "s8")  # u8: ONNX Runtime CPU, s8: TensorRT (see export.quantize_onnx)
     fp16: bool = False  # also write FP16 artifacts: ONNX (ONNX Runtime GPU, TensorRT --fp16 source), OpenVINO IR
+    bf16: bool = False  # also write the bf16 OpenVINO IR (the FP32 IR, run in bf16 by CPUs) with its drift report
     accuracy_control: bool = False
     control: ControlConfig = field(default_factory=ControlConfig,  # --control-margin, --min-int8-share
                                    metadata={"prefix": "control_", "shared": ("min_int8_share",)})
@@ -75,7 +76,7 @@ class ExportConfig:
     @property
     def artifacts(self) -> dict[str, Artifact]:
         """Name -> Artifact of every model file this export writes (export.artifacts.planned)."""
-        return planned(self.backends, self.int8, self.fp16, self.qdq_variants)
+        return planned(self.backends, self.int8, self.fp16, self.qdq_variants, bf16=self.bf16)
 
     @property
     def data_root(self) -> Path:
@@ -118,6 +119,8 @@ class ExportConfig:
             raise ValueError(f"qat_objective must be one of {', '.join(QAT_OBJECTIVES)}, got {self.qat_objective!r}")
         if self.qat == "always" and not self.int8:
             raise ValueError("--qat always tunes the INT8 artifacts: add --int8")
+        if self.bf16 and "openvino" not in self.backends:
+            raise ValueError("--bf16 writes an OpenVINO IR (model_bf16.xml): add openvino to --backends")
         if self.accuracy_control and not self.int8:
             raise ValueError("--accuracy-control needs --int8")
         if self.int8 and "tensorrt" in self.backends and "s8" not in self.qdq_variants:

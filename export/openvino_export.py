@@ -32,6 +32,21 @@ def convert(onnx_path: Path):
 # CPU runs it in f32 (FP16 weights, decompressed); GPUs compute f16, what the artifact is for.
 FP16_INFERENCE_PRECISION = {"CPU": "f32", "GPU": "f16"}
 
+# The bf16 IR's (export.openvino_step.openvino_bf16): the FP32 IR run in bf16 on CPUs (AVX512_BF16 / AMX); other
+# devices keep their default.
+BF16_INFERENCE_PRECISION = {"CPU": "bf16"}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes bf16 here (its OPTIMIZATION_CAPABILITIES name BF16: AVX512_BF16 or AMX);
+    without it a bf16 inference precision computes f32."""
+    import openvino as ov
+
+    try:
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - no CPU plugin: nothing runs bf16 here
+        return False
+
 
 def save_ir(model, xml_path: Path, props: dict[str, str], compress_to_fp16: bool = False) -> None:
     """Write model.xml + model.bin atomically: both go to a temporary folder, .bin is moved first, .xml last

@@ -1,12 +1,13 @@
 """The OpenVINO format's step: IR FP32, INT8 (OpenVINO's conversion of the export's QDQ model, or NNCF's own
-quantization: --ov-int8) and FP16 weights, each converted from the FP32 ONNX (export.openvino_export)."""
+quantization: --ov-int8) and FP16 weights, each converted from the FP32 ONNX (export.openvino_export), and bf16: the
+FP32 IR again, its metadata asking CPUs to compute in bf16 (--bf16)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
-from export.artifacts import FP16_XML, FP32_ONNX, FP32_XML, INT8_XML, Artifact
+from export.artifacts import BF16_XML, FP16_XML, FP32_ONNX, FP32_XML, INT8_XML, Artifact
 from export.context import Context, artifact_graph, qdq_source_for_openvino
 
 
@@ -23,6 +24,8 @@ def step(config, ctx: Context, artifacts: list[Artifact]) -> dict[str, Any]:
             recipes[a.name] = openvino_int8(config, ctx, [], ctx.log)
         elif a.name == FP16_XML:
             recipes[a.name] = openvino_fp16(config, ctx.log)
+        elif a.name == BF16_XML:
+            recipes[a.name] = openvino_bf16(config, ctx.log)
     return recipes
 
 
@@ -91,3 +94,28 @@ def openvino_fp16(config, log) -> dict[str, Any]:
     log(f"OpenVINO FP16: {config.out / FP16_XML}")
     return {"format": "OpenVINO IR, FP16 weights", "converter": "openvino.save_model(compress_to_fp16=True)",
             "target": "OpenVINO GPU / ARM CPU (FP16 compute); x86 CPUs decompress to FP32"}
+
+
+def openvino_bf16(config, log) -> dict[str, Any]:
+    """The FP32 IR read back and saved with its metadata asking CPUs for bf16 compute (BF16_INFERENCE_PRECISION): the
+    same graph and FP32 weights, which the CPU plugin runs in bf16 where the CPU has AVX512_BF16 or AMX (where INT8 is
+    not always the fastest artifact: docs/export.md). Its drift report compares it with the FP32 IR run in f32; the
+    recipe says what this machine's plugin computed it in, so a drift report made on a CPU without native bf16 (which
+    computes f32, measuring nothing of bf16) says so."""
+    import openvino as ov
+
+    from export import openvino_export as ovx
+    from runtime.backends.ov import OpenVinoBackend
+
+    model = ov.Core().read_model(str(config.out / FP32_XML))
+    ovx.save_ir(model, config.out / BF16_XML, _props(config, "bf16") | {
+        "inference_precision": json.dumps(ovx.BF16_INFERENCE_PRECISION)})
+    with OpenVinoBackend(config.out / BF16_XML, threads=config.threads) as be:  # as the drift report will run it
+        computed = be.inference_precision
+    native = ovx.cpu_has_native_bf16()
+    log(f"OpenVINO bf16: {config.out / BF16_XML} (this CPU computes it in {computed}"
+        + ("" if native else "; it has no native bf16: its drift report measures f32, not bf16") + ")")
+    return {"format": "OpenVINO IR, FP32 weights, bf16 inference precision on CPUs", "source": FP32_XML,
+            "converter": "the FP32 IR with rt_info inference_precision " + json.dumps(ovx.BF16_INFERENCE_PRECISION),
+            "target": "x86 CPUs with AVX512_BF16 or AMX (OpenVINO computes f32 where the CPU has neither)",
+            "computed_in_here": computed, "cpu_native_bf16": native}

@@ -1,4 +1,4 @@
-"""One real export of a tiny dual-path checkpoint (INT8 and FP16, every backend, benchmark table) shared by the
+"""One real export of a tiny dual-path checkpoint (INT8, FP16 and bf16, every backend, benchmark table) shared by the
 tests in this folder."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
     from export_helpers import make_checkpoint
 
     root = tmp_path_factory.mktemp("export")
-    config = ExportConfig(checkpoint=make_checkpoint(root / "best.pt"), out=root / "out", int8=True, fp16=True,
+    config = ExportConfig(checkpoint=make_checkpoint(root / "best.pt"), out=root / "out", int8=True, fp16=True, bf16=True,
                           backends=("onnx", "openvino", "tensorrt"), calib_n=16, drift_n=20, severities=(),
                           parity_n=8, data_root=root / "data", threads=1, benchmark=True, bench_threads=1,
                           bench_iters=20, bench_rounds=2)

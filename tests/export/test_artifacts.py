@@ -20,11 +20,28 @@ def test_each_format_writes_its_own_artifacts_and_what_they_are_built_from():
     assert list(planned(("tensorrt",), True, True, ("u8", "s8"))) == [
         "model_fp32.onnx", "model_int8_s8.onnx", "model_fp16.onnx", "model_int8.engine", "model_fp16.engine"]
     assert list(planned(("onnx", "openvino"), False, False, ("u8", "s8"))) == ["model_fp32.onnx", "model_fp32.xml"]
+    # --bf16: the FP32 IR again with bf16 compute asked of CPUs, compared with the FP32 IR (OpenVINO only)
+    assert list(planned(("onnx", "openvino"), False, False, ("u8", "s8"), bf16=True)) == [
+        "model_fp32.onnx", "model_fp32.xml", "model_bf16.xml"]
+    assert list(planned(("onnx",), False, False, ("u8", "s8"), bf16=True)) == ["model_fp32.onnx"]
+    assert artifacts.BY_NAME["model_bf16.xml"].reference == "model_fp32.xml"
+
+
+def test_bf16_needs_openvino_and_is_a_flag():
+    from pathlib import Path
+
+    from export.__main__ import build_parser, config_from_args
+
+    with pytest.raises(ValueError, match="add openvino to --backends"):
+        config_from_args(build_parser().parse_args(["--checkpoint", "c.pt", "--out", "o", "--bf16", "--backends", "onnx"]))
+    config = config_from_args(build_parser().parse_args(["--checkpoint", "c.pt", "--out", "o", "--bf16"]))
+    assert config.bf16 and "model_bf16.xml" in config.artifacts and config.out == Path("o")
+    assert not config_from_args(build_parser().parse_args(["--checkpoint", "c.pt", "--out", "o"])).bf16
 
 
 def test_every_artifact_names_a_format_and_an_artifact_it_comes_from():
     for a in artifacts.ARTIFACTS:
-        assert a.format in FORMATS and a.precision in ("fp32", "int8", "fp16")
+        assert a.format in FORMATS and a.precision in ("fp32", "int8", "fp16", "bf16")
         assert a.source is None or a.source in artifacts.BY_NAME
         assert a.reference is None or artifacts.BY_NAME[a.reference].precision == "fp32"
 

@@ -154,7 +154,7 @@ def test_manifest_records_files_calibration_and_drift(exported):
         assert file_sha256(config.out / name) == info["sha256"], name
     assert on_disk["calibration"]["seed"] == 1_000_003 and on_disk["calibration"]["n"] == 16
     assert set(on_disk["drift"]) == {"model_int8_u8.onnx", "model_int8_s8.onnx", "model_int8.xml", "model_fp16.onnx",
-                                     "model_fp16.xml"}
+                                     "model_fp16.xml", "model_bf16.xml"}
     for r in on_disk["drift"].values():
         assert (config.out / r["report"] / "drift.json").is_file()
         assert set(r["delta"]) >= {"accuracy", "macro_map", "ssim"}

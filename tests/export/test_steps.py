@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FORMAT_OPTIONS = [dict(backends=b, int8=i8, fp16=f16, ov_int8=ov, qdq_variants=v)
                   for b in (("onnx",), ("openvino",), ("tensorrt",), ("onnx", "openvino", "tensorrt"))
                   for i8 in (False, True) for f16 in (False, True) for ov in ("qdq", "nncf")
-                  for v in (("u8", "s8"), ("s8",))]
+                  for v in (("u8", "s8"), ("s8",))] + [
+    dict(backends=b, int8=i8, fp16=True, ov_int8="qdq", qdq_variants=("u8", "s8"), bf16=True)  # --bf16: OpenVINO's
+    for b in (("openvino",), ("onnx", "openvino", "tensorrt")) for i8 in (False, True)]
 
 
 def _runs(config):
