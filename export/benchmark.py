@@ -276,8 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, help=f"batch-1 calls per artifact (default {default(BenchConfig, 'iters')})")
     p.add_argument("--rounds", type=int, help="rounds over all artifacts, each in a fresh process (default "
                    f"{default(BenchConfig, 'rounds')})")
+    p.add_argument("--fastest", choices=tuple(MODES),
+                   help="time nothing: print the path of the artifact the export's benchmark named fastest within its "
+                        "drift budget in this mode (for scripts: python -m runtime --model $(...))")
     p.add_argument("--only", help=argparse.SUPPRESS)  # time one file in this process; its figures as a JSON line
     args = p.parse_args(argv)
+    if args.fastest:
+        return print_fastest(args.export, args.fastest)
     try:
         bench = fill(BenchConfig, args)
     except ValueError as e:
@@ -297,6 +302,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     print(f"saved {args.export / 'benchmark.md'} and benchmark.json")
+    return exitcodes.OK
+
+
+def print_fastest(folder: Path, mode: str) -> int:
+    """Print the path of the fastest artifact within budget in `mode`, as the manifest's benchmark section names it;
+    exit 2 (one line) when the export has no benchmark or named none."""
+    from dualpath.files import read_json
+
+    try:
+        manifest = read_json(folder / "manifest.json", ValueError,
+                             missing=f"no manifest.json in {folder}: export a checkpoint first (python -m export)",
+                             corrupt=f"{folder / 'manifest.json'} is not valid JSON ({{error}}); export again")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    name = (manifest.get("benchmark") or {}).get("fastest_within_budget", {}).get(mode)
+    if not isinstance(name, str) or not (folder / name).is_file():
+        print(f"error: {folder} names no fastest artifact for {mode}: time it first (python -m export.benchmark "
+              f"--export {folder})", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    print(folder / name)
     return exitcodes.OK
 
 

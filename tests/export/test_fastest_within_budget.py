@@ -121,3 +121,18 @@ def test_the_benchmark_command_records_its_summary_in_the_manifest(exported, tmp
     assert bench_main(["--export", str(copy), "--threads", "1", "--iters", "10", "--rounds", "1"]) == 0
     summary = json.loads((copy / "manifest.json").read_text())["benchmark"]
     assert set(summary["fastest_within_budget"]) == {"latency", "throughput", "cpu_flags"}
+
+
+def test_fastest_prints_the_named_artifacts_path_or_says_what_to_do(exported, tmp_path, capsys):
+    """`python -m export.benchmark --fastest MODE` (what make demo runs the runtime on): the manifest's pick as a path;
+    an export never benchmarked is exit 2, one line."""
+    from export.benchmark import main as bench_main
+
+    config, manifest, _ = exported
+    for mode in ("latency", "throughput"):
+        assert bench_main(["--export", str(config.out), "--fastest", mode]) == 0
+        assert capsys.readouterr().out.strip() == str(config.out / manifest["benchmark"]["fastest_within_budget"][mode])
+    (tmp_path / "manifest.json").write_text(json.dumps({"files": {}}))
+    assert bench_main(["--export", str(tmp_path), "--fastest", "latency"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "python -m export.benchmark" in err and len(err.strip().splitlines()) == 1
