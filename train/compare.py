@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dualpath.machine import describe
 from train import plots, robustness
 from train.arguments import add_common_arguments, run_cli
 from train.config import RunOptions, TrainConfig
@@ -120,9 +121,12 @@ def _robustness(cfg: TrainConfig, out: Path, dataset, opts: RunOptions, rows: Se
         torch.set_num_threads(opts.threads)
     try:
         evaluate = robustness.Evaluator(str(rt.device), rt.channels_last, cfg.eval_batch_size)
-        return robustness.run(out, rows, dataset, severities, evaluate, workers)
+        result = robustness.run(out, rows, dataset, severities, evaluate, workers)
     finally:
         torch.set_num_threads(threads)
+    setup = ("backbone", "pretrained", "epochs", "phase1_epochs", "folds", "n_scenes", "data_seed", "extra_scenes",
+             "extra_seed", "augment", "seed")
+    return result | {"setup": {k: getattr(cfg, k) for k in setup}, "machine": describe()}
 
 
 def _check_same_splits(out: Path, rows: Sequence[Row]) -> None:

@@ -104,25 +104,33 @@ def curves_figure(histories: list[list[dict]], path: Path, title: str) -> None:
 
 
 def robustness_figure(series: dict[str, dict], diffs: dict[str, dict], severities: Sequence[float], path: Path,
-                      noise_se: float, title: str) -> None:
+                      noise_se: float, title: str, off_scale: Sequence[str] = ()) -> None:
     """Macro mAP and accuracy against severity (series: name -> (severity label -> key -> {"mean", "std"}, colour);
     one line per name, error bars one std over folds) and the paired macro mAP differences (diffs: name ->
     (severity label -> {"mean", "se"}, colour); bars noise_se standard errors: a bar clear of zero is beyond the
-    noise). A colour of None takes matplotlib's next."""
+    noise). A colour of None takes matplotlib's next. Series named in off_scale (far below the others, e.g. a model
+    at chance) are a note under the axes instead of a line, so the scale shows the others' differences."""
     labels = [f"{s:g}" for s in severities]
     fig, axes = plt.subplots(1, 3, figsize=(15.5, 4.6), layout="constrained")
     offsets = np.linspace(-0.06, 0.06, max(len(series), 1))
     markers = "osD^v<>"
     for ax, key, name in ((axes[0], "macro_map", "macro mAP"), (axes[1], "accuracy", "label-wise accuracy (top-T)")):
+        notes = []
         for j, (row, (values, color)) in enumerate(series.items()):
             mean = [values[s][key]["mean"] for s in labels]
             std = [values[s][key]["std"] or 0.0 for s in labels]
+            if row in off_scale:
+                notes.append(f"{row}: {min(mean):.3f}-{max(mean):.3f}, off the scale below")
+                continue
             ax.errorbar(np.asarray(severities) + offsets[j], mean, yerr=std, marker=markers[j % len(markers)], ms=5,
                         capsize=3, lw=1.6, label=row, color=color)
         ax.set(xlabel="degradation severity (1 = training mix)", ylabel=name, title=name)
+        if notes:
+            ax.text(0.98, 0.02, "\n".join(notes), transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                    color="0.35")
         ax.set_xticks(severities, labels)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8.5, loc="lower left")
+    axes[0].legend(fontsize=8.5, loc="lower left", bbox_to_anchor=(0.0, 0.08) if off_scale else None)
     ax = axes[2]
     offsets = np.linspace(-0.05, 0.05, max(len(diffs), 1))
     for j, (name, (cells, color)) in enumerate(diffs.items()):

@@ -137,3 +137,20 @@ def test_compare_with_severities_writes_the_robustness_table_json_and_plot(cli_a
     assert main([*argv, "--resume"]) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/fold*/robustness.json")} == caches
     assert json.loads((out / "comparison.json").read_text())["robustness"] == robust
+
+
+def test_a_row_at_chance_is_a_note_off_the_plots_scale(tmp_path):
+    def cells(*maps):
+        return {str(s): {"macro_map": {"mean": m, "std": 0.001}, "accuracy": {"mean": 0.9, "std": 0.001},
+                         "ssim": {"mean": None, "std": None}} for s, m in enumerate(maps)}
+
+    result = {"rows": {"cae_bce": cells(0.13, 0.15), "densenet_bce": cells(0.86, 0.62),
+                       "dualpath_asl": cells(0.85, 0.64)}}
+    assert robustness._off_scale(result, ROWS) == ["Standard CAE + BCE"]
+    result["rows"]["cae_bce"] = cells(0.40, 0.35)  # not under half of every other row's worst: drawn
+    assert robustness._off_scale(result, ROWS) == []
+    verdicts = robustness.summarize({k: {s: [{"macro_map": c["macro_map"]["mean"], "accuracy": 0.9}] * 2
+                                         for s, c in v.items()} for k, v in result["rows"].items()},
+                                    {"0": None, "1": None}, n_test=5)
+    robustness.figure(verdicts, ROWS, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 10_000
