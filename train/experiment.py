@@ -124,7 +124,7 @@ def run_experiment(
 def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resume: bool) -> bool:
     """Refuse to mix two runs in one folder; returns whether there is anything to resume."""
     config_path = out / "config.json"
-    record = {"train_config": cfg.to_dict(), "data": _data_record(dataset)}
+    record = {"train_config": cfg.to_dict(), "data": _data_record(dataset), "weights": _weights_record(cfg)}
     if config_path.is_file() and not any(out.glob("fold*/last.pt")):
         # Set up but never finished an epoch (e.g. stopped for missing weights): nothing to keep or resume.
         for name in ("config.json", "splits.json"):
@@ -135,6 +135,10 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
         remove_stale_temporaries(out)  # what a killed run was writing
         saved = read_json(config_path, ValueError, missing=f"no {config_path}",
                           corrupt=f"{config_path} is not a run's config ({{error}}); choose another --out", expect=dict)
+        if "weights" not in saved:  # a run folder from before the weights' hash was recorded
+            log.warning("--resume: %s does not record which weights file it started from; it cannot be checked that "
+                        "%s is the same file", out, cfg.pretrained)
+            record.pop("weights")
         # the same data set may be reached by another path
         diffs = differences(saved, json.loads(json.dumps(record)), line="{key}: saved {a!r}, now {b!r}",
                             ignore=("path",))
@@ -150,6 +154,18 @@ def _prepare_run_folder(out: Path, cfg: TrainConfig, dataset: SceneArrays, resum
     out.mkdir(parents=True, exist_ok=True)
     write_json(config_path, record)
     return False
+
+
+def _weights_record(cfg: TrainConfig) -> dict:
+    """What the backbones start from, by content: the same path may hold other weights later (a shipped backbone
+    trained further), and a resumed run or study must not mix models started from two of them."""
+    from dualpath.files import file_sha256
+    from dualpath.model.weights import resolve_source
+
+    source = resolve_source(cfg.pretrained)
+    if source in ("none", "imagenet") or not Path(source).is_file():
+        return {"pretrained": cfg.pretrained}
+    return {"pretrained": cfg.pretrained, "sha256": file_sha256(Path(source))}
 
 
 def _check_checkpoints(out: Path, cfg: TrainConfig) -> None:

@@ -72,3 +72,28 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(monkey
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert (out / "fold0/best.pt").is_file() and not (out / "metrics.json").exists()
+
+
+def test_resume_refuses_a_weights_file_whose_contents_changed(monkeypatch, cli_args, tmp_path, capsys):
+    """The run records its weights file by sha256, not only by path: a backbone trained further under the same name
+    (as the shipped one was) must not start the rest of a run or study started from the old one."""
+    from torchvision.models import DenseNet
+
+    from dualpath.model import BACKBONES
+
+    spec = BACKBONES["densenet_tiny"]
+    state = {k: v for k, v in DenseNet(spec.growth_rate, spec.block_config, spec.num_init_features).state_dict().items()
+             if k.startswith("features.")}
+    weights = tmp_path / "backbone.pth"
+    torch.save(state, weights)
+    args = cli_args(tmp_path / "run", "--pretrained", str(weights))
+    with monkeypatch.context() as m:
+        _with_hooks(m, _interrupt_after_epoch_1)
+        assert main(args) == 130
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["weights"]
+    assert saved["pretrained"] == str(weights) and len(saved["sha256"]) == 64
+    torch.save({k: v + 1 if v.is_floating_point() else v for k, v in state.items()}, weights)  # same path, new weights
+    capsys.readouterr()
+    assert main(["--resume", "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "different setup" in err and "weights.sha256" in err and "Traceback" not in err
