@@ -3,7 +3,8 @@
 1. Training speed of the dual-path model and both baselines (benchmarks.train_speed's step): fp32 vs bf16,
    NCHW vs channels_last, torch.compile off/on; images/s and peak GPU memory.
 2. A time-boxed DenseNet-121 scene pretraining (`python -m train pretrain`), saved in fp16 (must stay < 16 MiB).
-3. The paper's four rows (`python -m train compare --preset paper`) from those weights, one fold, epochs scaled down.
+3. The paper's four rows (`python -m train compare --preset paper`) from those weights, one fold, epochs scaled down,
+   each evaluated on the held-out scenes at every degradation severity (the robustness study, issue 20).
 
 Small results (JSON + Markdown, the fp16 weights and their card, the comparison) go to --out; checkpoints and
 scenes to --work. --tiny runs the same at test sizes on the CPU (tests/train/test_gpu_check.py).
@@ -23,6 +24,7 @@ from pathlib import Path
 from dualpath import exitcodes
 
 MAX_WEIGHTS_MIB = 16
+SEVERITIES = "0,1,2,3"  # the robustness study's degradation levels (make robustness uses the same)
 
 
 @dataclass(frozen=True)
@@ -109,14 +111,17 @@ def compare(s: Sizes, out: Path, work: Path, workers: int) -> dict:
     run = work / "compare"
     shutil.rmtree(run, ignore_errors=True)
     rc = compare_main([*s.compare, "--folds", "1", "--weights", str(weights), "--device", s.device, "--quiet",
-                       "--data-root", str(work / "data"), "--workers", str(workers), "--out", str(run)])
+                       "--data-root", str(work / "data"), "--workers", str(workers), "--out", str(run),
+                       "--severities", SEVERITIES])
     if rc != 0:
         return {"ok": False, "error": f"python -m train compare exited {rc}"}
     (out / "compare").mkdir(parents=True, exist_ok=True)
-    for name in ("comparison.md", "comparison.json", "table_iv.png"):
+    for name in ("comparison.md", "comparison.json", "table_iv.png", "robustness.png"):
         if (run / name).is_file():
             shutil.copy2(run / name, out / "compare" / name)
-    return {"ok": True, "flags": s.compare, "rows": json.loads((run / "comparison.json").read_text())}
+    comparison = json.loads((run / "comparison.json").read_text())
+    robustness = comparison.pop("robustness", None)
+    return {"ok": True, "flags": [*s.compare, "--severities", SEVERITIES], "rows": comparison, "robustness": robustness}
 
 
 # --- report -------------------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ def test_tiny_run_writes_every_section(gpu_check, tmp_path):
     card = json.loads((out / "pretrain/backbone.json").read_text())
     assert card["backbone"] == "densenet_tiny" and (out / "pretrain/backbone.pth").is_file()
     assert set(result["compare"]["rows"]) == {"cae_bce", "densenet_bce", "dualpath_bce", "dualpath_asl"}
+    robust = result["compare"]["robustness"]  # the robustness study at the paper's scale on a GPU (issue 20)
+    assert [float(v) for v in robust["severities"]] == [0.0, 1.0, 2.0, 3.0] and (out / "compare/robustness.png").is_file()
     assert (out / "compare/comparison.md").is_file() and "## Scene pretraining" in (out / "gpu_check.md").read_text()
     assert sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) < 2**20  # small enough to bring back
 
