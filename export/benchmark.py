@@ -292,12 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             print(json.dumps(time_one(args.export / args.only, bench.threads, bench.iters)))
             return exitcodes.OK
-        from dualpath.files import read_json
-
-        manifest = read_json(args.export / "manifest.json", ValueError,
-                             missing=f"no manifest.json in {args.export}: export a checkpoint first (python -m export)",
-                             corrupt=f"{args.export / 'manifest.json'} is not valid JSON ({{error}}); export again")
-        register(args.export, summary=run_benchmark(args.export, manifest, bench))
+        register(args.export, summary=run_benchmark(args.export, read_manifest(args.export), bench))
     except (ValueError, OSError, RuntimeError) as e:  # BackendError is a RuntimeError
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -305,15 +300,20 @@ def main(argv: list[str] | None = None) -> int:
     return exitcodes.OK
 
 
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """An export folder's manifest.json; ValueError saying what to do when it is missing or corrupt."""
+    from dualpath.files import read_json
+
+    return read_json(folder / "manifest.json", ValueError,
+                     missing=f"no manifest.json in {folder}: export a checkpoint first (python -m export)",
+                     corrupt=f"{folder / 'manifest.json'} is not valid JSON ({{error}}); export again")
+
+
 def print_fastest(folder: Path, mode: str) -> int:
     """Print the path of the fastest artifact within budget in `mode`, as the manifest's benchmark section names it;
     exit 2 (one line) when the export has no benchmark or named none."""
-    from dualpath.files import read_json
-
     try:
-        manifest = read_json(folder / "manifest.json", ValueError,
-                             missing=f"no manifest.json in {folder}: export a checkpoint first (python -m export)",
-                             corrupt=f"{folder / 'manifest.json'} is not valid JSON ({{error}}); export again")
+        manifest = read_manifest(folder)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
