@@ -630,12 +630,20 @@ def test_a_stream_that_never_answers_fails_after_the_timeout(onnx_model, silent_
 
 
 def test_an_open_that_hangs_is_given_up_after_the_timeout():
-    """Backends that take no timeout (V4L2, GStreamer): the open runs in a watchdog thread."""
+    """Backends that take no timeout (V4L2, GStreamer): the open runs in a watchdog thread, and a capture that opens
+    after it was given up on is released (nobody else holds it)."""
+    import threading
+
     from runtime.sources import SourceError, _video_capture
+
+    released = threading.Event()
 
     class Hanging:
         def __init__(self, *args):
-            time.sleep(3)
+            time.sleep(1.5)
+
+        def release(self):
+            released.set()
 
     import runtime.sources as sources
 
@@ -647,7 +655,8 @@ def test_an_open_that_hangs_is_given_up_after_the_timeout():
         t0 = time.perf_counter()
         with pytest.raises(SourceError, match=r"camera /dev/video9 did not answer within 0.3 s \(--timeout\)"):
             opener()
-        assert time.perf_counter() - t0 < 2
+        assert time.perf_counter() - t0 < 1.2 and not released.is_set()
+        assert released.wait(10), "the capture that opened late was never released"
     finally:
         sources.cv2.VideoCapture = real
 
