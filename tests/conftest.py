@@ -4,6 +4,9 @@ import pytest
 
 # Tests run on small CPUs next to each other: keep every library to one thread unless a test says otherwise.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Every process a test starts dumps its Python stacks on a fatal signal (SIGSEGV...), so a crash seen once in CI says
+# where it happened (the Ctrl-C export test once ended with -11 and nothing on stderr). Silent unless a process crashes.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 
 def pytest_collection_modifyitems(items):
