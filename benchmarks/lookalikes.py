@@ -65,7 +65,6 @@ def probabilities(model, images, batch: int = 200):
 
 def class_report(probs, labels, names) -> dict:
     """Per class: AP and its confuser (the other class whose scenes without this one score highest on it)."""
-    import numpy as np
     from sklearn.metrics import average_precision_score
 
     out = {}
