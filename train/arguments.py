@@ -62,6 +62,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--phase1-epochs", type=int, help="epochs with frozen backbones")
     model.add_argument("--lr1", dest="phase1_lr", metavar="LR1", type=float, help="phase 1 learning rate")
     model.add_argument("--lr2", dest="phase2_lr", metavar="LR2", type=float, help="phase 2 learning rate")
+    model.add_argument("--backbone-lr-scale", type=float,
+                       help="phase 2: the pretrained backbones learn at this fraction of --lr2, the rest at --lr2 "
+                            "(default 1: one rate, as in the paper)")
     model.add_argument(
         "--lr-schedule", choices=LR_SCHEDULES,
         help="lr within each phase: constant (the paper) or cosine decay after a linear warm-up (preset: cpu cosine)",

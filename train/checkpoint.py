@@ -254,8 +254,14 @@ def check_resumable(path: Path, ckpt: dict[str, Any], train_config: dict[str, An
     import json
 
     fix = "remove the fold's last.pt to train that fold again, or resume with the run's own files"
-    saved = json.loads(json.dumps(ckpt["train_config"]))
-    now = json.loads(json.dumps(train_config))
+    import dataclasses
+
+    from train.config import TrainConfig
+
+    # a field added since the checkpoint was written had its default then (asdict: nested configs as dicts too)
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    saved = {**defaults, **json.loads(json.dumps(ckpt["train_config"]))}
+    now = {**defaults, **json.loads(json.dumps(train_config))}
     differing = [f"{k} {saved.get(k, '(none)')!r} in the checkpoint, {now.get(k, '(none)')!r} in this run"
                  for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     if differing:

@@ -37,6 +37,9 @@ class TrainConfig:
     phase1_epochs: int = 30
     phase1_lr: float = 1e-3
     phase2_lr: float = 1e-4
+    # Phase 2's rate for the pretrained DenseNet backbones, as a fraction of phase2_lr (the decoder, fusion and head
+    # keep phase2_lr): 1 is the paper's one rate for everything.
+    backbone_lr_scale: float = 1.0
     # Freezing random backbones only wastes epochs, so without loaded weights phase 1 is skipped (the log says so)
     # and phase 2 runs all `epochs`; set True to freeze anyway.
     phase1_without_pretrained: bool = False
@@ -96,6 +99,8 @@ class TrainConfig:
         for name in ("phase1_lr", "phase2_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.backbone_lr_scale <= 1.0:
+            raise ValueError(f"backbone_lr_scale must be in (0, 1], got {self.backbone_lr_scale!r}")
         for name in ("recon_weight", "cls_weight", "weight_decay"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

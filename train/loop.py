@@ -123,7 +123,8 @@ def describe_plan(cfg: TrainConfig, phases: list[Phase], pretrained_loaded: bool
     )
     parts = [
         f"phase {p.number}: epochs {p.first_epoch}-{p.last_epoch}, lr {p.lr:g}{schedule}, "
-        + ("backbones frozen except BatchNorm" if p.frozen else "everything trainable")
+        + ("backbones frozen except BatchNorm" if p.frozen else "everything trainable"
+           + (f" (the backbones at {cfg.backbone_lr_scale:g}x that lr)" if cfg.backbone_lr_scale != 1.0 else ""))
         for p in phases
     ]
     if phases[0].number == 2 and cfg.phase1_epochs > 0:
@@ -204,8 +205,8 @@ class _FoldLoop:
 
     def run_phase(self, phase: Phase, saved: dict | None) -> None:
         self.model.set_backbones_frozen(phase.frozen)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=phase.lr, weight_decay=self.cfg.weight_decay)
+        optimizer = torch.optim.Adam(param_groups(self.model, phase, self.cfg.backbone_lr_scale), lr=phase.lr,
+                                     weight_decay=self.cfg.weight_decay)
         if saved is not None and saved.get("optimizer") is not None:
             optimizer.load_state_dict(saved["optimizer"])
         step_model = self._wrap(self.model)
@@ -323,10 +324,22 @@ def train_step(
     return loss_parts(parts, x.device)
 
 
+def param_groups(model, phase: Phase, backbone_lr_scale: float) -> list[dict]:
+    """The trainable parameters as Adam's groups: in phase 2 with a scale below 1, the DenseNet backbones' group
+    learns at that fraction of the phase's rate (its "lr_scale", which set_lr keeps) and the rest at the rate."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if phase.frozen or backbone_lr_scale == 1.0:
+        return [{"params": trainable}]
+    in_backbones = {id(p) for b in model.backbones() for p in b.parameters()}
+    return [{"params": [p for p in trainable if id(p) not in in_backbones]},
+            {"params": [p for p in trainable if id(p) in in_backbones], "lr_scale": backbone_lr_scale}]
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """The learning rate of the next step (the schedules are pure functions of the step's place: lr_at)."""
+    """The learning rate of the next step (the schedules are pure functions of the step's place: lr_at), times a
+    group's "lr_scale" where it has one (param_groups)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:

@@ -363,6 +363,14 @@ def test_resume_refuses_another_runs_checkpoint(trained, tmp_path, capsys, chang
     assert (out / "fold0" / "log.csv").read_text() == before and finished_files(out) == []
 
 
+def test_resume_takes_a_checkpoint_written_before_a_config_field_was_added(trained, tmp_path):
+    """A field added since (here backbone_lr_scale) had its default then: the run resumes."""
+    out = _stopped_run(trained, tmp_path)
+    for name in ("last.pt", "best.pt"):
+        _edit_checkpoint(out / "fold0" / name, lambda c: c["train_config"].pop("backbone_lr_scale"))
+    assert main(["--resume", "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet"]) == 0
+
+
 @pytest.mark.parametrize("edit, field", [
     (lambda c: c["state"].pop("rng_cpu"), "state.rng_cpu is missing"),
     (lambda c: c["state"].update(rng_cpu=[1, 2]), "state.rng_cpu is list"),

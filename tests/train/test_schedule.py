@@ -51,3 +51,38 @@ def test_training_learning_rates_are_exactly_the_old_ones(cfg):
                 points = [(e, s) for e in range(phase.first_epoch, phase.last_epoch + 2) for s in range(spe + 1)]
                 assert [lr_at(cfg, phase, e, s, spe) for e, s in points] == [
                     _loop_before(cfg, phase, e, s, spe) for e, s in points]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_phase_2_can_give_the_backbones_a_fraction_of_the_rate(scale):
+    """--backbone-lr-scale: every trainable parameter in exactly one group; the backbones' at scale x the phase's rate
+    at every step (set_lr), the decoder, fusion and head at the rate; phase 1 (frozen backbones) one group."""
+    import torch
+
+    from dualpath.model import ModelConfig, build_model
+    from train.loop import Phase, param_groups, set_lr
+
+    model = build_model(ModelConfig(backbone="densenet_tiny"), load_pretrained=False)
+    backbone_ids = {id(p) for b in model.backbones() for p in b.parameters()}
+    assert backbone_ids and len(backbone_ids) < len(list(model.parameters()))
+    phase2 = Phase(2, 2, 4, 2e-3)
+    model.set_backbones_frozen(False)
+    optimizer = torch.optim.Adam(param_groups(model, phase2, scale), lr=phase2.lr)
+    grouped = [id(p) for g in optimizer.param_groups for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each once
+    for lr in (2e-3, 1e-4):
+        set_lr(optimizer, lr)
+        for g in optimizer.param_groups:
+            in_backbone = {id(p) in backbone_ids for p in g["params"]}
+            assert len(in_backbone) == (2 if scale == 1.0 else 1)  # one rate: one group
+            assert g["lr"] == pytest.approx(lr * (scale if in_backbone == {True} else 1.0))
+    assert len(optimizer.param_groups) == (1 if scale == 1.0 else 2)
+    model.set_backbones_frozen(True)
+    assert len(param_groups(model, Phase(1, 1, 1, 1e-3), scale)) == 1
+
+
+def test_the_backbone_rate_scale_is_checked():
+    with pytest.raises(ValueError, match="backbone_lr_scale must be in"):
+        TrainConfig(backbone_lr_scale=0.0)
+    with pytest.raises(ValueError, match="backbone_lr_scale must be in"):
+        TrainConfig(backbone_lr_scale=1.5)
