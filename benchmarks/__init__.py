@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dualpath.cli  # noqa: F401  (telemetry off: see the docstring)
 
+import json
 import os
 import subprocess
 import sys
@@ -19,3 +20,10 @@ def run_module(module: str, args: list[str]) -> subprocess.CompletedProcess:
     path wherever the caller runs from: the benchmarks time or train each row in a process of its own."""
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env)
+
+
+def save_results(out: Path, data: dict) -> None:
+    """A benchmark's JSON results file (its folder made), then one line saying where it is."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"results: {out}")

@@ -23,10 +23,10 @@ or a model or data set that cannot be read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from benchmarks import save_results
 from dualpath import exitcodes
 from dualpath.machine import describe, headline
 
@@ -242,9 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.BAD_INPUT
     for line in table(result):
         print(line)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**result, "machine": machine}, indent=1) + "\n")
-    print(f"results: {args.out}")
+    save_results(args.out, {**result, "machine": machine})
     return exitcodes.OK
 
 

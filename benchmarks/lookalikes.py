@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
 
+from benchmarks import save_results
 from dualpath import exitcodes
 from dualpath.machine import describe, headline
 
@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.BAD_INPUT
     for line in print_table(result, args.weak):
         print(line)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**result, "machine": machine}, indent=1) + "\n")
-    print(f"results: {args.out}")
+    save_results(args.out, {**result, "machine": machine})
     return exitcodes.OK
 
 
