@@ -177,6 +177,7 @@ CPU = TrainConfig(
     phase1_epochs=1,
     phase1_lr=1e-3,
     phase2_lr=2e-3,
+    backbone_lr_scale=0.25,  # the backbones at 5e-4 in phase 2: no dip after phase 1 (docs/results.md, issue 20)
     lr_schedule="cosine",
     warmup_epochs=0.2,
     batch_size=64,
