@@ -124,7 +124,8 @@ def describe_plan(cfg: TrainConfig, phases: list[Phase], pretrained_loaded: bool
     parts = [
         f"phase {p.number}: epochs {p.first_epoch}-{p.last_epoch}, lr {p.lr:g}{schedule}, "
         + ("backbones frozen except BatchNorm" if p.frozen else "everything trainable"
-           + (f" (the backbones at {cfg.backbone_lr_scale:g}x that lr)" if cfg.backbone_lr_scale != 1.0 else ""))
+           + (f" (the pretrained backbones at {cfg.backbone_lr_scale:g}x that lr)"
+              if cfg.backbone_lr_scale != 1.0 and pretrained_loaded else ""))
         for p in phases
     ]
     if phases[0].number == 2 and cfg.phase1_epochs > 0:
@@ -325,10 +326,11 @@ def train_step(
 
 
 def param_groups(model, phase: Phase, backbone_lr_scale: float) -> list[dict]:
-    """The trainable parameters as Adam's groups: in phase 2 with a scale below 1, the DenseNet backbones' group
-    learns at that fraction of the phase's rate (its "lr_scale", which set_lr keeps) and the rest at the rate."""
+    """The trainable parameters as Adam's groups: in phase 2 with a scale below 1, pretrained DenseNet backbones' group
+    learns at that fraction of the phase's rate (its "lr_scale", which set_lr keeps) and the rest at the rate.
+    Backbones from random init (model.pretrained_loaded False) have nothing to keep: one group, one rate."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if phase.frozen or backbone_lr_scale == 1.0:
+    if phase.frozen or backbone_lr_scale == 1.0 or not model.pretrained_loaded:
         return [{"params": trainable}]
     in_backbones = {id(p) for b in model.backbones() for p in b.parameters()}
     return [{"params": [p for p in trainable if id(p) not in in_backbones]},

@@ -55,14 +55,18 @@ def test_training_learning_rates_are_exactly_the_old_ones(cfg):
 
 @pytest.mark.parametrize("scale", [1.0, 0.25])
 def test_phase_2_can_give_the_backbones_a_fraction_of_the_rate(scale):
-    """--backbone-lr-scale: every trainable parameter in exactly one group; the backbones' at scale x the phase's rate
-    at every step (set_lr), the decoder, fusion and head at the rate; phase 1 (frozen backbones) one group."""
+    """--backbone-lr-scale: every trainable parameter in exactly one group; pretrained backbones' at scale x the phase's
+    rate at every step (set_lr), the decoder, fusion and head at the rate; phase 1 (frozen backbones) and backbones
+    from random init one group."""
     import torch
 
     from dualpath.model import ModelConfig, build_model
     from train.loop import Phase, param_groups, set_lr
 
     model = build_model(ModelConfig(backbone="densenet_tiny"), load_pretrained=False)
+    model.set_backbones_frozen(False)
+    assert len(param_groups(model, Phase(2, 1, 4, 2e-3), 0.25)) == 1  # random init: nothing to keep, one rate
+    model.pretrained_loaded = True  # as build_model marks loaded weights
     backbone_ids = {id(p) for b in model.backbones() for p in b.parameters()}
     assert backbone_ids and len(backbone_ids) < len(list(model.parameters()))
     phase2 = Phase(2, 2, 4, 2e-3)
