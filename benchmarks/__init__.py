@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dualpath.cli  # noqa: F401  (telemetry off: see the docstring)
 
-import json
 import os
 import subprocess
 import sys
@@ -22,8 +21,17 @@ def run_module(module: str, args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env)
 
 
-def save_results(out: Path, data: dict) -> None:
-    """A benchmark's JSON results file (its folder made), then one line saying where it is."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1) + "\n")
+def save_results(out: Path, data: dict) -> int:
+    """A benchmark's JSON results file, written atomically (its folder made), then one line saying where it is:
+    exitcodes.OK, or BAD_INPUT after one `error:` line when it cannot be written (nothing half-written is left)."""
+    from dualpath import exitcodes
+    from dualpath.files import OutputError, write_json
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(out, data)
+    except OSError as e:
+        print(f"error: {e if isinstance(e, OutputError) else f'cannot write {out}: {e}'}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     print(f"results: {out}")
+    return exitcodes.OK

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import time
 from pathlib import Path
 
+from benchmarks import save_results
 from dualpath import exitcodes
 from dualpath.files import read_json
 from dualpath.machine import describe, headline
@@ -42,30 +42,40 @@ class NotARun(ValueError):
     """The folder is not a finished training run."""
 
 
+HOW = "train one with `python -m train --preset cpu --out DIR`"
+
+
+def run_json(run: Path, name: str) -> dict:
+    """A run folder's JSON file `name` (an object); NotARun saying what is missing or unreadable."""
+    try:
+        return read_json(run / name, NotARun, f"{run} is not a finished training run (no {name}); {HOW}",
+                         f"{run} is not a finished training run ({name}: {{error}}); {HOW}", expect=dict)
+    except OSError as e:
+        raise NotARun(f"{run} is not a finished training run ({e}); {HOW}") from e
+
+
 def read_run(run: Path) -> dict:
     """Held-out metrics, the weights it started from and the training minutes of a finished run folder."""
-    how = "train one with `python -m train --preset cpu --out DIR`"
-
-    def load(name: str) -> dict:
-        try:
-            return read_json(run / name, NotARun, f"{run} is not a finished training run (no {name}); {how}",
-                             f"{run} is not a finished training run ({name}: {{error}}); {how}", expect=dict)
-        except OSError as e:
-            raise NotARun(f"{run} is not a finished training run ({e}); {how}") from e
-
-    metrics, config = load("metrics.json"), load("config.json").get("train_config")
+    if not run.is_dir():
+        raise NotARun(f"{run} is not a finished training run (not a folder); {HOW}")
+    metrics, config = run_json(run, "metrics.json"), run_json(run, "config.json").get("train_config")
     if not isinstance(config, dict):
-        raise NotARun(f"{run} is not a finished training run (config.json has no train_config); {how}")
+        raise NotARun(f"{run} is not a finished training run (config.json has no train_config); {HOW}")
     logs = sorted(run.glob("fold*/log.csv"))
     if not logs:
         raise NotARun(f"{run} has no fold*/log.csv; is it a run folder of python -m train?")
     seconds = 0.0
     for log in logs:
-        with log.open(newline="") as f:
-            seconds += sum(float(row["seconds"]) for row in csv.DictReader(f))
+        try:
+            with log.open(newline="") as f:
+                seconds += sum(float(row["seconds"]) for row in csv.DictReader(f))
+        except (ValueError, KeyError, TypeError) as e:  # a row without a number in its seconds column
+            raise NotARun(f"{run} is not a finished training run ({log}: {e!r}); {HOW}") from e
+        except OSError as e:
+            raise NotARun(f"{run} is not a finished training run ({e}); {HOW}") from e
     per_class = metrics.get("per_class")
     if not isinstance(per_class, list) or not all(isinstance(r, dict) and "name" in r for r in per_class):
-        raise NotARun(f"{run}/metrics.json has no per-class report (per_class); {how}")
+        raise NotARun(f"{run}/metrics.json has no per-class report (per_class); {HOW}")
     class_ap = {r["name"]: r.get("ap") for r in per_class}
     return {"metrics": {k: metrics.get(k) for k in TARGETS["scratch"]}, "class_ap": class_ap,
             "pretrained": config.get("pretrained", "none"), "training_minutes": seconds / 60.0,
@@ -118,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         measured = "n/a" if row["measured"] is None else f"{row['measured']:.4g}"
         below = "".join(f"; {name} {ap:.3f}" for name, ap in row.get("below", {}).items())
         print(f"{row['target']:<26} {measured:>10}  {'met' if row['met'] else 'NOT MET'}{below}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"run": str(args.run), **result, "targets": rows, "machine": machine}, indent=1))
+    code = save_results(args.out, {"run": str(args.run), **result, "targets": rows, "machine": machine})
+    if code != exitcodes.OK:
+        return code
     return exitcodes.OK if all(row["met"] for row in rows) else exitcodes.VERDICT
 
 

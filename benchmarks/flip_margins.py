@@ -153,13 +153,14 @@ def measure(folder: Path, n: int, data_root: Path, workers: int, threads: int, p
     images, labels = ds.noisy, ds.labels
     references: dict[str, dict] = {}
     ref_probs: dict[str, np.ndarray] = {}
+    ref_margins: dict[str, np.ndarray] = {}
     for ref_name in dict.fromkeys(pairs.values()):
         t0 = time.perf_counter()
         with _load(folder, ref_name, threads) as backend:
             probs = run_backend(backend, images)[contract.OUTPUT_PROBS]
             m = margins(labels, probs)
             floor = [noise_floor(backend, images, labels, probs, k, 0, m) for k in NOISE_LEVELS]
-        ref_probs[ref_name] = probs
+        ref_probs[ref_name], ref_margins[ref_name] = probs, m
         references[ref_name] = {
             "margin": _quantiles(m),
             **{f"share_margin_below_{x:g}": float(np.mean(m < x)) for x in NEAR_TIES},  # NaN compares False
@@ -176,8 +177,8 @@ def measure(folder: Path, n: int, data_root: Path, workers: int, threads: int, p
             candidates[cand_name] = {"reference": ref_name, "skipped": str(e)}
             progress(f"  {cand_name}: skipped ({e})")
             continue
-        m = margins(labels, ref_probs[ref_name])
-        candidates[cand_name] = {"reference": ref_name, **flip_stats(labels, ref_probs[ref_name], probs, m)}
+        candidates[cand_name] = {"reference": ref_name,
+                                 **flip_stats(labels, ref_probs[ref_name], probs, ref_margins[ref_name])}
         progress(f"  {cand_name}: {time.perf_counter() - t0:.0f} s")
     return {"export": str(folder), "scenes": int(len(labels)), "seed": DRIFT_SEED, "severity": 1.0,
             "data": str(ds.path), "references": references,
@@ -242,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.BAD_INPUT
     for line in table(result):
         print(line)
-    save_results(args.out, {**result, "machine": machine})
-    return exitcodes.OK
+    return save_results(args.out, {**result, "machine": machine})
 
 
 if __name__ == "__main__":

@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.BAD_INPUT
     for line in print_table(result, args.weak):
         print(line)
-    save_results(args.out, {**result, "machine": machine})
-    return exitcodes.OK
+    return save_results(args.out, {**result, "machine": machine})
 
 
 if __name__ == "__main__":

@@ -22,42 +22,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.demo_targets import NotARun, read_run
+from benchmarks import save_results
+from benchmarks.demo_targets import HOW, NotARun, read_run, run_json
 from dualpath import exitcodes
-from dualpath.files import OutputError, read_json, write_json
 from dualpath.machine import describe, headline
 
 WEAKEST = 3  # classes named per row, lowest AP first
 _ABSENT = object()  # a train_config field a run does not have
-HOW = "train one with `python -m train --preset cpu --out DIR`"
 
 
 class NotComparable(ValueError):
     """The runs were not evaluated on the same held-out scenes."""
 
 
-def _load(run: Path, name: str) -> dict:
-    """A run folder's JSON file (an object), NotARun when it is missing or unreadable (as read_run says it)."""
-    try:
-        return read_json(run / name, NotARun, f"{run} is not a finished training run (no {name}); {HOW}",
-                         f"{run} is not a finished training run ({name}: {{error}}); {HOW}", expect=dict)
-    except OSError as e:
-        raise NotARun(f"{run} is not a finished training run ({e}); {HOW}") from e
-
-
 def read(run: Path) -> dict:
     """One run folder: read_run's metrics and minutes, with its train_config, data set and held-out indices."""
-    if not run.is_dir():
-        raise NotARun(f"{run} is not a finished training run (not a folder); {HOW}")
-    try:
-        result = read_run(run)
-    except NotARun:
-        raise
-    except (ValueError, KeyError, TypeError) as e:  # a log.csv without a number in its seconds column
-        raise NotARun(f"{run} is not a finished training run (fold*/log.csv: {e!r}); {HOW}") from e
-    except OSError as e:
-        raise NotARun(f"{run} is not a finished training run ({e}); {HOW}") from e
-    config, splits = _load(run, "config.json"), _load(run, "splits.json")
+    result = read_run(run)
+    config, splits = run_json(run, "config.json"), run_json(run, "splits.json")
     if not isinstance(splits.get("test"), list):
         raise NotARun(f"{run} is not a finished training run (splits.json has no test list); {HOW}")
     return {**result, "train_config": config["train_config"], "data": config.get("data"),
@@ -82,11 +63,9 @@ def check_same_scenes(names: list[str], runs: list[dict]) -> None:
 def with_defaults(configs: list[dict]) -> tuple[list[dict], list[list[str]]]:
     """Each train_config with the fields it lacks (written before they existed) at TrainConfig's defaults, and which
     fields were filled per run. Fields TrainConfig no longer has stay as they are."""
-    import dataclasses
+    from train.config import saved_defaults
 
-    from train.config import TrainConfig
-
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    defaults = saved_defaults()
     present = set().union(*configs)
     filled, out = [], []
     for config in configs:
@@ -164,13 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.BAD_INPUT
     for line in table(result, fields):
         print(line)
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, {"runs": result, "differing_fields": fields, "machine": machine})
-    except OSError as e:
-        print(f"error: {e if isinstance(e, OutputError) else f'cannot write {args.out}: {e}'}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    return exitcodes.OK
+    return save_results(args.out, {"runs": result, "differing_fields": fields, "machine": machine})
 
 
 if __name__ == "__main__":

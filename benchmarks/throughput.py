@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import ROOT, run_module
+from benchmarks import ROOT, run_module, save_results
 from dualpath import exitcodes
 from dualpath.machine import describe, headline
 
@@ -352,12 +351,7 @@ def main(argv: list[str] | None = None) -> int:
               "model": (manifest.get("checkpoint") or {}).get("model_config"),
               "video": str(args.video) if args.video else "generated: python -m runtime.demo_video defaults",
               "benchmark_app": app, "rows": rows, "notes": notes}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp_out, args.out)
-    print(f"saved {args.out}")
-    return exitcodes.OK
+    return save_results(args.out, result)
 
 
 if __name__ == "__main__":

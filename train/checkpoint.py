@@ -253,13 +253,10 @@ def check_resumable(path: Path, ckpt: dict[str, Any], train_config: dict[str, An
     training config is `train_config`); CheckpointError naming the field or the differing settings otherwise."""
     import json
 
+    from train.config import saved_defaults
+
     fix = "remove the fold's last.pt to train that fold again, or resume with the run's own files"
-    import dataclasses
-
-    from train.config import TrainConfig
-
-    # a field added since the checkpoint was written had its default then (asdict: nested configs as dicts too)
-    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    defaults = saved_defaults()  # a field added since the checkpoint was written had its default then
     saved = {**defaults, **json.loads(json.dumps(ckpt["train_config"]))}
     now = {**defaults, **json.loads(json.dumps(train_config))}
     differing = [f"{k} {saved.get(k, '(none)')!r} in the checkpoint, {now.get(k, '(none)')!r} in this run"

@@ -5,6 +5,7 @@ Presets are instances: `PRESETS["paper" | "cpu" | "tiny"]`, changed with `datacl
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,12 @@ TINY = TrainConfig(
     folds=1,
 )
 PRESETS: dict[str, TrainConfig] = {"paper": PAPER, "cpu": CPU, "tiny": TINY}
+
+
+def saved_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults as a saved train_config holds them (config.json, a checkpoint: JSON values, lists for
+    tuples): what a field added since a config was saved had then (check_resumable, benchmarks.runs_table)."""
+    return json.loads(json.dumps(TrainConfig().to_dict()))
 
 
 def preset(name: str) -> TrainConfig:
