@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\nExit codes")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  python -m train pretrain --backbone densenet_small --budget-minutes 120 --out weights/"
-               "densenet_small\n  python -m train --preset cpu --weights weights/densenet_small/backbone.pth ...",
+               "densenet_small\n  python -m train --preset cpu --weights weights/densenet_small/backbone.pth ...\n"
+               "  python -m train pretrain --stem 3x3 --init weights/densenet_small/pretrain.pt --lr 3e-4 "
+               "--budget-minutes 40 --out runs/pretrain-3x3",
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder: backbone.pth, backbone.json, pretrain.pt")
     parser.add_argument("--backbone", default=d("backbone"),
@@ -87,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker: render the next chunk in a process beside training; disk: into OUT/chunks first")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering scenes (default 1)")
     parser.add_argument("--seed", type=int, default=d("seed"), help="initialisation and shuffling")
+    parser.add_argument("--init", metavar="PATH",
+                        help="warm start from a backbone.pth (weights/<name>/backbone.pth) or a pretrain.pt: every "
+                             "tensor that fits by name and shape is copied; the stem's conv may differ (another "
+                             "--stem) and the head starts fresh from a backbone.pth; the card records what was kept")
     parser.add_argument("--half", action="store_true", help="save backbone.pth in float16 (half the size)")
     parser.add_argument("--checkpoint-minutes", type=float, default=2.0,
                         help="checkpoint (pretrain.pt) at most this often, and at the end (default 2; 0: every chunk)")

@@ -38,6 +38,7 @@ class SceneClassifier(nn.Module):
         from dualpath.contract import NUM_CLASSES
         from dualpath.model import DenseNetBackbone
 
+        self.backbone_name = backbone
         self.backbone = DenseNetBackbone(BACKBONES[backbone], stem)
         self.head = nn.Linear(self.backbone.out_width, NUM_CLASSES)
 
@@ -95,7 +96,8 @@ def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p: Progress, rt, 
 
 @torch.no_grad()
 def evaluate(model, arrays, rt, batch_size: int = 256) -> dict:
-    from dualpath.metrics import multilabel_metrics
+    from dualpath.contract import CLASS_NAMES
+    from dualpath.metrics import multilabel_metrics, per_class_report
     from train.data import Normalizer
     from train.evaluate import autocast
 
@@ -108,20 +110,67 @@ def evaluate(model, arrays, rt, batch_size: int = 256) -> dict:
         for batch in torch.split(images, batch_size):
             with autocast(rt.device, rt.amp):
                 scores.append(torch.sigmoid(model(norm.inputs(batch.to(rt.device))).float()).cpu())
-        m = multilabel_metrics(arrays["labels"], torch.cat(scores).numpy())
+        scores = torch.cat(scores).numpy()
+        m = multilabel_metrics(arrays["labels"], scores)
         out[name] = {k: round(float(m[k]), 4) for k in ("macro_map", "accuracy", "macro_auc", "micro_f1")}
+        out[name]["per_class_ap"] = {row["name"]: None if row["ap"] is None else round(row["ap"], 4)
+                                     for row in per_class_report(arrays["labels"], scores, CLASS_NAMES)}
     model.train()
     return out
+
+
+# --- warm start ---------------------------------------------------------------------------------------------------
+
+# What a warm start may leave at its initialisation: the stem's conv (a 7x7 one does not fit --stem 3x3) and the head
+# (a backbone.pth has none). Anything else that does not fit means the weights are of another backbone size.
+_MAY_START_FRESH = ("backbone.features.conv0.", "head.")
+
+
+def warm_start(model: SceneClassifier, source: str) -> dict:
+    """Copy the tensors of `source` that fit `model` by name and shape: a pretrain.pt (the whole classifier) or a
+    DenseNet state dict such as weights/<name>/backbone.pth (the backbone). Returns the card's "init" record."""
+    from dualpath.files import file_sha256
+    from dualpath.model.weights import load_weights, read_card, resolve_source
+
+    path = Path(resolve_source(source))
+    if not path.is_file():
+        raise ValueError(f"--init {source}: no such file; pass a backbone.pth (weights/<name>/backbone.pth) or a "
+                         "pretrain.pt of an earlier `python -m train pretrain`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torn or foreign file
+        raise ValueError(f"--init {source}: cannot read it as a torch file ({err})") from err
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("pretrain_config"), dict):
+        _check_state(path, ckpt)
+        state, seen = dict(ckpt["model"]), ckpt["progress"]["scenes_seen"]
+    else:
+        state = {f"backbone.{k}": v for k, v in load_weights(str(path)).items()}
+        card = read_card(str(path))
+        seen = card.get("scenes_seen") if card else None
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    fresh = sorted(k for k in own if k not in fits and not k.endswith(".num_batches_tracked"))
+    alien = sorted(k for k in state if k not in fits)
+    unfit = [k for k in fresh + alien if not k.startswith(_MAY_START_FRESH)]
+    if unfit:
+        raise ValueError(f"--init {source} does not fit backbone {model.backbone_name!r}: {len(unfit)} tensors have no "
+                         f"match by name and shape (e.g. {unfit[0]}); pass --backbone of the size the weights were "
+                         "made for")
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in fits.items()}})
+    record = {"from": str(source), "sha256": file_sha256(path), "scenes_seen": seen, "fresh": fresh}
+    log.info("warm start from %s (%s scenes seen): %d tensors copied, fresh: %s", source, seen, len(fits),
+             ", ".join(fresh) or "none")
+    return record
 
 
 # --- checkpoints and outputs --------------------------------------------------------------------------------------
 
 
-def save_state(path: Path, cfg: PretrainConfig, model, optimizer, p: Progress) -> None:
+def save_state(path: Path, cfg: PretrainConfig, model, optimizer, p: Progress, init: dict | None = None) -> None:
     from train.checkpoint import save_checkpoint
 
     save_checkpoint({"pretrain_config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "progress": asdict(p), "torch_rng": torch.get_rng_state()}, path)
+                     "progress": asdict(p), "torch_rng": torch.get_rng_state(), "init": init}, path)
 
 
 def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
@@ -134,7 +183,7 @@ def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
         raise ValueError(f"{path} is not a pretraining checkpoint; remove it or pass another --out")
     _check_state(path, ckpt)
     # what was trained: --scenes / --budget-minutes may grow a run, and --generate is how scenes are made
-    fixed = ("backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr")
+    fixed = ("backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr", "init")
     changed = [f"{k} {saved.get(k, '(none)')!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed
                if saved.get(k) != getattr(cfg, k)]
     if changed:
@@ -179,7 +228,8 @@ def _check_state(path: Path, ckpt: dict) -> None:
 _MISSING = object()
 
 
-def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv) -> dict:
+def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv,
+                  init: dict | None = None) -> dict:
     from dualpath.files import atomic_path, file_sha256, write_json
 
     state = {f"features.{k}": v for k, v in model.backbone.features.state_dict().items()}
@@ -197,6 +247,7 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: 
                        "scenes_per_seed": "0..chunk-1 of each seed"},
         "held_out": {"scenes": cfg.held_out, "seed": chunk_seed(0), **held_out},
         "training": {k: v for k, v in asdict(cfg).items() if k not in ("backbone", "stem")},
+        "init": init,  # a warm start (--init): from which file, and which tensors started fresh
         "final_train_loss": p.last_loss,
         "wall_s": round(p.train_s, 1), "waited_for_scenes_s": round(p.wait_s, 1),
         "command": "python -m train pretrain " + shlex.join(argv),
@@ -229,22 +280,26 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    p = load_state(ckpt, cfg, model, optimizer) if resume and ckpt.exists() else Progress()
+    if resume and ckpt.exists():
+        p = load_state(ckpt, cfg, model, optimizer)
+        init = torch.load(ckpt, map_location="cpu", weights_only=True).get("init") if cfg.init else None
+    else:
+        p, init = Progress(), warm_start(model, cfg.init) if cfg.init else None
     log.info("pretraining %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.backbone, cfg.stem,
              rt.device, cfg.chunk, chunk_seed(1), f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
     source = ChunkSource(cfg, out / "chunks", workers)
     source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
     try:
-        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes)
+        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init)
         held_out = evaluate(model, source.get(0), rt)
     finally:
         source.close()
     log.info("held-out (%d scenes, seed %d): %s", cfg.held_out, chunk_seed(0), held_out)
-    return write_outputs(out, cfg, model, p, held_out, half, argv)
+    return write_outputs(out, cfg, model, p, held_out, half, argv, init)
 
 
 def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
-                  every_s: float = 0.0) -> None:
+                  every_s: float = 0.0, init: dict | None = None) -> None:
     """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end."""
     from tqdm import tqdm
 
@@ -265,12 +320,12 @@ def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, c
             p.train_s += time.perf_counter() - t0
             p.wait_s += source.wait_s - wait0
             if time.perf_counter() - saved_at >= every_s:
-                save_state(ckpt, cfg, model, optimizer, p)
+                save_state(ckpt, cfg, model, optimizer, p, init)
                 saved_at, saved_chunks = time.perf_counter(), p.chunks_done
             log.info("chunk %d (seed %d): loss %.4f, %d scenes, %.0f s (%.1f s waiting for scenes)", k, chunk_seed(k),
                      p.last_loss, p.scenes_seen, p.train_s, p.wait_s)
         if p.chunks_done != saved_chunks:
-            save_state(ckpt, cfg, model, optimizer, p)
+            save_state(ckpt, cfg, model, optimizer, p, init)
     finally:
         bar.close()
 

@@ -35,6 +35,7 @@ class PretrainConfig:
     augment: str = "dihedral"  # train.data.augment_pairs
     generate: str = "worker"  # "worker": a process renders chunk k+1 beside training | "disk": generate_dataset first
     seed: int = 0  # initialisation and shuffling (not the scenes: those are the seed stream's)
+    init: str | None = None  # warm start: a backbone.pth or pretrain.pt whose fitting tensors are copied in first
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:

@@ -141,3 +141,41 @@ def test_the_scene_workers_never_import_torch():
     code = "import sys, train.pretrain_scenes as w; w.render_images(10_000_001, 0, 2); print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "False"
+
+
+def test_the_card_names_each_class_ap(pretrained):
+    from dualpath.contract import CLASS_NAMES
+
+    noisy = json.loads((pretrained / "backbone.json").read_text())["held_out"]["noisy"]
+    assert list(noisy["per_class_ap"]) == list(CLASS_NAMES)
+    aps = [v for v in noisy["per_class_ap"].values() if v is not None]
+    assert aps and all(0.0 <= v <= 1.0 for v in aps)
+    assert sum(aps) / len(aps) == pytest.approx(noisy["macro_map"], abs=1e-3)
+
+
+@pytest.mark.parametrize("source", ["backbone.pth", "pretrain.pt"])
+def test_init_warm_starts_another_stem_from_a_run(pretrained, tmp_path, source):
+    out = tmp_path / "warm"
+    argv = [*TINY, "--stem", "3x3", "--scenes", "24", "--lr", "1e-9", "--init", str(pretrained / source)]
+    assert pretrain.main([*argv, "--out", str(out)]) == 0
+    card = json.loads((out / "backbone.json").read_text())
+    fresh = ["backbone.features.conv0.weight"] + (["head.bias", "head.weight"] if source == "backbone.pth" else [])
+    assert card["init"]["fresh"] == fresh and card["init"]["sha256"] == file_sha256(pretrained / source)
+    assert card["init"]["scenes_seen"] == 48 and card["stem"] == "3x3" and card["training"]["init"].endswith(source)
+    old, new = (torch.load(p, weights_only=True) for p in (pretrained / "backbone.pth", out / "backbone.pth"))
+    # lr 1e-9: the dense blocks' weights are the warm start's (BatchNorm statistics move with the new stem's inputs)
+    key = "features.denseblock2.denselayer1.conv1.weight"
+    assert torch.allclose(old[key], new[key], atol=1e-6)
+    assert new["features.conv0.weight"].shape[-1] == 3 and old["features.conv0.weight"].shape[-1] == 7
+    # resuming keeps the record; another --init is another configuration
+    assert pretrain.main([*argv, "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "backbone.json").read_text())["init"] == card["init"]
+    assert pretrain.main([*TINY, "--stem", "3x3", "--scenes", "48", "--lr", "1e-9", "--out", str(out), "--resume"]) == 2
+
+
+def test_init_of_another_size_or_no_file_is_one_line(pretrained, tmp_path, capsys):
+    base = [*TINY, "--scenes", "24", "--out", str(tmp_path / "run")]
+    assert pretrain.main([*base[:1], "densenet_small", *base[2:], "--init", str(pretrained / "backbone.pth")]) == 2
+    assert pretrain.main([*base, "--init", str(tmp_path / "none.pth")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "does not fit backbone 'densenet_small'" in lines[0] and "no such file" in lines[1]
