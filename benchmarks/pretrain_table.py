@@ -1,0 +1,134 @@
+"""Scene-pretraining runs side by side: each run's classifier (its pretrain.pt) scored on the same held-out scenes,
+with the look-alikes' AP and what the run cost.
+
+    python -m benchmarks.pretrain_table --run weights/densenet_small --run runs/pretrain-3x3 [--run ...]
+        [--n 1000] [--out benchmarks/results/pretrain_table.json]
+
+Every run is scored here, on the pretraining stream's held-out chunk (chunk 0: seed 10000000, never trained on), so
+runs made before the card named each class's AP are compared on the same terms; the macro mAP must reproduce the
+card's own figure (within 0.002: the card's evaluation ran under the run's autocast, bf16 where the CPU has it; the
+table's is fp32), which the table checks. Cost columns come from the card: training scenes per second of wall clock
+(train only, the held-out evaluation excluded) on the machine the card names, and the scenes seen in total (a warm
+start's, --init, included). A run whose stem or init differs is a different recipe: read the stem column.
+Exit codes: 0 the table was written, 2 a run folder that cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import save_results
+from dualpath import exitcodes
+from dualpath.machine import describe, headline
+
+LOOKALIKES = ("teaspoon", "dessert spoon", "dinner fork", "dinner knife", "whisk")
+
+
+def read_run(folder: Path) -> tuple[dict, dict]:
+    """(card, pretrain.pt) of a `python -m train pretrain` run folder, or ValueError saying what is wrong."""
+    import torch
+
+    card_path, ckpt_path = folder / "backbone.json", folder / "pretrain.pt"
+    for path in (card_path, ckpt_path):
+        if not path.is_file():
+            raise ValueError(f"{folder} has no {path.name}: pass the --out folder of a finished "
+                             "`python -m train pretrain` run")
+    try:
+        card = json.loads(card_path.read_text())
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a torn or foreign file
+        raise ValueError(f"cannot read the run {folder} ({err})") from err
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("pretrain_config"), dict) or "model" not in ckpt:
+        raise ValueError(f"{ckpt_path} is not a pretraining checkpoint")
+    return card, ckpt
+
+
+def score(ckpt: dict, arrays: dict) -> dict:
+    """The held-out metrics of the checkpoint's classifier, as the pretraining's own evaluation computes them."""
+    import torch
+
+    from train.pretrain_run import SceneClassifier, evaluate
+
+    cfg = ckpt["pretrain_config"]
+    model = SceneClassifier(cfg["backbone"], cfg["stem"])
+    model.load_state_dict(ckpt["model"])
+
+    class Runtime:  # what evaluate reads: CPU, fp32, no channels_last
+        device, amp, channels_last = torch.device("cpu"), False, False
+
+    return evaluate(model, arrays, Runtime())
+
+
+def row(folder: Path, card: dict, ckpt: dict, metrics: dict) -> dict:
+    init = card.get("init") or {}
+    seen = card["scenes_seen"] + (init.get("scenes_seen") or 0)
+    noisy, clean = metrics["noisy"], metrics["clean"]
+    return {
+        "run": str(folder), "stem": card.get("stem", "imagenet"), "backbone": card["backbone"],
+        "init": init.get("from"), "scenes_seen": card["scenes_seen"], "scenes_seen_total": seen,
+        "train_minutes": round(card["wall_s"] / 60, 1),
+        "scenes_per_s": round(card["scenes_seen"] / card["wall_s"], 1) if card.get("wall_s") else None,
+        "machine": card.get("machine", {}).get("isa"), "lr": card.get("training", {}).get("lr"),
+        "noisy_map": noisy["macro_map"], "clean_map": clean["macro_map"], "noisy_accuracy": noisy["accuracy"],
+        "card_noisy_map": card["held_out"]["noisy"]["macro_map"],
+        "lookalikes": {c: noisy["per_class_ap"][c] for c in LOOKALIKES},
+        "per_class_ap": noisy["per_class_ap"],
+    }
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| run | stem | scenes (total) | train min | scenes/s | noisy mAP | clean mAP | "
+            + " | ".join(LOOKALIKES) + " |")
+    lines = [head, "|" + "---|" * (8 + len(LOOKALIKES))]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['stem']} | {r['scenes_seen']} ({r['scenes_seen_total']}) | "
+                     f"{r['train_minutes']} | {r['scenes_per_s']} | {r['noisy_map']:.4f} | {r['clean_map']:.4f} | "
+                     + " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pretrain_table", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, action="append", required=True,
+                        help="a `python -m train pretrain` --out folder (backbone.json + pretrain.pt); repeat")
+    parser.add_argument("--n", type=int, default=1000, help="held-out scenes of chunk 0 (default 1000, the card's)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pretrain_table.json"))
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        print(f"error: --n must be >= 1, got {args.n}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    try:
+        runs = [(folder, *read_run(folder)) for folder in args.run]
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+
+    import torch
+
+    from train.pretrain_scenes import render_images
+    from train.pretrain_stream import chunk_seed
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    arrays = render_images(chunk_seed(0), 0, args.n)
+    print(f"held-out: {args.n} scenes of seed {chunk_seed(0)} rendered in {time.perf_counter() - t0:.0f} s; "
+          f"{headline(describe())}", flush=True)
+    rows = []
+    for folder, card, ckpt in runs:
+        rows.append(row(folder, card, ckpt, score(ckpt, arrays)))
+        r = rows[-1]
+        if args.n == card["held_out"].get("scenes") and abs(r["noisy_map"] - r["card_noisy_map"]) > 2e-3:
+            print(f"warning: {folder}: noisy mAP {r['noisy_map']} here, {r['card_noisy_map']} in its card "
+                  "(not its final weights?)", file=sys.stderr)
+    print(table(rows))
+    return save_results(args.out, {"held_out": {"seed": chunk_seed(0), "scenes": args.n}, "machine": describe(),
+                                   "rows": rows})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""benchmarks.pretrain_table: pretraining runs scored on the same held-out chunk, the card's figure reproduced."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import pretrain_table
+from train import pretrain
+
+TINY = ["--backbone", "densenet_tiny", "--chunk", "16", "--held-out", "24", "--batch-size", "8",
+        "--device", "cpu", "--threads", "1", "--quiet", "--scenes", "16"]
+
+
+def test_runs_side_by_side_reproduce_their_cards(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert pretrain.main([*TINY, "--out", str(first)]) == 0
+    assert pretrain.main([*TINY, "--stem", "3x3", "--init", str(first / "pretrain.pt"), "--out", str(second)]) == 0
+    out = tmp_path / "table.json"
+    assert pretrain_table.main(["--run", str(first), "--run", str(second), "--n", "24", "--threads", "1",
+                                "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "warning" not in printed.err
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["stem"] for r in rows] == ["imagenet", "3x3"]
+    assert [r["scenes_seen_total"] for r in rows] == [16, 32]  # the warm start's scenes count in the total
+    for r, folder in zip(rows, (first, second)):
+        card = json.loads((folder / "backbone.json").read_text())
+        # the card's evaluation ran under the run's autocast (bf16 where the CPU has it), the table's in fp32
+        assert r["noisy_map"] == pytest.approx(card["held_out"]["noisy"]["macro_map"], abs=2e-3)
+        ap = card["held_out"]["noisy"]["per_class_ap"]
+        assert r["per_class_ap"].keys() == ap.keys()
+        assert all(v == w or abs(v - w) < 0.02 for v, w in zip(r["per_class_ap"].values(), ap.values()))
+    assert printed.out.count("| " + str(second)) == 1
+
+
+def test_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    assert pretrain_table.main(["--run", str(tmp_path), "--out", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no backbone.json" in err[0]
+    assert not (tmp_path / "t.json").exists()
