@@ -82,7 +82,7 @@ def row(folder: Path, card: dict, ckpt: dict, metrics: dict) -> dict:
 def table(rows: list[dict]) -> str:
     head = ("| run | stem | scenes (total) | train min | scenes/s | noisy mAP | clean mAP | "
             + " | ".join(LOOKALIKES) + " |")
-    lines = [head, "|" + "---|" * (8 + len(LOOKALIKES))]
+    lines = [head, "|" + "---|" * (7 + len(LOOKALIKES))]
     for r in rows:
         lines.append(f"| {r['run']} | {r['stem']} | {r['scenes_seen']} ({r['scenes_seen_total']}) | "
                      f"{r['train_minutes']} | {r['scenes_per_s']} | {r['noisy_map']:.4f} | {r['clean_map']:.4f} | "
