@@ -142,11 +142,11 @@ def warm_start(model: SceneClassifier, source: str) -> dict:
         raise ValueError(f"--init {source}: cannot read it as a torch file ({err})") from err
     if isinstance(ckpt, dict) and isinstance(ckpt.get("pretrain_config"), dict):
         _check_state(path, ckpt)
-        state, seen = dict(ckpt["model"]), ckpt["progress"]["scenes_seen"]
+        state, seen = dict(ckpt["model"]), ckpt["progress"]["scenes_seen"] + _init_seen(ckpt.get("init"))
     else:
         state = {f"backbone.{k}": v for k, v in load_weights(str(path)).items()}
         card = read_card(str(path))
-        seen = card.get("scenes_seen") if card else None
+        seen = card["scenes_seen"] + _init_seen(card.get("init")) if card and "scenes_seen" in card else None
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     fresh = sorted(k for k in own if k not in fits and not k.endswith(".num_batches_tracked"))
@@ -157,10 +157,16 @@ def warm_start(model: SceneClassifier, source: str) -> dict:
                          f"match by name and shape (e.g. {unfit[0]}); pass --backbone of the size the weights were "
                          "made for")
     model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in fits.items()}})
+    # scenes_seen: every scene behind the weights, a chain of warm starts included
     record = {"from": str(source), "sha256": file_sha256(path), "scenes_seen": seen, "fresh": fresh}
     log.info("warm start from %s (%s scenes seen): %d tensors copied, fresh: %s", source, seen, len(fits),
              ", ".join(fresh) or "none")
     return record
+
+
+def _init_seen(init) -> int:
+    """The scenes behind a run's own warm start (its "init" record), 0 without one."""
+    return int(init.get("scenes_seen") or 0) if isinstance(init, dict) else 0
 
 
 # --- checkpoints and outputs --------------------------------------------------------------------------------------

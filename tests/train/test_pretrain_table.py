@@ -24,6 +24,9 @@ def test_runs_side_by_side_reproduce_their_cards(tmp_path, capsys):
     rows = json.loads(out.read_text())["rows"]
     assert [r["stem"] for r in rows] == ["imagenet", "3x3"]
     assert [r["scenes_seen_total"] for r in rows] == [16, 32]  # the warm start's scenes count in the total
+    third = tmp_path / "c"  # a chain of warm starts counts every run's scenes
+    assert pretrain.main([*TINY, "--stem", "3x3", "--init", str(second / "pretrain.pt"), "--out", str(third)]) == 0
+    assert json.loads((third / "backbone.json").read_text())["init"]["scenes_seen"] == 32
     for r, folder in zip(rows, (first, second)):
         card = json.loads((folder / "backbone.json").read_text())
         # the card's evaluation ran under the run's autocast (bf16 where the CPU has it), the table's in fp32
