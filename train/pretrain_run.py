@@ -179,7 +179,8 @@ def save_state(path: Path, cfg: PretrainConfig, model, optimizer, p: Progress, i
                      "progress": asdict(p), "torch_rng": torch.get_rng_state(), "init": init}, path)
 
 
-def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
+def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> tuple[Progress, dict | None]:
+    """The run's progress and its warm start's record (None without --init), the weights loaded into model/optimizer."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torn or foreign file
@@ -198,7 +199,7 @@ def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> Progress:
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
-    return Progress(**ckpt["progress"])
+    return Progress(**ckpt["progress"]), ckpt.get("init")
 
 
 def _check_state(path: Path, ckpt: dict) -> None:
@@ -287,8 +288,7 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if resume and ckpt.exists():
-        p = load_state(ckpt, cfg, model, optimizer)
-        init = torch.load(ckpt, map_location="cpu", weights_only=True).get("init") if cfg.init else None
+        p, init = load_state(ckpt, cfg, model, optimizer)
     else:
         p, init = Progress(), warm_start(model, cfg.init) if cfg.init else None
     log.info("pretraining %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.backbone, cfg.stem,
