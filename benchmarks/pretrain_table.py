@@ -3,6 +3,8 @@ with the look-alikes' AP and what the run cost.
 
     python -m benchmarks.pretrain_table --run weights/densenet_small --run runs/pretrain-3x3 [--run ...]
         [--n 1000] [--out benchmarks/results/pretrain_table.json]
+    python -m benchmarks.pretrain_table --run weights/densenet_small --held-out-of runs/demo \
+        --out benchmarks/results/backbone_vs_demo.json
 
 Every run is scored here, on the pretraining stream's held-out chunk (chunk 0: seed 10000000, never trained on), so
 runs made before the card named each class's AP are compared on the same terms; the macro mAP must reproduce the
@@ -10,6 +12,11 @@ card's own figure (within 0.002: the card's evaluation ran under the run's autoc
 table's is fp32), which the table checks. Cost columns come from the card: training scenes per second of wall clock
 (train only, the held-out evaluation excluded) on the machine the card names, and the scenes seen in total (a warm
 start's, --init, included). A run whose stem or init differs is a different recipe: read the stem column.
+
+--held-out-of RUN scores them instead on the held-out test scenes of a finished `python -m train` run (its data
+folder and splits.json, the label matrix checked against the split's digest), and puts that run's own model (its
+metrics.json) in the table's last row: the DenseNet alone, as pretrained, beside the model trained from it on the
+same scenes. Clean-scene figures are then the data set's clean targets.
 Exit codes: 0 the table was written, 2 a run folder that cannot be read.
 """
 from __future__ import annotations
@@ -62,6 +69,31 @@ def score(ckpt: dict, arrays: dict) -> dict:
     return evaluate(model, arrays, Runtime())
 
 
+def run_held_out(run: Path) -> tuple[dict, dict]:
+    """(arrays, the run's own held-out metrics) of a finished training run: its data set's test scenes, or ValueError
+    saying what is missing or mismatched."""
+    import numpy as np
+
+    from train.splits import Splits
+
+    try:
+        config = json.loads((run / "config.json").read_text())
+        splits = Splits.from_dict(json.loads((run / "splits.json").read_text()))
+        metrics = json.loads((run / "metrics.json").read_text())
+        data = Path(config["data"]["path"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{run} is not a finished `python -m train` run ({err}): pass the --out folder of one") from err
+    try:
+        labels = np.load(data / "labels.npy")
+        splits.check_matches(labels)
+        arrays = {k: np.load(data / f"{k}.npy", mmap_mode="r")[splits.test] for k in ("noisy", "clean")}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"the data set {data} of {run} cannot be read as the run saw it ({err}); regenerate it "
+                         f"with the run's own command (config.json: data)") from err
+    arrays["labels"] = labels[splits.test]
+    return arrays, metrics
+
+
 def row(folder: Path, card: dict, ckpt: dict, metrics: dict) -> dict:
     init = card.get("init") or {}
     seen = card["scenes_seen"] + (init.get("scenes_seen") or 0)
@@ -79,14 +111,26 @@ def row(folder: Path, card: dict, ckpt: dict, metrics: dict) -> dict:
     }
 
 
+def trained_row(run: Path, metrics: dict) -> dict:
+    """The --held-out-of run's own model as a table row (its metrics.json, computed on the same scenes)."""
+    ap = {r["name"]: r.get("ap") for r in metrics.get("per_class", [])}
+    return {"run": f"{run} (its own {metrics.get('arch', 'model')} model)", "noisy_map": metrics["macro_map"],
+            "noisy_accuracy": metrics["accuracy"], "lookalikes": {c: ap.get(c) for c in LOOKALIKES},
+            "per_class_ap": ap}
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| run | stem | scenes (total) | train min | scenes/s | noisy mAP | clean mAP | "
+    head = ("| run | stem | scenes (total) | train min | scenes/s | noisy mAP | noisy accuracy | clean mAP | "
             + " | ".join(LOOKALIKES) + " |")
-    lines = [head, "|" + "---|" * (7 + len(LOOKALIKES))]
+    lines = [head, "|" + "---|" * (8 + len(LOOKALIKES))]
     for r in rows:
+        if "stem" not in r:  # a trained run's own model
+            lines.append(f"| {r['run']} | | | | | {r['noisy_map']:.4f} | {r['noisy_accuracy']:.4f} | | "
+                         + " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES) + " |")
+            continue
         lines.append(f"| {r['run']} | {r['stem']} | {r['scenes_seen']} ({r['scenes_seen_total']}) | "
-                     f"{r['train_minutes']} | {r['scenes_per_s']} | {r['noisy_map']:.4f} | {r['clean_map']:.4f} | "
-                     + " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES) + " |")
+                     f"{r['train_minutes']} | {r['scenes_per_s']} | {r['noisy_map']:.4f} | {r['noisy_accuracy']:.4f} | "
+                     f"{r['clean_map']:.4f} | " + " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES) + " |")
     return "\n".join(lines)
 
 
@@ -96,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, action="append", required=True,
                         help="a `python -m train pretrain` --out folder (backbone.json + pretrain.pt); repeat")
     parser.add_argument("--n", type=int, default=1000, help="held-out scenes of chunk 0 (default 1000, the card's)")
+    parser.add_argument("--held-out-of", type=Path, metavar="RUN",
+                        help="score on the held-out test scenes of this `python -m train` run instead (e.g. runs/demo), "
+                             "its own model in the last row")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/pretrain_table.json"))
     args = parser.parse_args(argv)
@@ -104,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return exitcodes.BAD_INPUT
     try:
         runs = [(folder, *read_run(folder)) for folder in args.run]
+        trained = run_held_out(args.held_out_of) if args.held_out_of else None
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -115,19 +163,27 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    arrays = render_images(chunk_seed(0), 0, args.n)
-    print(f"held-out: {args.n} scenes of seed {chunk_seed(0)} rendered in {time.perf_counter() - t0:.0f} s; "
-          f"{headline(describe())}", flush=True)
+    if trained:
+        arrays = trained[0]
+        held_out = {"run": str(args.held_out_of), "scenes": len(arrays["labels"])}
+        print(f"held-out: the {held_out['scenes']} test scenes of {args.held_out_of}; {headline(describe())}",
+              flush=True)
+    else:
+        arrays = render_images(chunk_seed(0), 0, args.n)
+        held_out = {"seed": chunk_seed(0), "scenes": args.n}
+        print(f"held-out: {args.n} scenes of seed {chunk_seed(0)} rendered in {time.perf_counter() - t0:.0f} s; "
+              f"{headline(describe())}", flush=True)
     rows = []
     for folder, card, ckpt in runs:
         rows.append(row(folder, card, ckpt, score(ckpt, arrays)))
         r = rows[-1]
-        if args.n == card["held_out"].get("scenes") and abs(r["noisy_map"] - r["card_noisy_map"]) > 2e-3:
+        if not trained and args.n == card["held_out"].get("scenes") and abs(r["noisy_map"] - r["card_noisy_map"]) > 2e-3:
             print(f"warning: {folder}: noisy mAP {r['noisy_map']} here, {r['card_noisy_map']} in its card "
                   "(not its final weights?)", file=sys.stderr)
+    if trained:
+        rows.append(trained_row(args.held_out_of, trained[1]))
     print(table(rows))
-    return save_results(args.out, {"held_out": {"seed": chunk_seed(0), "scenes": args.n}, "machine": describe(),
-                                   "rows": rows})
+    return save_results(args.out, {"held_out": held_out, "machine": describe(), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ the run's best.pt and its per-class report), config.json (the run's train_config
 (the held-out test indices) and each fold's log.csv (seconds per epoch: the training minutes, the held-out
 evaluation not included). A row: the run (its folder name), the train_config fields in which the runs differ from
 one another (only those, as field=value; a field a run's config.json lacks was written before the field existed and
-counts at its default), held-out top-T accuracy, macro mAP, SSIM, the three weakest classes with their AP, and the
+counts at its default; weights=<sha256 prefix> where the pretrained weights' files differ), held-out top-T accuracy, macro mAP, SSIM, the three weakest classes with their AP, and the
 training minutes.
 
 The table compares only runs of the same data and split: runs whose splits.json "test" lists, splits.json
@@ -42,6 +42,7 @@ def read(run: Path) -> dict:
     if not isinstance(splits.get("test"), list):
         raise NotARun(f"{run} is not a finished training run (splits.json has no test list); {HOW}")
     return {**result, "train_config": config["train_config"], "data": config.get("data"),
+            "weights_sha256": (config.get("weights") or {}).get("sha256"),
             "test": splits["test"], "labels_sha256": splits.get("labels_sha256")}
 
 
@@ -98,17 +99,21 @@ def rows(paths: list[Path]) -> tuple[list[dict], list[str]]:
     check_same_scenes(names, runs)
     configs, filled = with_defaults([r["train_config"] for r in runs])
     fields = differing_fields(configs)
+    # the same --pretrained path can hold other weights (a new shipped backbone): their sha256 tells runs apart
+    shas = [r["weights_sha256"] for r in runs]
+    weights = len(set(shas)) > 1
     out = []
     for name, path, run, config, defaulted in zip(names, paths, runs, configs, filled):
         aps = {c: ap for c, ap in run["class_ap"].items() if ap is not None}
         weakest = sorted(aps, key=aps.get)[:WEAKEST]
         out.append({"name": name, "path": str(path),
-                    "differs": {k: (None if config.get(k, _ABSENT) is _ABSENT else config[k]) for k in fields},
+                    "differs": {k: (None if config.get(k, _ABSENT) is _ABSENT else config[k]) for k in fields}
+                    | ({"weights": (run["weights_sha256"] or "none")[:8]} if weights else {}),
                     **run["metrics"], "weakest": [{"name": c, "ap": aps[c]} for c in weakest],
                     "training_minutes": run["training_minutes"], "epochs": run["epochs"],
                     "folds": run["folds"], "pretrained": run["pretrained"], "train_config": config,
                     "defaulted_fields": defaulted})
-    return out, fields
+    return out, fields + (["weights"] if weights else [])
 
 
 def table(result: list[dict], fields: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     from export.onnx_fp32 import EXPORTERS
     from export.openvino_export import ACTIVATION_RANGES, OV_INT8
     from export.qat_step import QAT_MODES, QAT_OBJECTIVES
-    from export.quantize_onnx import CALIB_METHODS
+    from export.quantize_onnx import CALIB_METHODS, U8_WEIGHT_BITS
 
     def d(name: str):  # ExportConfig's default: the flags' defaults are its (dualpath.cli.fill leaves unset ones)
         return default(ExportConfig, name)
@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                    + "; ".join(f"{name}: {f.help}" for name, f in FORMATS.items())
                    + f" (default {','.join(d('backends'))})")
     p.add_argument("--calib-n", type=int, help=f"calibration scenes (default {calib.n})")
-    p.add_argument("--calib-method", choices=CALIB_METHODS, help="ONNX Runtime calibration (OpenVINO uses NNCF's)")
+    p.add_argument("--calib-method", choices=CALIB_METHODS,
+                   help=f"how each activation's INT8 range is set, for the QDQ models and (through the u8 model) "
+                        f"OpenVINO's: percentile = its 99.99th, so rare outliers cannot stretch it; minmax = the "
+                        f"whole observed range (default {d('calib_method')})")
     p.add_argument("--ov-int8", choices=OV_INT8,
                    help="OpenVINO INT8 IR: qdq converts the export's u8 (else s8) QDQ model, the same graph and "
                         "scales (default: it held the budgets on both measured models); nncf quantizes with NNCF")
@@ -51,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "less mAP drift here), mean_minmax is NNCF's own default (averages each scene's min and max)")
     p.add_argument("--calib-seed", type=int, help="calibration seed (default calibration.CALIBRATION_SEED)")
     p.add_argument("--qdq-variants", type=comma_list, help="QDQ ONNX variants: u8 (ORT CPU), s8 (TensorRT)")
+    p.add_argument("--u8-weights", type=int, choices=U8_WEIGHT_BITS,
+                   help=f"bits of the u8 model's weights, and so of the OpenVINO INT8 IR's: 8 for CPUs with VNNI or "
+                        f"AMX (fewer label flips), 7 for CPUs with AVX2 only, where 8-bit weights can saturate "
+                        f"(default {d('u8_weights')})")
     p.add_argument("--fp16", action="store_true",
                    help="also write FP16 artifacts (ONNX for ONNX Runtime GPU / TensorRT, OpenVINO IR with FP16 "
                         "weights; a TensorRT FP16 engine with tensorrt) and their drift reports")

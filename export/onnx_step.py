@@ -74,7 +74,7 @@ def quantize_qdq(config, ctx: Context, a: Artifact) -> dict[str, Any]:
 
     from export import quantize_onnx as q
 
-    variant = q.VARIANTS[a.variant]
+    variant = q.variant(a.variant, config.u8_weights)
     path = quantize(config, ctx, a, [], config.out / FP32_ONNX)
     floats = variant.float_nodes(onnx.load(str(config.out / FP32_ONNX)))
     summary = q.qdq_summary(onnx.load(str(path)))
@@ -84,7 +84,8 @@ def quantize_qdq(config, ctx: Context, a: Artifact) -> dict[str, Any]:
         "format": "QDQ", "activations": variant.activation, "symmetric_activations": variant.symmetric,
         "weights": "int8 per-channel symmetric", "calibration": config.calib_method, "target": variant.target,
         "placement": variant.placement, "shared_concat_ranges": variant.share_concat,
-        "reduce_range_weights": variant.reduce_range, "float_head": variant.floats.head,
+        "reduce_range_weights": variant.reduce_range,
+        "weight_bits": 7 if variant.reduce_range else 8, "float_head": variant.floats.head,
         "float_decoder_blocks": variant.floats.decoder_blocks, "kept_in_float": sorted(set(floats)),
         "weights_from": "ptq",
         "graph": summary,
@@ -104,7 +105,7 @@ def write_variant(config, variant: str, weights: Path, out: Path, kept: list[str
 
     from export import quantize_onnx as q
 
-    recipe = q.VARIANTS[variant]
+    recipe = q.variant(variant, config.u8_weights)
     q.write_variant(weights, out, config.out / ranges_for(recipe), recipe, config.calib_method,
                     onnx.load(str(config.out / FP32_ONNX)), list(kept))
     return out

@@ -77,12 +77,14 @@ def openvino_from_qdq(config, source: str, recipes: dict[str, Any], log) -> dict
     (export.pipeline): from the QDQ model as shipped."""
     from export import openvino_export as ovx
 
-    ovx.save_ir(ovx.convert(config.out / source), config.out / INT8_XML, _props(config, "int8-qdq"))
-    log(f"OpenVINO INT8 (converted from {source}): {config.out / INT8_XML}")
     src = recipes.get(source, {})
+    bits = {"int8_weight_bits": json.dumps(src["weight_bits"])} if "weight_bits" in src else {}
+    ovx.save_ir(ovx.convert(config.out / source), config.out / INT8_XML, _props(config, "int8-qdq") | bits)
+    log(f"OpenVINO INT8 (converted from {source}): {config.out / INT8_XML}")
     return {"format": f"OpenVINO IR converted from {source} (its Q/DQ as FakeQuantize)", "source": source,
             "calibration": src.get("calibration"), "placement": src.get("placement"),
             "kept_in_float": src.get("kept_in_float", []), "weights_from": src.get("weights_from", "ptq"),
+            "weight_bits": src.get("weight_bits"),
             **({"qat": src["qat"]} if "qat" in src else {})}
 
 

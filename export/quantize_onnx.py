@@ -15,6 +15,7 @@ before TensorRT placement; measured, the union ranges it forces cost 13% of scen
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -59,7 +60,8 @@ class Variant:
     # One scale per DenseNet concat group (see share_concat_ranges): a plain INT8 copy for TensorRT's concatenation;
     # measured, the union ranges cost 13.5% of drift scenes their top-T labels (docs/measurements.md). Off for both.
     share_concat: bool = False
-    # 7-bit weights: guards ONNX Runtime's u8 x s8 kernels against 16-bit saturation on x86 CPUs without VNNI.
+    # 7-bit weights: guards u8 x s8 kernels against 16-bit saturation on x86 CPUs without VNNI (AVX2's
+    # vpmaddubsw adds two u8 x s8 products in int16: 2 x 255 x 127 overflows it, 2 x 255 x 64 does not).
     reduce_range: bool = False
     # Where activations are quantized:
     #   "weighted-inputs": only where Conv / Gemm read them (TensorRT's developer guide: quantize the inputs of
@@ -89,9 +91,25 @@ VARIANTS = {
                   floats=FloatRecipe(head=True, decoder_blocks=1)),
     # Weighted-input placement too: with every tensor quantized (QLinearConv chains, ~1.7x faster in ONNX Runtime)
     # 8.5% of scenes changed labels, with inputs and outputs of weighted ops 5.2% (docs/measurements.md).
-    "u8": Variant("u8", "uint8", False, "ONNX Runtime on CPUs (u8 activations x s8 7-bit weights)",
-                  reduce_range=True, floats=FloatRecipe(head=True, decoder_blocks=1)),
+    # 8-bit weights by default (--u8-weights 8): 3.7% label flips against 6.7% with 7-bit weights on the 2026-12-07
+    # evening make-demo model, 4.1% against 5.2% on the morning's (docs/results.md); exact on CPUs with VNNI or AMX.
+    # --u8-weights 7 for CPUs with AVX2 only (u8_variant below; the runtime warns where an 8-bit one meets such a CPU).
+    "u8": Variant("u8", "uint8", False, "ONNX Runtime on CPUs (u8 activations x s8 8-bit weights: CPUs with VNNI/AMX)",
+                  floats=FloatRecipe(head=True, decoder_blocks=1)),
 }
+U8_WEIGHT_BITS = (8, 7)
+
+
+def variant(name: str, u8_weights: int = 8) -> Variant:
+    """The QDQ variant `name` of VARIANTS, the u8 one with `u8_weights`-bit weights (7: ONNX Runtime's reduce_range)."""
+    if u8_weights not in U8_WEIGHT_BITS:
+        raise ValueError(f"u8 weights must be 8 or 7 bits, got {u8_weights!r}")
+    v = VARIANTS[name]
+    if name != "u8" or (u8_weights == 7) == v.reduce_range:
+        return v
+    target = ("ONNX Runtime on CPUs (u8 activations x s8 7-bit weights: any x86 CPU, AVX2 included)" if u8_weights == 7
+              else "ONNX Runtime on CPUs (u8 activations x s8 8-bit weights: CPUs with VNNI/AMX)")
+    return dataclasses.replace(v, reduce_range=u8_weights == 7, target=target)
 OPENVINO_FLOATS = FloatRecipe(head=False, decoder_blocks=2)  # NNCF's INT8 IR (export.openvino_export)
 
 
@@ -273,7 +291,8 @@ def write_variant(source: Path, out_path: Path, ranges: Path, variant: Variant, 
     """The QDQ model of `variant` from `source` (the FP32 ONNX, or QAT-tuned weights of the same graph): its own float
     recipe plus `kept` in float, and the FP32 model's metadata with its precision."""
     quantize(source, out_path, ranges, variant, method, variant.float_nodes(fp32_proto) + list(kept))
-    copy_metadata(fp32_proto, out_path, precision=json.dumps(f"int8-qdq-{variant.name}"))
+    copy_metadata(fp32_proto, out_path, precision=json.dumps(f"int8-qdq-{variant.name}"),
+                  int8_weight_bits=json.dumps(7 if variant.reduce_range else 8))
 
 
 def copy_metadata(src_proto, path: Path, **updates: str) -> None:

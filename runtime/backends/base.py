@@ -3,6 +3,8 @@ infer its async surface: a backend with an async path defines runner(requests, b
 (several requests in flight); runtime.backends.runner.runner_for gives one that lacks it a synchronous Runner."""
 from __future__ import annotations
 
+import logging
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,32 @@ import numpy as np
 from dualpath import contract
 
 from runtime.backends.metadata import MetadataError, ModelMetadata
+
+
+log = logging.getLogger("runtime")
+# x86 instructions that add u8 x s8 products in 32 bits (no int16 saturation on 8-bit weights)
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> set[str] | None:
+    """This CPU's /proc/cpuinfo flags on x86, None elsewhere (ARM, or no /proc: nothing to say)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:
+        return None
+
+
+def saturation_note(metadata: ModelMetadata, path: Path, flags: set[str] | None) -> str | None:
+    """A warning where an INT8 model with 8-bit weights runs on an x86 CPU without VNNI or AMX: there u8 x s8 kernels
+    add pairs of products in int16 (AVX2's vpmaddubsw), which 8-bit weights can saturate, so its drift report,
+    measured on a CPU with VNNI, may not hold here. None where nothing is at risk."""
+    if flags is None or metadata.extra.get("int8_weight_bits") != 8 or flags & set(INT8_DOT_FLAGS):
+        return None
+    return (f"{path.name} has 8-bit INT8 weights and this CPU has no VNNI or AMX: its u8 x s8 products can saturate "
+            f"here, so the export's drift figures may not hold; for this CPU export with --u8-weights 7")
 
 
 class BackendError(RuntimeError):
@@ -43,6 +71,12 @@ class Backend:
             return ModelMetadata.from_props(props, source=str(self.path))
         except MetadataError as e:
             raise BackendError(str(e)) from None
+
+    def _warn_if_int8_may_saturate(self) -> None:
+        """For backends running on this machine's CPU: saturation_note as a warning."""
+        note = saturation_note(self.metadata, self.path, cpu_flags())
+        if note:
+            log.warning(note)
 
     def _check_signature(self, inputs: dict[str, tuple], outputs: dict[str, tuple]) -> None:
         """Refuse a model whose tensors are not the ones its metadata describes (e.g. another model carrying copied

@@ -40,6 +40,8 @@ class OrtBackend(Backend):
             raise BackendError(f"onnxruntime cannot load {self.path}: {e}") from None
         self.metadata = self._read_metadata(dict(self.session.get_modelmeta().custom_metadata_map))
         self.providers = self.session.get_providers()
+        if self.providers[0] == "CPUExecutionProvider":
+            self._warn_if_int8_may_saturate()
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._check_signature({i.name: _shape(i) for i in self.session.get_inputs()},
                               {o.name: _shape(o) for o in self.session.get_outputs()})

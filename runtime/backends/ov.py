@@ -45,6 +45,8 @@ class OpenVinoBackend(Backend):
         )
         self._device = device.upper()
         _check_device(self._device, self._core.available_devices)
+        if self._device.startswith("CPU"):
+            self._warn_if_int8_may_saturate()
         self._config = {"PERFORMANCE_HINT": hint.upper()}
         if threads:
             self._config["INFERENCE_NUM_THREADS"] = int(threads)

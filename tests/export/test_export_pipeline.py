@@ -44,6 +44,9 @@ def test_metadata_travels_in_every_artifact(exported):
         assert set(meta.extra["outputs"]) == {"probs", "recon"} and "onnx" in meta.extra["versions"]
     with load_backend(config.out / "model_int8_s8.onnx") as be:
         assert be.metadata.extra["precision"] == "int8-qdq-s8"
+    for name in ("model_int8_u8.onnx", "model_int8.xml"):  # 8-bit weights (--u8-weights), the IR's from the u8 model
+        with load_backend(config.out / name) as be:
+            assert be.metadata.extra["int8_weight_bits"] == 8, name
 
 
 def test_fp32_graph_and_parity(exported):
@@ -160,6 +163,8 @@ def test_manifest_records_files_calibration_and_drift(exported):
         assert set(r["delta"]) >= {"accuracy", "macro_map", "ssim"}
     assert on_disk["recipes"]["model_int8_s8.onnx"]["target"].startswith("TensorRT")
     assert on_disk["recipes"]["model_int8.xml"]["source"] == "model_int8_u8.onnx"  # --ov-int8 qdq (default)
+    assert on_disk["recipes"]["model_int8_u8.onnx"]["weight_bits"] == on_disk["recipes"]["model_int8.xml"]["weight_bits"] == 8
+    assert on_disk["recipes"]["model_int8_u8.onnx"]["calibration"] == "percentile"  # the default
     assert on_disk["recipes"]["model_int8_s8.onnx"]["tensorrt_rules"] == "pass"
     assert on_disk["tensorrt"]["built"] is False and "build_tensorrt_engine.py" in on_disk["tensorrt"]["command"]
     assert any("d accuracy" in line for line in logs)  # the summary table

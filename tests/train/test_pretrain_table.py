@@ -42,3 +42,35 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no backbone.json" in err[0]
     assert not (tmp_path / "t.json").exists()
+
+
+def test_held_out_of_a_training_run_scores_its_test_scenes_beside_its_own_model(tmp_path, tiny_run, capsys):
+    backbone = tmp_path / "a"
+    assert pretrain.main([*TINY, "--out", str(backbone)]) == 0
+    out = tmp_path / "t.json"
+    assert pretrain_table.main(["--run", str(backbone), "--held-out-of", str(tiny_run), "--threads", "1",
+                                "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    test = json.loads((tiny_run / "splits.json").read_text())["test"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert result["held_out"] == {"run": str(tiny_run), "scenes": len(test)}
+    pretrained, trained = result["rows"]
+    assert pretrained["run"] == str(backbone) and 0.0 < pretrained["noisy_map"] <= 1.0
+    assert (trained["noisy_map"], trained["noisy_accuracy"]) == (metrics["macro_map"], metrics["accuracy"])
+    assert "its own dualpath model" in trained["run"]
+    printed = capsys.readouterr().out
+    assert f"the {len(test)} test scenes of {tiny_run}" in printed and printed.count("| " + str(tiny_run)) == 1
+
+    # another data set under the run's data path: refused in one line, nothing written
+    other = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(tiny_run, other)
+    splits = json.loads((other / "splits.json").read_text())
+    (other / "splits.json").write_text(json.dumps(splits | {"labels_sha256": "0" * 64}))
+    assert pretrain_table.main(["--run", str(backbone), "--held-out-of", str(other), "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be read as the run saw it" in err[0] and "different data set" in err[0]
+    assert not (tmp_path / "x.json").exists()
+    assert pretrain_table.main(["--run", str(backbone), "--held-out-of", str(tmp_path), "--out", str(out)]) == 2
+    assert "is not a finished `python -m train` run" in capsys.readouterr().err

@@ -74,6 +74,25 @@ def test_a_field_a_run_lacks_counts_at_its_default(runs_table, tiny_run, tmp_pat
     assert result["runs"][1]["defaulted_fields"] == ["backbone_lr_scale"]
 
 
+def test_runs_from_other_weights_at_the_same_path_are_told_apart(runs_table, tiny_run, tmp_path, capsys):
+    """A new shipped backbone keeps its path: the table names the weights' sha256 where they differ."""
+    runs = []
+    for name, sha in (("old", "bfe9549a" + "0" * 56), ("new", "3bbb9bfd" + "0" * 56)):
+        run = _copy(tiny_run, tmp_path / name)
+        data = json.loads((run / "config.json").read_text())
+        data["weights"] = {"pretrained": "weights/densenet_small/backbone.pth", "sha256": sha}
+        (run / "config.json").write_text(json.dumps(data))
+        runs.append(run)
+    out = tmp_path / "t.json"
+    assert runs_table.main(["--runs", *map(str, runs), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["differing_fields"] == ["weights"]
+    assert [r["differs"] for r in result["runs"]] == [{"weights": "bfe9549a"}, {"weights": "3bbb9bfd"}]
+    assert "weights=3bbb9bfd" in next(line for line in capsys.readouterr().out.splitlines() if line.startswith("new"))
+    assert runs_table.main(["--runs", str(runs[0]), str(_copy(runs[0], tmp_path / "same")), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["differing_fields"] == []  # the same weights: nothing to show
+
+
 def test_runs_of_other_held_out_scenes_are_refused(runs_table, tiny_run, tmp_path, capsys):
     test = json.loads((tiny_run / "splits.json").read_text())["test"]
     a = _copy(tiny_run, tmp_path / "a")
