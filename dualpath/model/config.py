@@ -35,6 +35,10 @@ BACKBONES: dict[str, BackboneSpec] = {
     # CPU-sized (the `cpu` preset's): half the growth rate and a third of the layers, so a dual-path training run
     # fits minutes on a 2-core CPU; its speed and the larger blocks tried are in docs/measurements.md.
     "densenet_small": BackboneSpec(growth_rate=16, block_config=(2, 4, 8, 6), num_init_features=32),
+    # Deeper, the same growth rate (blocks of torchvision's DenseNet-121 halved): a candidate for a better scene-
+    # pretrained backbone; no shipped weights. Its dual-path training step ran ~20% slower than densenet_small's
+    # (docs/measurements.md); pretraining side by side with it: docs/results.md (issue 20).
+    "densenet_medium": BackboneSpec(growth_rate=16, block_config=(3, 6, 12, 8), num_init_features=32),
     # Test-sized: one layer per block, milliseconds per forward.
     "densenet_tiny": BackboneSpec(growth_rate=8, block_config=(1, 1, 1, 1), num_init_features=16),
 }

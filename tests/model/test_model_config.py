@@ -49,3 +49,23 @@ def test_rejects_bad_values(overrides, message):
 def test_from_dict_names_unknown_keys():
     with pytest.raises(ValueError, match=r"unknown ModelConfig keys \['attention'\]"):
         ModelConfig.from_dict({"arch": "dualpath", "attention": True})
+
+
+def test_the_medium_backbone_is_the_small_one_deeper():
+    """densenet_medium: the small backbone's growth and stem, deeper blocks; its feature width follows DenseNet's rule
+    (each block adds layers x growth, each transition halves)."""
+    import torch
+
+    from dualpath.model import DenseNetBackbone
+
+    small, medium = BACKBONES["densenet_small"], BACKBONES["densenet_medium"]
+    assert (medium.growth_rate, medium.num_init_features) == (small.growth_rate, small.num_init_features)
+    assert all(m > s for m, s in zip(medium.block_config, small.block_config))
+    width = medium.num_init_features
+    for i, layers in enumerate(medium.block_config):
+        width += layers * medium.growth_rate
+        width = width // 2 if i < 3 else width
+    net = DenseNetBackbone(medium, "imagenet")
+    assert net.out_width == width == 258
+    assert net.embed(torch.zeros(2, 3, 64, 64)).shape == (2, 258)
+    assert sum(p.numel() for p in net.parameters()) > sum(p.numel() for p in DenseNetBackbone(small, "imagenet").parameters())
