@@ -9,17 +9,28 @@ import platform
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
 
 
-def describe() -> dict[str, str | int]:
-    cpu = platform.processor() or platform.machine()
-    flags: set[str] = set()
+def _cpuinfo() -> tuple[str | None, set[str] | None]:
+    """(model name, flags) from /proc/cpuinfo's first CPU; (None, None) where it cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             lines = f.read().splitlines()
-        cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), cpu)
-        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     except OSError:
-        pass
-    isa = " ".join(f for f in ISA_FLAGS if f in flags) or "unknown"
+        return None, None
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    return name, set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+
+
+def cpu_flags() -> set[str] | None:
+    """This CPU's /proc/cpuinfo flags on x86, None elsewhere (ARM, or no /proc: nothing to say)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return None
+    return _cpuinfo()[1]
+
+
+def describe() -> dict[str, str | int]:
+    name, flags = _cpuinfo()
+    cpu = name or platform.processor() or platform.machine()
+    isa = " ".join(f for f in ISA_FLAGS if f in (flags or ())) or "unknown"
     return {"cpu": cpu, "cores": os.cpu_count() or 0, "isa": isa, "python": platform.python_version(),
             "system": platform.platform()}
 

@@ -85,7 +85,7 @@ def quantize_qdq(config, ctx: Context, a: Artifact) -> dict[str, Any]:
         "weights": "int8 per-channel symmetric", "calibration": config.calib_method, "target": variant.target,
         "placement": variant.placement, "shared_concat_ranges": variant.share_concat,
         "reduce_range_weights": variant.reduce_range,
-        "weight_bits": 7 if variant.reduce_range else 8, "float_head": variant.floats.head,
+        "weight_bits": variant.weight_bits, "float_head": variant.floats.head,
         "float_decoder_blocks": variant.floats.decoder_blocks, "kept_in_float": sorted(set(floats)),
         "weights_from": "ptq",
         "graph": summary,

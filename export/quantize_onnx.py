@@ -73,6 +73,11 @@ class Variant:
     placement: str = "weighted-inputs"
     floats: FloatRecipe = FloatRecipe()
 
+    @property
+    def weight_bits(self) -> int:
+        """8, or 7 with reduce_range (the bits the runtime reads from the model's int8_weight_bits metadata)."""
+        return 7 if self.reduce_range else 8
+
     def op_types(self) -> list[str]:
         return list(WEIGHTED_OPS) if self.placement == "weighted-inputs" else op_types_to_quantize()
 
@@ -93,7 +98,7 @@ VARIANTS = {
     # 8.5% of scenes changed labels, with inputs and outputs of weighted ops 5.2% (docs/measurements.md).
     # 8-bit weights by default (--u8-weights 8): 3.7% label flips against 6.7% with 7-bit weights on the 2026-12-07
     # evening make-demo model, 4.1% against 5.2% on the morning's (docs/results.md); exact on CPUs with VNNI or AMX.
-    # --u8-weights 7 for CPUs with AVX2 only (u8_variant below; the runtime warns where an 8-bit one meets such a CPU).
+    # --u8-weights 7 for CPUs with AVX2 only (variant() below; the runtime warns where an 8-bit one meets such a CPU).
     "u8": Variant("u8", "uint8", False, "ONNX Runtime on CPUs (u8 activations x s8 8-bit weights: CPUs with VNNI/AMX)",
                   floats=FloatRecipe(head=True, decoder_blocks=1)),
 }
@@ -105,11 +110,10 @@ def variant(name: str, u8_weights: int = 8) -> Variant:
     if u8_weights not in U8_WEIGHT_BITS:
         raise ValueError(f"u8 weights must be 8 or 7 bits, got {u8_weights!r}")
     v = VARIANTS[name]
-    if name != "u8" or (u8_weights == 7) == v.reduce_range:
+    if name != "u8" or u8_weights == v.weight_bits:
         return v
-    target = ("ONNX Runtime on CPUs (u8 activations x s8 7-bit weights: any x86 CPU, AVX2 included)" if u8_weights == 7
-              else "ONNX Runtime on CPUs (u8 activations x s8 8-bit weights: CPUs with VNNI/AMX)")
-    return dataclasses.replace(v, reduce_range=u8_weights == 7, target=target)
+    return dataclasses.replace(v, reduce_range=True,
+                               target="ONNX Runtime on CPUs (u8 activations x s8 7-bit weights: any x86 CPU, AVX2 included)")
 OPENVINO_FLOATS = FloatRecipe(head=False, decoder_blocks=2)  # NNCF's INT8 IR (export.openvino_export)
 
 
@@ -292,7 +296,7 @@ def write_variant(source: Path, out_path: Path, ranges: Path, variant: Variant, 
     recipe plus `kept` in float, and the FP32 model's metadata with its precision."""
     quantize(source, out_path, ranges, variant, method, variant.float_nodes(fp32_proto) + list(kept))
     copy_metadata(fp32_proto, out_path, precision=json.dumps(f"int8-qdq-{variant.name}"),
-                  int8_weight_bits=json.dumps(7 if variant.reduce_range else 8))
+                  int8_weight_bits=json.dumps(variant.weight_bits))
 
 
 def copy_metadata(src_proto, path: Path, **updates: str) -> None:

@@ -4,12 +4,12 @@ infer its async surface: a backend with an async path defines runner(requests, b
 from __future__ import annotations
 
 import logging
-import platform
 from pathlib import Path
 
 import numpy as np
 
 from dualpath import contract
+from dualpath.machine import cpu_flags
 
 from runtime.backends.metadata import MetadataError, ModelMetadata
 
@@ -17,17 +17,6 @@ from runtime.backends.metadata import MetadataError, ModelMetadata
 log = logging.getLogger("runtime")
 # x86 instructions that add u8 x s8 products in 32 bits (no int16 saturation on 8-bit weights)
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_flags() -> set[str] | None:
-    """This CPU's /proc/cpuinfo flags on x86, None elsewhere (ARM, or no /proc: nothing to say)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return None
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
-    except OSError:
-        return None
 
 
 def saturation_note(metadata: ModelMetadata, path: Path, flags: set[str] | None) -> str | None:
@@ -74,7 +63,7 @@ class Backend:
 
     def _warn_if_int8_may_saturate(self) -> None:
         """For backends running on this machine's CPU: saturation_note as a warning."""
-        note = saturation_note(self.metadata, self.path, cpu_flags())
+        note = saturation_note(self.metadata, self.path, cpu_flags())  # module-level name: tests replace it
         if note:
             log.warning(note)
 
