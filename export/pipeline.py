@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from export.artifacts import Artifact
+from dualpath.files import interrupts_deferred
 from export.atomic import ensure_writable_folder, file_sha256
 from export.config import ExportConfig
 from export.context import Context, step_module, tuned
@@ -73,6 +74,10 @@ def run_export(config: ExportConfig, log: Callable[[str], None] = print) -> dict
             check_baseline_scenes(baseline, config)
         model, ckpt = load_checked_checkpoint(config.checkpoint)
         check_seeds(ckpt, config)
+        # onnx's nanobind module aborts the process (exit -6, not 130) when a Ctrl-C lands inside its import (seen in
+        # CI): imported whole here, before the staging folder exists, a Ctrl-C is raised once the import is done
+        with interrupts_deferred():
+            import onnx  # noqa: F401
         with staging(config.out) as stage:
             staged_log = lambda line: log(line.replace(str(stage), str(config.out)))  # noqa: E731
             ctx = Context(model, ckpt, staged_log, budgets=config.budgets or default_budgets(), baseline=baseline)
