@@ -165,7 +165,17 @@ def _weights_record(cfg: TrainConfig) -> dict:
     source = resolve_source(cfg.pretrained)
     if source in ("none", "imagenet") or not Path(source).is_file():
         return {"pretrained": cfg.pretrained}
-    return {"pretrained": cfg.pretrained, "sha256": file_sha256(Path(source))}
+    from dualpath.model.weights import read_model_card
+
+    record = {"pretrained": cfg.pretrained, "sha256": file_sha256(Path(source))}
+    card = read_model_card(cfg.pretrained)
+    if card is not None:
+        record["whole_model"] = True  # every weight, not the backbones only (dualpath.model.build)
+        noisy = card.get("held_out", {}).get("noisy", {}) if isinstance(card.get("held_out"), dict) else {}
+        log.info("every weight of the model starts from %s: a whole pretrained %s model (%s scenes of pretraining; "
+                 "on its held-out scenes: %s)", cfg.pretrained, card["arch"], card.get("scenes_seen"),
+                 ", ".join(f"{k} {noisy[k]}" for k in ("macro_map", "accuracy", "ssim") if k in noisy) or "n/a")
+    return record
 
 
 def _check_checkpoints(out: Path, cfg: TrainConfig) -> None:

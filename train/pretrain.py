@@ -1,11 +1,14 @@
 """`python -m train pretrain`: a scene-pretrained DenseNet, the offline stand-in for ImageNet weights.
 
-The backbone the models use (dualpath.model.DenseNetBackbone: torchvision's DenseNet class) plus a 20-way linear head
+--model classifier (the default): the backbone the models use (dualpath.model.DenseNetBackbone: torchvision's DenseNet class) plus a 20-way linear head
 learns the 20 labels (BCE) on a stream of generated scenes, chunk by chunk: chunk k is scenes 0..chunk-1 of seed
 PRETRAIN_SEED_START + k, chunk 0 is the held-out set, and chunk k+1 is rendered while chunk k trains (a worker
 process, or chunks written to disk first with --generate disk). After every chunk: an atomic checkpoint (--resume
 continues after it). At the end: the held-out metrics, OUT/backbone.pth (a torchvision state dict, keys
 `features.*`: what --weights loads) and OUT/backbone.json, its card.
+
+--model dualpath: the `cpu` preset's whole dual-path model and loss on the same stream (train.pretrain_dualpath),
+usually warm-started from a backbone.pth; out: OUT/model.pth (every weight of the model) and its card OUT/model.json.
 
 Exit codes: 0 done, 1 the loss became NaN/inf, 2 bad arguments or inputs, 130 interrupted (--resume continues).
 """
@@ -25,7 +28,7 @@ from train.pretrain_run import (
     CARD_FORMAT, CARD_NAME, CHECKPOINT_NAME, WEIGHTS_NAME, Progress, SceneClassifier, evaluate, load_state, lr_at,
     save_state, train_chunk, write_outputs,
 )
-from train.pretrain_stream import GENERATE, ChunkSource, PretrainConfig, chunk_seed
+from train.pretrain_stream import GENERATE, MODELS, ChunkSource, PretrainConfig, chunk_seed
 
 # The command's own names, and its parts' as before the split: the configuration and the scene stream
 # (train.pretrain_stream), the run (train.pretrain_run).
@@ -71,9 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  python -m train pretrain --backbone densenet_small --budget-minutes 120 --out weights/"
                "densenet_small\n  python -m train --preset cpu --weights weights/densenet_small/backbone.pth ...\n"
                "  python -m train pretrain --stem 3x3 --init weights/densenet_small/pretrain.pt --lr 3e-4 "
-               "--budget-minutes 40 --out runs/pretrain-3x3",
+               "--budget-minutes 40 --out runs/pretrain-3x3\n"
+               "  python -m train pretrain --model dualpath --init weights/densenet_small/backbone.pth "
+               "--budget-minutes 90 --out weights/dualpath_small",
     )
     parser.add_argument("--out", type=Path, required=True, help="run folder: backbone.pth, backbone.json, pretrain.pt")
+    parser.add_argument("--model", choices=MODELS, default=d("model"),
+                        help="classifier: one DenseNet + a linear head (out: backbone.pth, for --pretrained); "
+                             "dualpath: the `cpu` preset's whole model and loss (out: model.pth, for --pretrained: "
+                             "every weight of the model); --init a backbone.pth starts its two DenseNets "
+                             f"(default {d('model')})")
+    parser.add_argument("--backbone-lr-scale", type=float, default=d("backbone_lr_scale"),
+                        help="--model dualpath: the DenseNets learn at this fraction of --lr (default "
+                             f"{d('backbone_lr_scale')})")
     parser.add_argument("--backbone", default=d("backbone"),
                         help=f"one of {', '.join(BACKBONES)} (default {d('backbone')})")
     parser.add_argument("--stem", default=d("stem"), help=f"one of {', '.join(STEMS)} (default {d('stem')})")
@@ -122,9 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as err:  # NonFiniteLossError, CUDA errors (out of memory ...)
         log.error("error: %s", err)
         return exitcodes.VERDICT
-    log.info("wrote %s and %s (held-out macro mAP %.3f on noisy scenes); load it with --weights %s",
-             args.out / WEIGHTS_NAME, args.out / CARD_NAME, card["held_out"]["noisy"]["macro_map"],
-             args.out / WEIGHTS_NAME)
+    weights = args.out / card["weights_file"]
+    log.info("wrote %s and its card %s (held-out macro mAP %.3f on noisy scenes); load it with --pretrained %s",
+             weights, weights.with_suffix(".json").name, card["held_out"]["noisy"]["macro_map"], weights)
     return exitcodes.OK
 
 

@@ -10,7 +10,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -190,9 +190,10 @@ def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> tuple[Progr
         raise ValueError(f"{path} is not a pretraining checkpoint; remove it or pass another --out")
     _check_state(path, ckpt)
     # what was trained: --scenes / --budget-minutes may grow a run, and --generate is how scenes are made
-    fixed = ("backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr", "init")
-    changed = [f"{k} {saved.get(k, '(none)')!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed
-               if saved.get(k) != getattr(cfg, k)]
+    fixed = ("model", "backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr", "init",
+             "backbone_lr_scale")
+    was = {k: saved.get(k, _FIELD_DEFAULTS[k]) for k in fixed}  # a field added since: what it was then
+    changed = [f"{k} {was[k]!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed if was[k] != getattr(cfg, k)]
     if changed:
         raise ValueError(f"{path} is a run of another configuration ({'; '.join(changed)}): resume it with its own "
                          "flags, or pass another --out")
@@ -233,6 +234,8 @@ def _check_state(path: Path, ckpt: dict) -> None:
 
 
 _MISSING = object()
+# PretrainConfig's defaults, for the fields a checkpoint saved before they existed lacks
+_FIELD_DEFAULTS = {f.name: f.default for f in __import__("dataclasses").fields(PretrainConfig)}
 
 
 def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv,
@@ -283,29 +286,43 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
     if opts.threads:
         torch.set_num_threads(opts.threads)
     torch.manual_seed(cfg.seed)
-    model = SceneClassifier(cfg.backbone, cfg.stem).to(rt.device)
+    resuming = resume and ckpt.exists()
+    if cfg.model == "dualpath":
+        from train import pretrain_dualpath as kind
+
+        model, init = kind.build(replace(cfg, init=None) if resuming else cfg)
+    else:
+        kind = sys.modules[__name__]
+        model, init = SceneClassifier(cfg.backbone, cfg.stem), None
+    model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if resume and ckpt.exists():
+    if cfg.model == "dualpath":
+        optimizer = kind.optimizer(model, cfg)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if resuming:
         p, init = load_state(ckpt, cfg, model, optimizer)
     else:
-        p, init = Progress(), warm_start(model, cfg.init) if cfg.init else None
-    log.info("pretraining %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.backbone, cfg.stem,
-             rt.device, cfg.chunk, chunk_seed(1), f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
+        p = Progress()
+        if cfg.model == "classifier" and cfg.init:
+            init = warm_start(model, cfg.init)
+    log.info("pretraining %s %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.model, cfg.backbone,
+             cfg.stem, rt.device, cfg.chunk, chunk_seed(1),
+             f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
     source = ChunkSource(cfg, out / "chunks", workers)
     source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
     try:
-        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init)
-        held_out = evaluate(model, source.get(0), rt)
+        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init, kind)
+        held_out = kind.evaluate(model, source.get(0), rt)
     finally:
         source.close()
     log.info("held-out (%d scenes, seed %d): %s", cfg.held_out, chunk_seed(0), held_out)
-    return write_outputs(out, cfg, model, p, held_out, half, argv, init)
+    return kind.write_outputs(out, cfg, model, p, held_out, half, argv, init)
 
 
 def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
-                  every_s: float = 0.0, init: dict | None = None) -> None:
+                  every_s: float = 0.0, init: dict | None = None, kind=None) -> None:
     """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end."""
     from tqdm import tqdm
 
@@ -320,7 +337,10 @@ def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, c
             t0 = time.perf_counter()
             wait0 = source.wait_s
             arrays = source.get(k, prefetch=k + 1 if k < cfg.max_chunks else None)
-            train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar)
+            if cfg.model == "dualpath":
+                kind.train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar, lr_at)
+            else:
+                train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar)
             source.done_with(k)
             p.chunks_done, p.scenes_seen = k, p.scenes_seen + len(arrays["labels"])
             p.train_s += time.perf_counter() - t0

@@ -20,6 +20,7 @@ from dualpath.model.config import BACKBONES, STEMS
 from dualpath.seeds import PRETRAIN_SEED_END, PRETRAIN_SEED_START
 
 GENERATE = ("worker", "disk")  # how the scenes are made (PretrainConfig.generate)
+MODELS = ("classifier", "dualpath")  # what is pretrained (PretrainConfig.model)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class PretrainConfig:
     generate: str = "worker"  # "worker": a process renders chunk k+1 beside training | "disk": generate_dataset first
     seed: int = 0  # initialisation and shuffling (not the scenes: those are the seed stream's)
     init: str | None = None  # warm start: a backbone.pth or pretrain.pt whose fitting tensors are copied in first
+    # "classifier": one DenseNet + a linear head, BCE (out: backbone.pth) | "dualpath": the `cpu` preset's whole model
+    # and loss (train.pretrain_dualpath; out: model.pth)
+    model: str = "classifier"
+    backbone_lr_scale: float = 0.25  # --model dualpath: the DenseNets' rate as a fraction of --lr (as in phase 2)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -49,6 +54,10 @@ class PretrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.scenes is not None and self.scenes < 1 or self.budget_minutes is not None and self.budget_minutes <= 0:
             raise ValueError("--scenes / --budget-minutes must be positive")
+        if self.model not in MODELS:
+            raise ValueError(f"--model must be one of {', '.join(MODELS)}; got {self.model!r}")
+        if not 0.0 <= self.backbone_lr_scale <= 1.0:
+            raise ValueError(f"--backbone-lr-scale must be in [0, 1], got {self.backbone_lr_scale}")
         if self.generate not in GENERATE:
             raise ValueError(f"--generate must be 'worker' or 'disk'; got {self.generate!r}")
 

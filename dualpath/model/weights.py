@@ -26,6 +26,8 @@ _HOW_TO_FIX = (
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_WEIGHTS = PROJECT_ROOT / "weights"
 CARD_FORMAT = "dualpath-scene-pretrained-backbone/1"  # the card's "format"; any version after the slash is read
+# A whole pretrained model (`python -m train pretrain --model dualpath`): OUT/model.pth beside its card OUT/model.json
+MODEL_CARD_FORMAT = "dualpath-scene-pretrained-model/1"
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -233,3 +235,46 @@ class _StateDictSink:
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.state = state
+
+
+def read_model_card(source: str) -> dict | None:
+    """The card of a whole pretrained model (MODEL_CARD_FORMAT, PATH with the suffix .json), or None when `source` is
+    not one (a backbone's weights, 'imagenet', 'none')."""
+    import json
+
+    if source in PRETRAINED_KEYWORDS:
+        return None
+    card = Path(resolve_source(source)).with_suffix(".json")
+    if not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the card {card} of {source} ({err}); fix or remove it") from err
+    if not (isinstance(data, dict) and str(data.get("format", "")).startswith(MODEL_CARD_FORMAT.split("/")[0])):
+        return None
+    for name in ("arch", "backbone", "stem"):
+        if not isinstance(data.get(name), str):
+            raise ValueError(f"the model card {card} has no text field {name}; fix or remove the card")
+    if not isinstance(data.get("model"), dict):
+        raise ValueError(f"the model card {card} has no object field model (the model's options); fix or remove it")
+    return data
+
+
+def apply_model_weights(model, config, card: dict, source: str) -> None:
+    """Every weight of `model` from a whole pretrained model's file, or say plainly why it does not fit: the card's
+    architecture, backbone, stem and model options must be the model's own."""
+    own = {k: v for k, v in config.to_dict().items() if k != "pretrained"}
+    theirs = {**card["model"], "arch": card["arch"], "backbone": card["backbone"], "stem": card["stem"]}
+    differ = [f"{k} {theirs.get(k)!r} (card) vs {own[k]!r}" for k in own if k in theirs and theirs[k] != own[k]]
+    if differ:
+        raise ValueError(f"weights {source} are a pretrained model of another configuration ({'; '.join(differ)}): "
+                         "train with that configuration, or pass a backbone.pth (weights/<name>/backbone.pth) to "
+                         "start only the DenseNets")
+    state = _read_file(Path(resolve_source(source)))
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"weights {source} do not fit the model its card names ({str(err).splitlines()[0]}); the "
+                         "file and its card do not belong together: make them again with `python -m train pretrain "
+                         "--model dualpath`") from err

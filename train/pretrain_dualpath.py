@@ -1,0 +1,200 @@
+"""`python -m train pretrain --model dualpath`: the whole dual-path model pretrained on the scene stream.
+
+The scene-pretrained backbone (`--model classifier`, train.pretrain_run) gives `make demo` good DenseNets, but the
+decoder, CBAM, fusion and head start from random initialisation in every run and see ~136,000 scenes in its 12
+minutes. Here the `cpu` preset's own model (train.config.CPU: arch dualpath, its loss 1.5 MSE + 2.0 ASL) trains on the
+same stream of generated scenes as the backbone's pretraining, usually warm-started from that backbone (--init a
+backbone.pth: both DenseNets), the DenseNets at --backbone-lr-scale of the rate. Its output OUT/model.pth is the whole
+model's state dict with its card OUT/model.json (MODEL_CARD_FORMAT); `python -m train --pretrained OUT/model.pth`
+starts every weight of the model from it (dualpath.model.build), and the two phases run as over a backbone.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from dualpath.machine import describe as describe_machine
+from dualpath.model.weights import MODEL_CARD_FORMAT
+from train.pretrain_stream import PretrainConfig, chunk_seed
+
+log = logging.getLogger("train")
+
+MODEL_WEIGHTS_NAME, MODEL_CARD_NAME = "model.pth", "model.json"
+
+
+def model_config(cfg: PretrainConfig, pretrained: str = "none"):
+    """The `cpu` preset's model (its model options) with this run's backbone and stem."""
+    from dualpath.model import ModelConfig
+    from train.config import CPU
+
+    return ModelConfig(**{**CPU.model_options, "arch": "dualpath", "backbone": cfg.backbone, "stem": cfg.stem,
+                          "pretrained": pretrained})
+
+
+def criterion():
+    """The `cpu` preset's loss: what `make demo` trains the model with."""
+    from train.config import CPU
+    from train.losses import MultitaskLoss
+
+    return MultitaskLoss(CPU.loss, CPU.recon_weight, CPU.cls_weight)
+
+
+def loss_record() -> dict:
+    from train.config import CPU
+
+    return {"cls_loss": CPU.loss, "recon_weight": CPU.recon_weight, "cls_weight": CPU.cls_weight}
+
+
+def build(cfg: PretrainConfig):
+    """The model at its initialisation, and the warm start's record (None without --init).
+
+    --init: a backbone.pth (both DenseNets; decoder, CBAM, fusion and head start fresh), a model.pth of an earlier
+    dual-path pretraining (every weight), or such a run's pretrain.pt (every weight)."""
+    from dualpath.files import file_sha256
+    from dualpath.model import build_model
+    from dualpath.model.weights import read_card, read_model_card, resolve_source
+
+    if not cfg.init:
+        return build_model(model_config(cfg)), None
+    path = Path(resolve_source(cfg.init))
+    if not path.is_file():
+        raise ValueError(f"--init {cfg.init}: no such file; pass a backbone.pth (weights/<name>/backbone.pth), a "
+                         "model.pth or a pretrain.pt of an earlier `python -m train pretrain --model dualpath`")
+    if path.suffix == ".pt":
+        model = build_model(model_config(cfg))
+        ckpt = _read(path)
+        saved = ckpt.get("pretrain_config") if isinstance(ckpt, dict) else None
+        if not isinstance(saved, dict) or saved.get("model") != "dualpath":
+            raise ValueError(f"--init {cfg.init} is not the pretrain.pt of a `--model dualpath` pretraining; pass a "
+                             "backbone.pth to start the DenseNets from it")
+        _load_whole(model, ckpt["model"], cfg.init)
+        seen = int(ckpt["progress"]["scenes_seen"]) + _init_seen(ckpt.get("init"))
+        fresh = []
+    else:
+        model = build_model(model_config(cfg, pretrained=cfg.init))  # a backbone.pth or a model.pth, with its checks
+        whole = read_model_card(cfg.init)
+        card = whole or read_card(cfg.init)
+        seen = int(card["scenes_seen"]) + _init_seen(card.get("init")) if card and "scenes_seen" in card else None
+        in_backbones = {id(t) for b in model.backbones() for t in b.parameters()}
+        fresh = [] if whole else sorted({k.split(".")[0] for k, t in model.named_parameters()
+                                         if id(t) not in in_backbones})
+    record = {"from": str(cfg.init), "sha256": file_sha256(path), "scenes_seen": seen, "fresh": fresh}
+    log.info("warm start from %s (%s scenes seen); fresh: %s", cfg.init, seen, ", ".join(fresh) or "none")
+    return model, record
+
+
+def _read(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torn or foreign file
+        raise ValueError(f"--init {path}: cannot read it as a torch file ({err})") from err
+
+
+def _load_whole(model, state, source: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"--init {source} does not fit this model ({str(err).splitlines()[0]}); pass --backbone and "
+                         "--stem of the run that made it") from err
+
+
+def _init_seen(init) -> int:
+    return int(init.get("scenes_seen") or 0) if isinstance(init, dict) else 0
+
+
+def optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    """Adam; the DenseNets' group at --backbone-lr-scale of the rate (train.loop.set_lr applies its lr_scale)."""
+    in_backbones = {id(p) for b in model.backbones() for p in b.parameters()}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in in_backbones]},
+              {"params": [p for p in model.parameters() if id(p) in in_backbones],
+               "lr_scale": cfg.backbone_lr_scale}]
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p, rt, t_start: float, bar, lr_at) -> None:
+    """One pass over a chunk, as train.loop.train_step does it (noisy in, the clean scene the recon target)."""
+    from train.data import Normalizer, augment_pairs
+    from train.evaluate import autocast
+    from train.loop import NonFiniteLossError, optimise, set_lr
+
+    device = rt.device
+    noisy, clean = (torch.from_numpy(np.ascontiguousarray(arrays[k])).to(device) for k in ("noisy", "clean"))
+    labels = torch.from_numpy(arrays["labels"]).to(device).float()
+    norm, loss_fn = Normalizer(device, rt.channels_last), criterion()
+    total = torch.zeros((), device=device)
+    order = torch.randperm(len(labels)).to(device)
+    for i, idx in enumerate(torch.split(order, cfg.batch_size)):
+        set_lr(optimizer, lr_at(cfg, p.scenes_seen + i * cfg.batch_size, p.train_s + time.perf_counter() - t_start))
+        a, b = augment_pairs(noisy[idx], clean[idx], cfg.augment)
+        with autocast(device, rt.amp):
+            loss, _ = loss_fn(model(norm.inputs(a)), norm.targets(b), labels[idx])
+        optimise(optimizer, loss)
+        total += loss.detach() * len(idx)
+        if bar is not None:
+            bar.update(len(idx))
+    p.last_loss = float(total) / len(labels)
+    if not np.isfinite(p.last_loss):
+        raise NonFiniteLossError(f"the pretraining loss became {p.last_loss} in chunk {p.chunks_done + 1}; "
+                                 "lower --lr and --resume (the last checkpoint is the previous chunk's)")
+
+
+@torch.no_grad()
+def evaluate(model, arrays, rt, batch_size: int = 256) -> dict:
+    """The held-out chunk as `python -m train` scores a split: classification of the noisy scenes, SSIM / PSNR of the
+    reconstructions against the clean ones (train.evaluate)."""
+    from dualpath.contract import CLASS_NAMES
+    from dualpath.metrics import per_class_report
+    from train.data import Normalizer, to_device
+    from train.evaluate import compute_metrics, predict
+
+    ds = SimpleNamespace(**{k: np.ascontiguousarray(arrays[k]) for k in ("noisy", "clean", "labels")})
+    data = to_device(ds, rt.device)
+    pred = predict(model, criterion(), data, np.arange(len(ds.labels)), normalizer=Normalizer(rt.device,
+                   rt.channels_last), batch_size=batch_size, amp=rt.amp)
+    m = compute_metrics(pred, ds.labels, ds.clean)
+    out = {k: round(float(m[k]), 4) for k in ("macro_map", "accuracy", "macro_auc", "micro_f1", "ssim", "psnr")}
+    out["per_class_ap"] = {row["name"]: None if row["ap"] is None else round(row["ap"], 4)
+                           for row in per_class_report(ds.labels[pred.indices], pred.probs, CLASS_NAMES)}
+    model.train()
+    return {"noisy": out}
+
+
+def write_outputs(out: Path, cfg: PretrainConfig, model, p, held_out: dict, half: bool, argv, init) -> dict:
+    from dualpath.files import atomic_path, file_sha256, write_json
+    from dualpath.model.config import BACKBONES
+
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    weights = out / MODEL_WEIGHTS_NAME
+    with atomic_path(weights) as tmp:
+        torch.save(state, tmp)
+    mc = model_config(cfg).to_dict()
+    mc.pop("pretrained")
+    card = {
+        "format": MODEL_CARD_FORMAT,
+        "arch": "dualpath", "backbone": cfg.backbone, "stem": cfg.stem, "spec": asdict(BACKBONES[cfg.backbone]),
+        "model": mc, "loss": loss_record(),
+        "dtype": "float16" if half else "float32",
+        "scenes_seen": p.scenes_seen, "chunks": p.chunks_done, "chunk_scenes": cfg.chunk,
+        "seed_range": {"train": [chunk_seed(1), chunk_seed(max(p.chunks_done, 1))], "held_out": chunk_seed(0),
+                       "scenes_per_seed": "0..chunk-1 of each seed"},
+        "held_out": {"scenes": cfg.held_out, "seed": chunk_seed(0), **held_out},
+        "training": {k: v for k, v in asdict(cfg).items() if k not in ("backbone", "stem")},
+        "init": init,
+        "final_train_loss": p.last_loss,
+        "wall_s": round(p.train_s, 1), "waited_for_scenes_s": round(p.wait_s, 1),
+        "command": "python -m train pretrain " + shlex.join(argv),
+        "machine": {**describe_machine(), "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "weights_file": MODEL_WEIGHTS_NAME, "weights_sha256": file_sha256(weights),
+    }
+    write_json(out / MODEL_CARD_NAME, card)
+    return card
