@@ -17,6 +17,9 @@ start's, --init, included). A run whose stem or init differs is a different reci
 folder and splits.json, the label matrix checked against the split's digest), and puts that run's own model (its
 metrics.json) in the table's last row: the DenseNet alone, as pretrained, beside the model trained from it on the
 same scenes. Clean-scene figures are then the data set's clean targets.
+
+A `--model dualpath` run (model.json) is scored as a whole model: its classification of the noisy scenes and the SSIM
+of its reconstructions against the clean ones (no clean-input column: the model's input is the degraded scene).
 Exit codes: 0 the table was written, 2 a run folder that cannot be read.
 """
 from __future__ import annotations
@@ -38,7 +41,9 @@ def read_run(folder: Path) -> tuple[dict, dict]:
     """(card, pretrain.pt) of a `python -m train pretrain` run folder, or ValueError saying what is wrong."""
     import torch
 
-    card_path, ckpt_path = folder / "backbone.json", folder / "pretrain.pt"
+    ckpt_path = folder / "pretrain.pt"
+    card_path = next((folder / n for n in ("model.json", "backbone.json") if (folder / n).is_file()),
+                     folder / "backbone.json")
     for path in (card_path, ckpt_path):
         if not path.is_file():
             raise ValueError(f"{folder} has no {path.name}: pass the --out folder of a finished "
@@ -54,13 +59,22 @@ def read_run(folder: Path) -> tuple[dict, dict]:
 
 
 def score(ckpt: dict, arrays: dict) -> dict:
-    """The held-out metrics of the checkpoint's classifier, as the pretraining's own evaluation computes them."""
+    """The held-out metrics of the checkpoint's model (a classifier, or a whole dual-path model with its SSIM), as the
+    pretraining's own evaluation computes them."""
     import torch
 
-    from train.pretrain_run import SceneClassifier, evaluate
+    from dualpath.model import build_model
+    from train import pretrain_dualpath, pretrain_run
+    from train.pretrain_stream import PretrainConfig
 
     cfg = ckpt["pretrain_config"]
-    model = SceneClassifier(cfg["backbone"], cfg["stem"])
+    if cfg.get("model") == "dualpath":
+        evaluate = pretrain_dualpath.evaluate
+        model = build_model(pretrain_dualpath.model_config(PretrainConfig(backbone=cfg["backbone"], stem=cfg["stem"],
+                                                                          scenes=1)))
+    else:
+        evaluate = pretrain_run.evaluate
+        model = pretrain_run.SceneClassifier(cfg["backbone"], cfg["stem"])
     model.load_state_dict(ckpt["model"])
 
     class Runtime:  # what evaluate reads: CPU, fp32, no channels_last
@@ -97,14 +111,16 @@ def run_held_out(run: Path) -> tuple[dict, dict]:
 def row(folder: Path, card: dict, ckpt: dict, metrics: dict) -> dict:
     init = card.get("init") or {}
     seen = card["scenes_seen"] + (init.get("scenes_seen") or 0)
-    noisy, clean = metrics["noisy"], metrics["clean"]
+    noisy, clean = metrics["noisy"], metrics.get("clean")  # a dual-path model is scored on noisy inputs only
     return {
-        "run": str(folder), "stem": card.get("stem", "imagenet"), "backbone": card["backbone"],
+        "run": str(folder), "model": ckpt["pretrain_config"].get("model", "classifier"),
+        "stem": card.get("stem", "imagenet"), "backbone": card["backbone"],
         "init": init.get("from"), "scenes_seen": card["scenes_seen"], "scenes_seen_total": seen,
         "train_minutes": round(card["wall_s"] / 60, 1),
         "scenes_per_s": round(card["scenes_seen"] / card["wall_s"], 1) if card.get("wall_s") else None,
         "machine": card.get("machine", {}).get("isa"), "lr": card.get("training", {}).get("lr"),
-        "noisy_map": noisy["macro_map"], "clean_map": clean["macro_map"], "noisy_accuracy": noisy["accuracy"],
+        "noisy_map": noisy["macro_map"], "clean_map": clean["macro_map"] if clean else None,
+        "noisy_accuracy": noisy["accuracy"], "ssim": noisy.get("ssim"),
         "card_noisy_map": card["held_out"]["noisy"]["macro_map"],
         "lookalikes": {c: noisy["per_class_ap"][c] for c in LOOKALIKES},
         "per_class_ap": noisy["per_class_ap"],
@@ -115,30 +131,37 @@ def trained_row(run: Path, metrics: dict) -> dict:
     """The --held-out-of run's own model as a table row (its metrics.json, computed on the same scenes)."""
     ap = {r["name"]: r.get("ap") for r in metrics.get("per_class", [])}
     return {"run": f"{run} (its own {metrics.get('arch', 'model')} model)", "noisy_map": metrics["macro_map"],
-            "noisy_accuracy": metrics["accuracy"], "lookalikes": {c: ap.get(c) for c in LOOKALIKES},
+            "noisy_accuracy": metrics["accuracy"], "ssim": metrics.get("ssim"),
+            "lookalikes": {c: ap.get(c) for c in LOOKALIKES},
             "per_class_ap": ap}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| run | stem | scenes (total) | train min | scenes/s | noisy mAP | noisy accuracy | clean mAP | "
-            + " | ".join(LOOKALIKES) + " |")
-    lines = [head, "|" + "---|" * (8 + len(LOOKALIKES))]
+    head = ("| run | model | stem | scenes (total) | train min | scenes/s | noisy mAP | noisy accuracy | clean mAP | "
+            "SSIM | " + " | ".join(LOOKALIKES) + " |")
+    lines = [head, "|" + "---|" * (10 + len(LOOKALIKES))]
     for r in rows:
+        aps = " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES)
         if "stem" not in r:  # a trained run's own model
-            lines.append(f"| {r['run']} | | | | | {r['noisy_map']:.4f} | {r['noisy_accuracy']:.4f} | | "
-                         + " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES) + " |")
+            lines.append(f"| {r['run']} | | | | | | {r['noisy_map']:.4f} | {r['noisy_accuracy']:.4f} | | "
+                         f"{_num(r.get('ssim'))} | {aps} |")
             continue
-        lines.append(f"| {r['run']} | {r['stem']} | {r['scenes_seen']} ({r['scenes_seen_total']}) | "
+        lines.append(f"| {r['run']} | {r['model']} | {r['stem']} | {r['scenes_seen']} ({r['scenes_seen_total']}) | "
                      f"{r['train_minutes']} | {r['scenes_per_s']} | {r['noisy_map']:.4f} | {r['noisy_accuracy']:.4f} | "
-                     f"{r['clean_map']:.4f} | " + " | ".join(f"{r['lookalikes'][c]:.3f}" for c in LOOKALIKES) + " |")
+                     f"{_num(r['clean_map'])} | {_num(r['ssim'])} | {aps} |")
     return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pretrain_table", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, action="append", required=True,
-                        help="a `python -m train pretrain` --out folder (backbone.json + pretrain.pt); repeat")
+                        help="a `python -m train pretrain` --out folder (backbone.json or model.json + pretrain.pt); "
+                             "repeat")
     parser.add_argument("--n", type=int, default=1000, help="held-out scenes of chunk 0 (default 1000, the card's)")
     parser.add_argument("--held-out-of", type=Path, metavar="RUN",
                         help="score on the held-out test scenes of this `python -m train` run instead (e.g. runs/demo), "

@@ -74,3 +74,21 @@ def test_held_out_of_a_training_run_scores_its_test_scenes_beside_its_own_model(
     assert not (tmp_path / "x.json").exists()
     assert pretrain_table.main(["--run", str(backbone), "--held-out-of", str(tmp_path), "--out", str(out)]) == 2
     assert "is not a finished `python -m train` run" in capsys.readouterr().err
+
+
+def test_a_dualpath_run_is_scored_as_a_whole_model_with_its_ssim(tmp_path, tiny_run, capsys):
+    run = tmp_path / "dp"
+    # fp32 as the table scores (a near-random tiny model's scores tie under bf16, and its mAP on 24 scenes moves)
+    assert pretrain.main([*TINY, "--model", "dualpath", "--no-amp", "--out", str(run)]) == 0
+    out = tmp_path / "t.json"
+    assert pretrain_table.main(["--run", str(run), "--n", "24", "--threads", "1", "--out", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err  # the card's own figure reproduced
+    (r,) = json.loads(out.read_text())["rows"]
+    card = json.loads((run / "model.json").read_text())
+    assert r["model"] == "dualpath" and r["clean_map"] is None
+    assert r["ssim"] == pytest.approx(card["held_out"]["noisy"]["ssim"], abs=5e-3)
+    assert pretrain_table.main(["--run", str(run), "--held-out-of", str(tiny_run), "--threads", "1",
+                                "--out", str(out)]) == 0
+    pretrained, trained = json.loads(out.read_text())["rows"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert 0.0 < pretrained["ssim"] < 1.0 and trained["ssim"] == metrics["ssim"]
