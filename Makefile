@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 RUN    ?= runs/demo
+# make demo fine-tunes the shipped whole-model pretraining (every weight; docs/training.md) at rates 1/10 of the
+# preset's (the preset's own broke its validation mAP for an epoch and ended 0.008 lower: docs/results.md). `make demo
+# WHOLE=weights/densenet_small/backbone.pth` trains from the backbone alone, as `python -m train --preset cpu` does.
+WHOLE  ?= weights/dualpath_small/model.pth
+FINETUNE ?= --lr1 1e-4 --lr2 2e-4
 EXPORT := $(RUN)/export
 
 # The whole pipeline, CPU-sized: scenes -> training (the `cpu` preset) -> ONNX / OpenVINO FP32, FP16, bf16 and INT8
@@ -35,8 +40,8 @@ demo: setup
 	@mkdir -p $(dir $(RUN)) && date +%s > $(RUN).demo-started
 	$(PY) -m dualpath.scenes generate --n $(N) --seed $(SEED) --out $(DATA) --workers $(WORKERS) --overwrite
 	$(PY) -m dualpath.scenes preview --data $(DATA) --out $(DATA)/preview.png
-	$(PY) -m train --preset cpu --model dualpath --loss asl --data $(DATA) --out $(RUN) --resume --threads $(WORKERS) \
-		--workers $(WORKERS)
+	$(PY) -m train --preset cpu --model dualpath --loss asl --pretrained $(WHOLE) $(FINETUNE) --data $(DATA) \
+		--out $(RUN) --resume --threads $(WORKERS) --workers $(WORKERS)
 	$(PY) -m export --checkpoint $(RUN)/best.pt --out $(EXPORT) --int8 --fp16 --bf16 --backends onnx,openvino,tensorrt \
 		--benchmark --bench-threads $(WORKERS) --workers $(WORKERS); rc=$$?; \
 		if [ $$rc -eq 1 ]; then echo "demo: an artifact is past its drift budget: see $(EXPORT)/drift/*/drift.md"; \

@@ -10,19 +10,16 @@ starts every weight of the model from it (dualpath.model.build), and the two pha
 """
 from __future__ import annotations
 
+import functools
 import logging
-import shlex
-import time
-from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from dualpath.machine import describe as describe_machine
 from dualpath.model.weights import MODEL_CARD_FORMAT
-from train.pretrain_stream import PretrainConfig, chunk_seed
+from train.pretrain_stream import PretrainConfig
 
 log = logging.getLogger("train")
 
@@ -38,8 +35,9 @@ def model_config(cfg: PretrainConfig, pretrained: str = "none"):
                           "pretrained": pretrained})
 
 
+@functools.lru_cache(maxsize=1)
 def criterion():
-    """The `cpu` preset's loss: what `make demo` trains the model with."""
+    """The `cpu` preset's loss: what `make demo` trains the model with (stateless: one instance serves every batch)."""
     from train.config import CPU
     from train.losses import MultitaskLoss
 
@@ -60,6 +58,7 @@ def build(cfg: PretrainConfig):
     from dualpath.files import file_sha256
     from dualpath.model import build_model
     from dualpath.model.weights import read_card, read_model_card, resolve_source
+    from train.pretrain_run import _init_seen
 
     if not cfg.init:
         return build_model(model_config(cfg)), None
@@ -105,10 +104,6 @@ def _load_whole(model, state, source: str) -> None:
                          "--stem of the run that made it") from err
 
 
-def _init_seen(init) -> int:
-    return int(init.get("scenes_seen") or 0) if isinstance(init, dict) else 0
-
-
 def optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
     """Adam; the DenseNets' group at --backbone-lr-scale of the rate (train.loop.set_lr applies its lr_scale)."""
     in_backbones = {id(p) for b in model.backbones() for p in b.parameters()}
@@ -118,31 +113,11 @@ def optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 
-def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p, rt, t_start: float, bar, lr_at) -> None:
-    """One pass over a chunk, as train.loop.train_step does it (noisy in, the clean scene the recon target)."""
-    from train.data import Normalizer, augment_pairs
-    from train.evaluate import autocast
-    from train.loop import NonFiniteLossError, optimise, set_lr
-
-    device = rt.device
-    noisy, clean = (torch.from_numpy(np.ascontiguousarray(arrays[k])).to(device) for k in ("noisy", "clean"))
-    labels = torch.from_numpy(arrays["labels"]).to(device).float()
-    norm, loss_fn = Normalizer(device, rt.channels_last), criterion()
-    total = torch.zeros((), device=device)
-    order = torch.randperm(len(labels)).to(device)
-    for i, idx in enumerate(torch.split(order, cfg.batch_size)):
-        set_lr(optimizer, lr_at(cfg, p.scenes_seen + i * cfg.batch_size, p.train_s + time.perf_counter() - t_start))
-        a, b = augment_pairs(noisy[idx], clean[idx], cfg.augment)
-        with autocast(device, rt.amp):
-            loss, _ = loss_fn(model(norm.inputs(a)), norm.targets(b), labels[idx])
-        optimise(optimizer, loss)
-        total += loss.detach() * len(idx)
-        if bar is not None:
-            bar.update(len(idx))
-    p.last_loss = float(total) / len(labels)
-    if not np.isfinite(p.last_loss):
-        raise NonFiniteLossError(f"the pretraining loss became {p.last_loss} in chunk {p.chunks_done + 1}; "
-                                 "lower --lr and --resume (the last checkpoint is the previous chunk's)")
+def chunk_loss(model, norm, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The `cpu` preset's loss on a batch, as train.loop.train_step computes it: the noisy scenes in, the clean ones
+    the reconstruction's target (train.pretrain_run.train_chunk runs the pass)."""
+    loss, _ = criterion()(model(norm.inputs(a)), norm.targets(b), labels)
+    return loss
 
 
 @torch.no_grad()
@@ -167,8 +142,7 @@ def evaluate(model, arrays, rt, batch_size: int = 256) -> dict:
 
 
 def write_outputs(out: Path, cfg: PretrainConfig, model, p, held_out: dict, half: bool, argv, init) -> dict:
-    from dualpath.files import atomic_path, file_sha256, write_json
-    from dualpath.model.config import BACKBONES
+    from dualpath.files import atomic_path, write_json
 
     state = model.state_dict()
     if half:
@@ -176,25 +150,11 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p, held_out: dict, half
     weights = out / MODEL_WEIGHTS_NAME
     with atomic_path(weights) as tmp:
         torch.save(state, tmp)
-    mc = model_config(cfg).to_dict()
-    mc.pop("pretrained")
-    card = {
-        "format": MODEL_CARD_FORMAT,
-        "arch": "dualpath", "backbone": cfg.backbone, "stem": cfg.stem, "spec": asdict(BACKBONES[cfg.backbone]),
-        "model": mc, "loss": loss_record(),
-        "dtype": "float16" if half else "float32",
-        "scenes_seen": p.scenes_seen, "chunks": p.chunks_done, "chunk_scenes": cfg.chunk,
-        "seed_range": {"train": [chunk_seed(1), chunk_seed(max(p.chunks_done, 1))], "held_out": chunk_seed(0),
-                       "scenes_per_seed": "0..chunk-1 of each seed"},
-        "held_out": {"scenes": cfg.held_out, "seed": chunk_seed(0), **held_out},
-        "training": {k: v for k, v in asdict(cfg).items() if k not in ("backbone", "stem")},
-        "init": init,
-        "final_train_loss": p.last_loss,
-        "wall_s": round(p.train_s, 1), "waited_for_scenes_s": round(p.wait_s, 1),
-        "command": "python -m train pretrain " + shlex.join(argv),
-        "machine": {**describe_machine(), "torch": torch.__version__,
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "weights_file": MODEL_WEIGHTS_NAME, "weights_sha256": file_sha256(weights),
-    }
+    from train.pretrain_run import card_fields
+
+    options = model_config(cfg).to_dict()
+    options.pop("pretrained")
+    card = {"format": MODEL_CARD_FORMAT, "arch": "dualpath", "model": options, "loss": loss_record(),
+            **card_fields(cfg, p, held_out, half, argv, init, weights)}
     write_json(out / MODEL_CARD_NAME, card)
     return card

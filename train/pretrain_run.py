@@ -67,23 +67,31 @@ def lr_at(cfg: PretrainConfig, scenes_seen: int, elapsed_s: float) -> float:
     return cosine_lr(cfg.lr, frac, MIN_LR_FRACTION)
 
 
-def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p: Progress, rt, t_start: float, bar) -> None:
+def chunk_loss(model, norm, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The classifier's loss on a batch (a: the noisy scenes, b: the clean ones, augmented alike): BCE on either at
+    random, both kinds of image a backbone meets in the models (noisy inputs, clean(ed) reconstructions)."""
+    pick = (torch.rand(len(a)) < 0.5).to(a.device).view(-1, 1, 1, 1)
+    return nn.functional.binary_cross_entropy_with_logits(model(norm.inputs(torch.where(pick, a, b))).float(), labels)
+
+
+def train_chunk(model, optimizer, arrays, cfg: PretrainConfig, p: Progress, rt, t_start: float, bar,
+                loss_of=chunk_loss) -> None:
+    """One pass over a chunk: loss_of(model, normalizer, noisy, clean, labels) per batch (this module's chunk_loss,
+    or train.pretrain_dualpath's), under the run's autocast, at the cosine's rate of the moment."""
     from train.data import Normalizer, augment_pairs
     from train.evaluate import autocast
 
     device = rt.device
     noisy, clean = (torch.from_numpy(np.ascontiguousarray(arrays[k])).to(device) for k in ("noisy", "clean"))
     labels = torch.from_numpy(arrays["labels"]).to(device).float()
-    norm, criterion = Normalizer(device, rt.channels_last), nn.BCEWithLogitsLoss()
+    norm = Normalizer(device, rt.channels_last)
     total = torch.zeros((), device=device)
     order = torch.randperm(len(labels)).to(device)
     for i, idx in enumerate(torch.split(order, cfg.batch_size)):
         set_lr(optimizer, lr_at(cfg, p.scenes_seen + i * cfg.batch_size, p.train_s + time.perf_counter() - t_start))
-        # Both kinds of image a backbone meets in the models: noisy inputs and clean(ed) reconstructions.
         a, b = augment_pairs(noisy[idx], clean[idx], cfg.augment)
-        pick = (torch.rand(len(idx)) < 0.5).to(device).view(-1, 1, 1, 1)
         with autocast(device, rt.amp):
-            loss = criterion(model(norm.inputs(torch.where(pick, a, b))).float(), labels[idx])
+            loss = loss_of(model, norm, a, b, labels[idx])
         optimise(optimizer, loss)
         total += loss.detach() * len(idx)
         if bar is not None:
@@ -240,7 +248,7 @@ _FIELD_DEFAULTS = {f.name: f.default for f in __import__("dataclasses").fields(P
 
 def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv,
                   init: dict | None = None) -> dict:
-    from dualpath.files import atomic_path, file_sha256, write_json
+    from dualpath.files import atomic_path, write_json
 
     state = {f"features.{k}": v for k, v in model.backbone.features.state_dict().items()}
     if half:
@@ -248,8 +256,18 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: 
     weights = out / WEIGHTS_NAME
     with atomic_path(weights) as tmp:
         torch.save(state, tmp)
-    card = {
-        "format": CARD_FORMAT,
+    card = {"format": CARD_FORMAT, **card_fields(cfg, p, held_out, half, argv, init, weights)}
+    write_json(out / CARD_NAME, card)
+    return card
+
+
+def card_fields(cfg: PretrainConfig, p: Progress, held_out: dict, half: bool, argv, init: dict | None,
+                weights: Path) -> dict:
+    """What every pretraining card says (a backbone's and a whole model's): backbone, progress, seeds, held-out
+    metrics, configuration, warm start, cost, command, machine, and the weights file by name and sha256."""
+    from dualpath.files import file_sha256
+
+    return {
         "backbone": cfg.backbone, "stem": cfg.stem, "spec": asdict(BACKBONES[cfg.backbone]),
         "dtype": "float16" if half else "float32",
         "scenes_seen": p.scenes_seen, "chunks": p.chunks_done, "chunk_scenes": cfg.chunk,
@@ -263,10 +281,8 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: 
         "command": "python -m train pretrain " + shlex.join(argv),
         "machine": {**describe_machine(), "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "weights_file": WEIGHTS_NAME, "weights_sha256": file_sha256(weights),
+        "weights_file": weights.name, "weights_sha256": file_sha256(weights),
     }
-    write_json(out / CARD_NAME, card)
-    return card
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
@@ -313,7 +329,8 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
     source = ChunkSource(cfg, out / "chunks", workers)
     source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
     try:
-        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init, kind)
+        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init,
+                      kind)
         held_out = kind.evaluate(model, source.get(0), rt)
     finally:
         source.close()
@@ -323,6 +340,7 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
 
 def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
                   every_s: float = 0.0, init: dict | None = None, kind=None) -> None:
+    """(kind: this module for --model classifier, train.pretrain_dualpath for dualpath: its chunk_loss.)"""
     """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end."""
     from tqdm import tqdm
 
@@ -337,10 +355,7 @@ def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, c
             t0 = time.perf_counter()
             wait0 = source.wait_s
             arrays = source.get(k, prefetch=k + 1 if k < cfg.max_chunks else None)
-            if cfg.model == "dualpath":
-                kind.train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar, lr_at)
-            else:
-                train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar)
+            train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar, kind.chunk_loss)
             source.done_with(k)
             p.chunks_done, p.scenes_seen = k, p.scenes_seen + len(arrays["labels"])
             p.train_s += time.perf_counter() - t0

@@ -99,6 +99,19 @@ def check_card(source: str, backbone: str, stem: str) -> None:
 
 def read_card(source: str) -> dict | None:
     """The card beside a weights file (PATH with the suffix .json, as `python -m train pretrain` writes it), or None."""
+    found = _card_json(source)
+    if found is None:
+        return None
+    card, data = found
+    is_card = isinstance(data, dict) and str(data.get("format", "")).startswith(CARD_FORMAT.split("/")[0])
+    if is_card:
+        check_card_schema(card, data)
+    return data if is_card else None
+
+
+def _card_json(source: str) -> tuple[Path, object] | None:
+    """(path, parsed JSON) of the file PATH.json beside a weights file, None where there is none ('imagenet', 'none',
+    no such file); ValueError naming the card when it cannot be read."""
     import json
 
     if source in PRETRAINED_KEYWORDS:
@@ -107,13 +120,9 @@ def read_card(source: str) -> dict | None:
     if not card.is_file():
         return None
     try:
-        data = json.loads(card.read_text())
+        return card, json.loads(card.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot read the card {card} of {source} ({err}); fix or remove it") from err
-    is_card = isinstance(data, dict) and str(data.get("format", "")).startswith(CARD_FORMAT.split("/")[0])
-    if is_card:
-        check_card_schema(card, data)
-    return data if is_card else None
 
 
 # The card's fields a reader uses, with their types (the card of `python -m train pretrain`; others are kept as is).
@@ -240,17 +249,10 @@ class _StateDictSink:
 def read_model_card(source: str) -> dict | None:
     """The card of a whole pretrained model (MODEL_CARD_FORMAT, PATH with the suffix .json), or None when `source` is
     not one (a backbone's weights, 'imagenet', 'none')."""
-    import json
-
-    if source in PRETRAINED_KEYWORDS:
+    found = _card_json(source)
+    if found is None:
         return None
-    card = Path(resolve_source(source)).with_suffix(".json")
-    if not card.is_file():
-        return None
-    try:
-        data = json.loads(card.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read the card {card} of {source} ({err}); fix or remove it") from err
+    card, data = found
     if not (isinstance(data, dict) and str(data.get("format", "")).startswith(MODEL_CARD_FORMAT.split("/")[0])):
         return None
     for name in ("arch", "backbone", "stem"):

@@ -97,6 +97,27 @@ def test_the_shipped_backbone_recognises_held_out_scenes_better_than_chance():
     assert noisy["macro_map"] > 0.5 and noisy["macro_auc"] > 0.8  # chance: mAP ~0.1, AUC 0.5
 
 
+def test_the_shipped_whole_model_is_make_demos_start_and_fits_the_cpu_preset():
+    """weights/dualpath_small: the Makefile's WHOLE, a `--model dualpath` pretraining warm-started from the shipped
+    backbone's chain, loads into every weight of the cpu preset's model, and its card names its held-out SSIM."""
+    import re
+
+    makefile = (W.PROJECT_ROOT / "Makefile").read_text()
+    assert re.search(r"^WHOLE\s*\?=\s*weights/dualpath_small/model\.pth$", makefile, re.M)
+    path = W.PROJECT_ROOT / "weights/dualpath_small/model.pth"
+    card = W.read_model_card(str(path))
+    assert card is not None and card["format"] == W.MODEL_CARD_FORMAT
+    assert card["weights_sha256"] == file_sha256(path) and card["command"].startswith("python -m train pretrain")
+    assert (card["arch"], card["backbone"], card["stem"]) == ("dualpath", CPU.backbone, "imagenet")
+    assert card["scenes_seen"] >= 1_000_000 and card["init"]["scenes_seen"] >= 1_000_000
+    assert card["seed_range"]["held_out"] == PRETRAIN_SEED_START and os.path.getsize(path) < 16 * 2**20
+    noisy = card["held_out"]["noisy"]
+    assert noisy["macro_map"] > 0.5 and 0.5 < noisy["ssim"] < 1.0
+    model = build_model(model_config(CPU.with_overrides(pretrained=str(path))))
+    state = torch.load(path, weights_only=True)
+    assert model.pretrained_loaded and all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
 def test_cpu_preset_without_weights_and_refusals_through_the_cli(tmp_path, capsys):
     from train.arguments import resolve_config
     from train.cli import build_parser, main
