@@ -58,7 +58,7 @@ def build(cfg: PretrainConfig):
     from dualpath.files import file_sha256
     from dualpath.model import build_model
     from dualpath.model.weights import read_card, read_model_card, resolve_source
-    from train.pretrain_run import _init_seen
+    from train.pretrain_card import init_seen
 
     if not cfg.init:
         return build_model(model_config(cfg)), None
@@ -74,13 +74,13 @@ def build(cfg: PretrainConfig):
             raise ValueError(f"--init {cfg.init} is not the pretrain.pt of a `--model dualpath` pretraining; pass a "
                              "backbone.pth to start the DenseNets from it")
         _load_whole(model, ckpt["model"], cfg.init)
-        seen = int(ckpt["progress"]["scenes_seen"]) + _init_seen(ckpt.get("init"))
+        seen = int(ckpt["progress"]["scenes_seen"]) + init_seen(ckpt.get("init"))
         fresh = []
     else:
         model = build_model(model_config(cfg, pretrained=cfg.init))  # a backbone.pth or a model.pth, with its checks
         whole = read_model_card(cfg.init)
         card = whole or read_card(cfg.init)
-        seen = int(card["scenes_seen"]) + _init_seen(card.get("init")) if card and "scenes_seen" in card else None
+        seen = int(card["scenes_seen"]) + init_seen(card.get("init")) if card and "scenes_seen" in card else None
         in_backbones = {id(t) for b in model.backbones() for t in b.parameters()}
         fresh = [] if whole else sorted({k.split(".")[0] for k, t in model.named_parameters()
                                          if id(t) not in in_backbones})
@@ -150,7 +150,7 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p, held_out: dict, half
     weights = out / MODEL_WEIGHTS_NAME
     with atomic_path(weights) as tmp:
         torch.save(state, tmp)
-    from train.pretrain_run import card_fields
+    from train.pretrain_card import card_fields
 
     options = model_config(cfg).to_dict()
     options.pop("pretrained")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -18,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualpath.machine import describe as describe_machine
 from dualpath.model.config import BACKBONES
 from dualpath.model.weights import CARD_FORMAT
 from train.loop import NonFiniteLossError, cosine_lr, optimise, set_lr
+from train.pretrain_card import card_fields, init_seen
 from train.pretrain_stream import ChunkSource, PretrainConfig, chunk_seed
 
 log = logging.getLogger("train")
@@ -150,11 +149,11 @@ def warm_start(model: SceneClassifier, source: str) -> dict:
         raise ValueError(f"--init {source}: cannot read it as a torch file ({err})") from err
     if isinstance(ckpt, dict) and isinstance(ckpt.get("pretrain_config"), dict):
         _check_state(path, ckpt)
-        state, seen = dict(ckpt["model"]), ckpt["progress"]["scenes_seen"] + _init_seen(ckpt.get("init"))
+        state, seen = dict(ckpt["model"]), ckpt["progress"]["scenes_seen"] + init_seen(ckpt.get("init"))
     else:
         state = {f"backbone.{k}": v for k, v in load_weights(str(path)).items()}
         card = read_card(str(path))
-        seen = card["scenes_seen"] + _init_seen(card.get("init")) if card and "scenes_seen" in card else None
+        seen = card["scenes_seen"] + init_seen(card.get("init")) if card and "scenes_seen" in card else None
     own = model.state_dict()
     fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     fresh = sorted(k for k in own if k not in fits and not k.endswith(".num_batches_tracked"))
@@ -170,11 +169,6 @@ def warm_start(model: SceneClassifier, source: str) -> dict:
     log.info("warm start from %s (%s scenes seen): %d tensors copied, fresh: %s", source, seen, len(fits),
              ", ".join(fresh) or "none")
     return record
-
-
-def _init_seen(init) -> int:
-    """The scenes behind a run's own warm start (its "init" record), 0 without one."""
-    return int(init.get("scenes_seen") or 0) if isinstance(init, dict) else 0
 
 
 # --- checkpoints and outputs --------------------------------------------------------------------------------------
@@ -259,30 +253,6 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: 
     card = {"format": CARD_FORMAT, **card_fields(cfg, p, held_out, half, argv, init, weights)}
     write_json(out / CARD_NAME, card)
     return card
-
-
-def card_fields(cfg: PretrainConfig, p: Progress, held_out: dict, half: bool, argv, init: dict | None,
-                weights: Path) -> dict:
-    """What every pretraining card says (a backbone's and a whole model's): backbone, progress, seeds, held-out
-    metrics, configuration, warm start, cost, command, machine, and the weights file by name and sha256."""
-    from dualpath.files import file_sha256
-
-    return {
-        "backbone": cfg.backbone, "stem": cfg.stem, "spec": asdict(BACKBONES[cfg.backbone]),
-        "dtype": "float16" if half else "float32",
-        "scenes_seen": p.scenes_seen, "chunks": p.chunks_done, "chunk_scenes": cfg.chunk,
-        "seed_range": {"train": [chunk_seed(1), chunk_seed(max(p.chunks_done, 1))], "held_out": chunk_seed(0),
-                       "scenes_per_seed": "0..chunk-1 of each seed"},
-        "held_out": {"scenes": cfg.held_out, "seed": chunk_seed(0), **held_out},
-        "training": {k: v for k, v in asdict(cfg).items() if k not in ("backbone", "stem")},
-        "init": init,  # a warm start (--init): from which file, and which tensors started fresh
-        "final_train_loss": p.last_loss,
-        "wall_s": round(p.train_s, 1), "waited_for_scenes_s": round(p.wait_s, 1),
-        "command": "python -m train pretrain " + shlex.join(argv),
-        "machine": {**describe_machine(), "torch": torch.__version__,
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "weights_file": weights.name, "weights_sha256": file_sha256(weights),
-    }
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
