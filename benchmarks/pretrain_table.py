@@ -63,24 +63,18 @@ def score(ckpt: dict, arrays: dict) -> dict:
     pretraining's own evaluation computes them."""
     import torch
 
-    from dualpath.model import build_model
-    from train import pretrain_dualpath, pretrain_run
+    from train.pretrain_run import model_kind
     from train.pretrain_stream import PretrainConfig
 
     cfg = ckpt["pretrain_config"]
-    if cfg.get("model") == "dualpath":
-        evaluate = pretrain_dualpath.evaluate
-        model = build_model(pretrain_dualpath.model_config(PretrainConfig(backbone=cfg["backbone"], stem=cfg["stem"],
-                                                                          scenes=1)))
-    else:
-        evaluate = pretrain_run.evaluate
-        model = pretrain_run.SceneClassifier(cfg["backbone"], cfg["stem"])
+    kind = model_kind(cfg.get("model", "classifier"))
+    model, _ = kind.build(PretrainConfig(backbone=cfg["backbone"], stem=cfg["stem"], scenes=1))
     model.load_state_dict(ckpt["model"])
 
     class Runtime:  # what evaluate reads: CPU, fp32, no channels_last
         device, amp, channels_last = torch.device("cpu"), False, False
 
-    return evaluate(model, arrays, Runtime())
+    return kind.evaluate(model, arrays, Runtime())
 
 
 def run_held_out(run: Path) -> tuple[dict, dict]:

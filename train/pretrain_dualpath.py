@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from dualpath.model.weights import MODEL_CARD_FORMAT
+from train.pretrain_card import card_fields, init_seen
 from train.pretrain_stream import PretrainConfig
 
 log = logging.getLogger("train")
@@ -58,7 +59,6 @@ def build(cfg: PretrainConfig):
     from dualpath.files import file_sha256
     from dualpath.model import build_model
     from dualpath.model.weights import read_card, read_model_card, resolve_source
-    from train.pretrain_card import init_seen
 
     if not cfg.init:
         return build_model(model_config(cfg)), None
@@ -104,7 +104,7 @@ def _load_whole(model, state, source: str) -> None:
                          "--stem of the run that made it") from err
 
 
-def optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
     """Adam; the DenseNets' group at --backbone-lr-scale of the rate (train.loop.set_lr applies its lr_scale)."""
     in_backbones = {id(p) for b in model.backbones() for p in b.parameters()}
     groups = [{"params": [p for p in model.parameters() if id(p) not in in_backbones]},
@@ -150,8 +150,6 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p, held_out: dict, half
     weights = out / MODEL_WEIGHTS_NAME
     with atomic_path(weights) as tmp:
         torch.save(state, tmp)
-    from train.pretrain_card import card_fields
-
     options = model_config(cfg).to_dict()
     options.pop("pretrained")
     card = {"format": MODEL_CARD_FORMAT, "arch": "dualpath", "model": options, "loss": loss_record(),

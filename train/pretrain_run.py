@@ -9,7 +9,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -237,7 +237,7 @@ def _check_state(path: Path, ckpt: dict) -> None:
 
 _MISSING = object()
 # PretrainConfig's defaults, for the fields a checkpoint saved before they existed lacks
-_FIELD_DEFAULTS = {f.name: f.default for f in __import__("dataclasses").fields(PretrainConfig)}
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(PretrainConfig)}
 
 
 def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: dict, half: bool, argv,
@@ -253,6 +253,26 @@ def write_outputs(out: Path, cfg: PretrainConfig, model, p: Progress, held_out: 
     card = {"format": CARD_FORMAT, **card_fields(cfg, p, held_out, half, argv, init, weights)}
     write_json(out / CARD_NAME, card)
     return card
+
+
+def model_kind(model: str):
+    """The module that builds, trains (chunk_loss), scores and writes a --model: this one for the classifier,
+    train.pretrain_dualpath for the whole dual-path model."""
+    if model == "dualpath":
+        from train import pretrain_dualpath
+
+        return pretrain_dualpath
+    return sys.modules[__name__]
+
+
+def build(cfg: PretrainConfig) -> tuple[SceneClassifier, dict | None]:
+    """The classifier at its initialisation, and the warm start's record (None without --init)."""
+    model = SceneClassifier(cfg.backbone, cfg.stem)
+    return model, warm_start(model, cfg.init) if cfg.init else None
+
+
+def make_optimizer(model, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
 # --- the run ------------------------------------------------------------------------------------------------------
@@ -273,26 +293,13 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
         torch.set_num_threads(opts.threads)
     torch.manual_seed(cfg.seed)
     resuming = resume and ckpt.exists()
-    if cfg.model == "dualpath":
-        from train import pretrain_dualpath as kind
-
-        model, init = kind.build(replace(cfg, init=None) if resuming else cfg)
-    else:
-        kind = sys.modules[__name__]
-        model, init = SceneClassifier(cfg.backbone, cfg.stem), None
+    kind = model_kind(cfg.model)
+    model, init = kind.build(replace(cfg, init=None) if resuming else cfg)  # resuming: the checkpoint's weights
     model.to(rt.device)
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
-    if cfg.model == "dualpath":
-        optimizer = kind.optimizer(model, cfg)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if resuming:
-        p, init = load_state(ckpt, cfg, model, optimizer)
-    else:
-        p = Progress()
-        if cfg.model == "classifier" and cfg.init:
-            init = warm_start(model, cfg.init)
+    optimizer = kind.make_optimizer(model, cfg)
+    p, init = load_state(ckpt, cfg, model, optimizer) if resuming else (Progress(), init)
     log.info("pretraining %s %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.model, cfg.backbone,
              cfg.stem, rt.device, cfg.chunk, chunk_seed(1),
              f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
@@ -310,8 +317,8 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
 
 def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
                   every_s: float = 0.0, init: dict | None = None, kind=None) -> None:
-    """(kind: this module for --model classifier, train.pretrain_dualpath for dualpath: its chunk_loss.)"""
-    """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end."""
+    """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end (kind: this
+    module for --model classifier, train.pretrain_dualpath for dualpath: its chunk_loss)."""
     from tqdm import tqdm
 
     model.train()

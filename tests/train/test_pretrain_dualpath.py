@@ -59,7 +59,7 @@ def test_the_densenets_train_at_a_quarter_of_the_rate(whole, backbone):
         assert not torch.equal(state[prefix + key], start[key])  # moved from the warm start
     cfg = pretrain.PretrainConfig(backbone="densenet_tiny", scenes=24, model="dualpath")
     model = build_model(ModelConfig(arch="dualpath", backbone="densenet_tiny"))
-    optimizer = pretrain_dualpath.optimizer(model, cfg)
+    optimizer = pretrain_dualpath.make_optimizer(model, cfg)
     set_lr(optimizer, 1e-3)
     rest, densenets = optimizer.param_groups
     assert {id(p) for p in densenets["params"]} == {id(p) for b in model.backbones() for p in b.parameters()}
