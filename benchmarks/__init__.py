@@ -4,6 +4,10 @@ Nothing in the project imports them. Importing the package is importing dualpath
 libraries' telemetry off before any benchmark imports them (as every command does)."""
 from __future__ import annotations
 
+from dualpath.missing import install_for_python_m
+
+install_for_python_m()  # `python -m` lacking a package: one line, exit 2 (dualpath.missing)
+
 import dualpath.cli  # noqa: F401  (telemetry off: see the docstring)
 
 import os

@@ -4,6 +4,11 @@
     batches = CalibrationBatches.from_dataset(ds)                             # iterable of {"image": x} batches
     ort_reader(batches) / nncf_dataset(batches)                               # what each quantizer wants
 """
+
+from dualpath.missing import install_for_python_m
+
+install_for_python_m()  # `python -m` lacking a package: one line, exit 2 (dualpath.missing)
+
 from calibration.adapters import nncf_dataset, ort_reader
 from calibration.sets import (
     ACCURACY_CONTROL_SEED,

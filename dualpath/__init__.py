@@ -1,0 +1,3 @@
+from dualpath.missing import install_for_python_m
+
+install_for_python_m()  # `python -m` lacking a package: one line, exit 2 (dualpath.missing)

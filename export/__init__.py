@@ -2,6 +2,11 @@
 
     python -m export --checkpoint runs/x/best.pt --out runs/x/export --int8
 """
+
+from dualpath.missing import install_for_python_m
+
+install_for_python_m()  # `python -m` lacking a package: one line, exit 2 (dualpath.missing)
+
 from export.config import ExportConfig
 from export.pipeline import run_export
 
