@@ -12,6 +12,12 @@ scene config), changing one thing at a time:
 A class whose AP stays low in the last row is not lost to the data's ambiguity or to the degradation: the model's
 features do not separate it. For each class below --weak AP, the table names its confuser: the class whose scenes
 (without the weak class) score highest on the weak class's output, and that mean score.
+
+A second table asks whether the data carry what separates such a pair: on the default scenes holding exactly one of
+the two classes, the ROC AUC of the model's output for the weak class against the AUC of one number read off the
+scene, the visible length of that object in pixels (the extent of its visible mask along its principal axis; longer
+or shorter as the classes' real lengths, dualpath.scenes.shapes.LENGTH_CM, say, never fitted to these scenes). A
+length AUC well above the model's: the length is there at 64x64 and the model does not read it.
 Exit codes: 0 the table was written, 2 a run folder or data set that cannot be read.
 """
 from __future__ import annotations
@@ -40,14 +46,62 @@ def scene_config(base, changes: dict):
     return dataclasses.replace(base, degrade=degrade, **{k: v for k, v in changes.items() if k != "degrade"})
 
 
-def render(config, seed: int, indices) -> tuple:
-    """The noisy images and labels of scenes `indices` of (config, seed)."""
+def render(config, seed: int, indices, scenes: list | None = None) -> tuple:
+    """The noisy images and labels of scenes `indices` of (config, seed); the Scene objects are appended to
+    `scenes` when it is given."""
     import numpy as np
 
     from dualpath.scenes.compose import render_scene
 
-    scenes = [render_scene(config, seed, int(i)) for i in indices]
-    return np.stack([s.noisy for s in scenes]), np.stack([s.labels for s in scenes])
+    rendered = [render_scene(config, seed, int(i)) for i in indices]
+    if scenes is not None:
+        scenes.extend(rendered)
+    return np.stack([s.noisy for s in rendered]), np.stack([s.labels for s in rendered])
+
+
+def visible_length(mask) -> float:
+    """Extent in pixels of a mask's pixels along their principal axis (nan for fewer than 3 pixels)."""
+    import numpy as np
+
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 3:
+        return float("nan")
+    pts = np.stack([xs, ys], axis=1).astype(np.float64)
+    pts -= pts.mean(axis=0)
+    axis = np.linalg.eigh(np.cov(pts.T))[1][:, -1]
+    proj = pts @ axis
+    return float(proj.max() - proj.min() + 1.0)
+
+
+def pair_report(scenes, probs, names, weak: str, confuser: str) -> dict | None:
+    """The scenes holding exactly one of `weak` and `confuser`: ROC AUC of the model's `weak` output, and of the
+    visible length of that object signed by the two classes' real lengths (LENGTH_CM). None when a class is absent."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from dualpath.scenes.shapes import LENGTH_CM
+
+    w, c = names.index(weak), names.index(confuser)
+    rows, lengths, truth = [], [], []
+    for i, s in enumerate(scenes):
+        has_w, has_c = w in s.classes, c in s.classes
+        if has_w == has_c:
+            continue
+        obj = s.classes.index(w if has_w else c)
+        rows.append(i)
+        lengths.append(visible_length(s.masks[obj]))
+        truth.append(has_w)
+    truth, lengths = np.asarray(truth), np.asarray(lengths)
+    if truth.all() or not truth.any():
+        return None
+    shorter = np.mean(LENGTH_CM[weak]) < np.mean(LENGTH_CM[confuser])
+    seen = ~np.isnan(lengths)
+    return {"weak": weak, "confuser": confuser, "scenes": len(rows), "with_weak": int(truth.sum()),
+            "model_auc": float(roc_auc_score(truth, probs[rows, w])),
+            "length_auc": float(roc_auc_score(truth[seen], -lengths[seen] if shorter else lengths[seen])),
+            "weak_length_px": float(np.nanmedian(lengths[truth])),
+            "confuser_length_px": float(np.nanmedian(lengths[~truth])),
+            "real_length_cm": {weak: list(LENGTH_CM[weak]), confuser: list(LENGTH_CM[confuser])}}
 
 
 def probabilities(model, images, batch: int = 200):
@@ -79,7 +133,7 @@ def class_report(probs, labels, names) -> dict:
     return out
 
 
-def measure(run: Path, n: int | None, threads: int, progress=print) -> dict:
+def measure(run: Path, n: int | None, threads: int, weak: float = 0.75, progress=print) -> dict:
     import numpy as np
     import torch
 
@@ -98,15 +152,21 @@ def measure(run: Path, n: int | None, threads: int, progress=print) -> dict:
             if manifest.is_file() else SceneConfig())
     seed, indices = int(splits["seed"]), np.asarray(splits["test"][:n] if n else splits["test"])
     model, _ = load_model(run / "best.pt")
-    rows = {}
+    rows, scenes, pairs = {}, [], []
     for name, changes in VARIANTS.items():
         t0 = time.perf_counter()
-        images, labels = render(scene_config(base, changes), seed, indices)
-        report = class_report(probabilities(model, images), labels, CLASS_NAMES)
+        images, labels = render(scene_config(base, changes), seed, indices, scenes if name == "default" else None)
+        probs = probabilities(model, images)
+        report = class_report(probs, labels, CLASS_NAMES)
         aps = [r["ap"] for r in report.values() if r["ap"] is not None]
         rows[name] = {"changes": changes, "macro_map": float(np.mean(aps)), "classes": report}
         progress(f"  {name}: macro mAP {rows[name]['macro_map']:.4f} ({time.perf_counter() - t0:.0f} s)")
-    return {"run": str(run), "scenes": len(indices), "seed": seed, "rows": rows}
+        if name == "default":
+            for c, r in report.items():
+                if r["ap"] is not None and r["ap"] < weak and r["confuser"]:
+                    pair = pair_report(scenes, probs, list(CLASS_NAMES), c, r["confuser"])
+                    pairs += [pair] if pair else []
+    return {"run": str(run), "scenes": len(indices), "seed": seed, "rows": rows, "length_cue": pairs}
 
 
 def print_table(result: dict, weak: float) -> list[str]:
@@ -123,6 +183,12 @@ def print_table(result: dict, weak: float) -> list[str]:
         note = (f"   {d['confuser']} (mean score {d['confuser_score']:.2f} vs {d['positive_score']:.2f} on its own)"
                 if d["ap"] is not None and d["ap"] < weak and d["confuser"] else "")
         lines.append(f"{c:<15}{cells}{note}")
+    if result.get("length_cue"):
+        lines += ["", "default scenes holding one of the pair: ROC AUC of the model's output and of the visible length",
+                  f"{'class':<15}{'confuser':<15}{'scenes':>8}{'model AUC':>11}{'length AUC':>12}{'median length px':>20}"]
+        for p in sorted(result["length_cue"], key=lambda p: p["model_auc"] - p["length_auc"]):
+            lines.append(f"{p['weak']:<15}{p['confuser']:<15}{p['scenes']:>8}{p['model_auc']:>11.3f}"
+                         f"{p['length_auc']:>12.3f}{p['weak_length_px']:>11.1f} / {p['confuser_length_px']:.1f}")
     return lines
 
 
@@ -140,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe()
     print(f"{args.run}: held-out scenes re-rendered {len(VARIANTS)} ways; {headline(machine)}")
     try:
-        result = measure(args.run, args.n, args.threads)
+        result = measure(args.run, args.n, args.threads, args.weak)
     except (ValueError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
