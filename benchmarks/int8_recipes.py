@@ -45,16 +45,26 @@ ROWS: dict[str, tuple[dict, dict]] = {
     "ptq-float-classifier": (MINMAX, {"FLOAT_SCOPES": ("/model/head/", "/model/reconstruction/", "/model/features/")}),
     "ptq-u8-8bit-weights": ({**MINMAX, "u8_weights": 8}, {}),
     "ptq-percentile-u8-8bit-weights": ({**PERCENTILE, "u8_weights": 8}, {}),  # the export's defaults since 2026-12-07
+    # the s8 model's float parts: as OpenVINO's (head INT8, the last two decoder blocks float; the default since
+    # 2026-12-07) and as before (head float, one block); 96/106 conv/gemm INT8 both
+    "ptq-s8-two-float-blocks": ({**PERCENTILE, "u8_weights": 8}, {"s8_floats": {"head": False, "decoder_blocks": 2}}),
+    "ptq-s8-float-head-one-block": ({**PERCENTILE, "u8_weights": 8}, {"s8_floats": {"head": True, "decoder_blocks": 1}}),
 }
 ARTIFACTS = ("model_int8_s8.onnx", "model_int8_u8.onnx", "model_int8.xml")
 
 
 @contextlib.contextmanager
 def recipe(overrides: dict):
+    import dataclasses
+
     from export import quantize_onnx
 
-    saved = {k: getattr(quantize_onnx, k) for k in overrides}
+    saved = {k: getattr(quantize_onnx, k) for k in overrides if k != "s8_floats"}
     for k, v in overrides.items():
+        if k == "s8_floats":  # the s8 variant's FloatRecipe fields
+            k, v = "VARIANTS", {**quantize_onnx.VARIANTS, "s8": dataclasses.replace(
+                quantize_onnx.VARIANTS["s8"], floats=quantize_onnx.FloatRecipe(**v))}
+            saved.setdefault(k, quantize_onnx.VARIANTS)
         setattr(quantize_onnx, k, v)
     try:
         yield
