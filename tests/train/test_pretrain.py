@@ -12,9 +12,7 @@ from dualpath.model import ModelConfig, build_model
 from train import pretrain
 from train.experiment import run_experiment
 from train.loop import model_config, plan_phases
-
-TINY = ["--backbone", "densenet_tiny", "--chunk", "24", "--held-out", "20", "--batch-size", "12",
-        "--device", "cpu", "--threads", "1", "--quiet"]
+from pretrain_helpers import TINY  # same folder (tests/train/pretrain_helpers.py)
 
 
 @pytest.fixture(scope="module")
