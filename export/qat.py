@@ -57,13 +57,15 @@ class Plan:
     outputs: dict[str, QuantSpec] = field(default_factory=dict)  # fake-quantize the module's output
     conv_weights: dict[str, int] = field(default_factory=dict)  # per-channel symmetric weights: module -> qmax
     norm_weights: dict[str, int] = field(default_factory=dict)  # per-tensor symmetric BatchNorm scales: module -> qmax
+    # per-output-channel symmetric Linear weights (a Gemm with transB, ONNX Runtime's per-channel axis 0): module -> qmax
+    gemm_weights: dict[str, int] = field(default_factory=dict)
     on_grid: list[str] = field(default_factory=list)  # quantized tensors already on their grid (no op needed)
     missing: list[str] = field(default_factory=list)  # quantized tensors this plan cannot reproduce
 
     def summary(self) -> dict[str, int]:
         return {"activation_inputs": len(self.inputs), "activation_outputs": len(self.outputs),
                 "conv_weights": len(self.conv_weights), "norm_weights": len(self.norm_weights),
-                "on_grid": len(self.on_grid), "missing": len(self.missing)}
+                "gemm_weights": len(self.gemm_weights), "on_grid": len(self.on_grid), "missing": len(self.missing)}
 
 
 def scope_map(model) -> tuple[dict[str, str], list[tuple[str, Any]]]:
@@ -159,11 +161,22 @@ def plan_from_qdq(proto, model) -> Plan:
                 continue
             qmax = int(np.abs(value(src)).max()) if value(src).size else 127
             qmax = 127 if qmax > 64 else 64  # 8-bit or ONNX Runtime's 7-bit (reduce_range) weights
+            per_channel = value(dq.input[1]).size > 1
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
             for node, idx in consumers.get(dq.output[0], []):
                 path = module_of(node)
                 if path is None or idx != 1:
                     continue
-                (plan.conv_weights if node.op_type == "Conv" else plan.norm_weights)[path] = qmax
+                if node.op_type == "Conv":
+                    plan.conv_weights[path] = qmax
+                elif node.op_type == "Gemm" and per_channel:
+                    transposed = any(a.name == "transB" and a.i for a in node.attribute)
+                    if transposed and axis == 0:  # torch's Linear weight (out, in): per channel along dim 0
+                        plan.gemm_weights[path] = qmax
+                    else:
+                        plan.missing.append(src)
+                else:
+                    plan.norm_weights[path] = qmax
             continue
         q = producer.get(src)
         if q is None or q.op_type != "QuantizeLinear":
@@ -279,7 +292,7 @@ def fake_quantized(model, plan: Plan) -> Iterator[Any]:
                 lambda _m, args, spec=spec: (_fq_act(args[0], spec), *args[1:])))
         for path, spec in plan.outputs.items():
             handles.append(modules[path].register_forward_hook(lambda _m, _a, out, spec=spec: _fq_act(out, spec)))
-        for path, qmax in plan.conv_weights.items():
+        for path, qmax in {**plan.conv_weights, **plan.gemm_weights}.items():
             parametrize.register_parametrization(modules[path], "weight", symmetric_weight_quantizer(qmax, True))
         for path, qmax in plan.norm_weights.items():
             parametrize.register_parametrization(modules[path], "weight", symmetric_weight_quantizer(qmax, False))
@@ -287,7 +300,7 @@ def fake_quantized(model, plan: Plan) -> Iterator[Any]:
     finally:
         for h in handles:
             h.remove()
-        for path in [*plan.conv_weights, *plan.norm_weights]:
+        for path in [*plan.conv_weights, *plan.gemm_weights, *plan.norm_weights]:
             if parametrize.is_parametrized(modules[path], "weight"):
                 parametrize.remove_parametrizations(modules[path], "weight", leave_parametrized=False)
 

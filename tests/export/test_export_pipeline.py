@@ -19,6 +19,7 @@ from dualpath.exitcodes import BAD_INPUT  # noqa: E402
 from export.__main__ import main  # noqa: E402
 from export.config import export_config as ExportConfig  # noqa: E402
 from export.pipeline import run_export  # noqa: E402
+from export.quantize_onnx import VARIANTS  # noqa: E402
 from export_helpers import make_checkpoint as _checkpoint  # noqa: E402  (same folder)
 from runtime.backends import load_backend  # noqa: E402
 
@@ -71,13 +72,16 @@ def test_qdq_structure(exported, variant):
     proto = onnx.load(str(config.out / f"model_int8_{variant}.onnx"))
     producers = _producers(proto)
     summary = manifest["recipes"][f"model_int8_{variant}.onnx"]["graph"]
-    # Float by rule: the CBAM convs, the classifier head's two Gemms, the two full-resolution decoder blocks' convs
-    # and the reconstruction conv; every DenseNet conv and the deeper decoder blocks are INT8.
+    # Float by rule: the CBAM convs and the reconstruction conv; by each variant's FloatRecipe the classifier head's
+    # two Gemms (u8) and its last decoder blocks' convs (u8 one, s8 two); every DenseNet conv is INT8.
     conv_gemm = [n for n in proto.graph.node if n.op_type in ("Conv", "Gemm")]
     float_ones = {n.name for n in conv_gemm if getattr(producers.get(n.input[1]), "op_type", None) != "DequantizeLinear"}
     assert all(n.startswith(("/model/reconstruction/", "/model/head/", "/model/decoder/blocks.3/",
                              "/model/decoder/blocks.4/")) for n in float_ones), sorted(float_ones)
-    assert {n for n in float_ones if n.startswith("/model/head/")} and {n for n in float_ones if "blocks.4" in n}
+    recipe = VARIANTS[variant].floats
+    assert bool({n for n in float_ones if n.startswith("/model/head/")}) == recipe.head
+    assert {n for n in float_ones if "blocks.4" in n}
+    assert bool({n for n in float_ones if "blocks.3" in n}) == (recipe.decoder_blocks >= 2)
     assert summary["conv_gemm_int8"] == summary["conv_gemm_total"] - len(float_ones) > len(float_ones)
     assert not [n for n in float_ones if "/encoder/" in n or "/features/" in n]  # both DenseNets fully INT8
     # both outputs come straight from float ops, and the reconstruction is never quantized (no shared scale)

@@ -66,6 +66,10 @@ def test_mirror_reproduces_the_qdq_graph(ptq_export, variant):
                        and n.input[0] not in {i.name for i in proto.graph.initializer} for n in proto.graph.node)
     assert plan.summary()["conv_weights"] == len([n for n in proto.graph.node if n.op_type == "Conv"
                                                   and n.name not in qat_float_convs(proto)])
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    int8_gemms = [n for n in proto.graph.node if n.op_type == "Gemm"
+                  and getattr(producer.get(n.input[1]), "op_type", None) == "DequantizeLinear"]
+    assert plan.summary()["gemm_weights"] == len(int8_gemms)  # s8: the head's two Gemms (per channel); u8: none
     assert len(plan.inputs) + len(plan.outputs) + len(plan.on_grid) >= activation_q
     images = _images()
     mirrored = qat.mirror_parity(model, plan, path, images)
@@ -220,7 +224,7 @@ def test_accuracy_control_falls_back_to_qat(tmp_path):
     config = ExportConfig(checkpoint=make_checkpoint(tmp_path / "best.pt"), out=tmp_path / "out", int8=True,
                           backends=("onnx",), qdq_variants=("s8",), accuracy_control=True, qat_minutes=0.03,
                           qat_scenes=64, min_int8_share=0.95, calib_n=16, drift_n=20, severities=(), parity_n=8,
-                          data_root=tmp_path / "data", threads=1, budgets={"ssim": Budget("ssim", abs=0.0)})
+                          data_root=tmp_path / "data", threads=1, budgets={"label_flip_rate": Budget("label_flip_rate", abs=0.0)})
     logs: list[str] = []
     manifest = run_export(config, log=logs.append)
     r = manifest["accuracy_control"]["artifacts"]["model_int8_s8.onnx"]
@@ -243,8 +247,9 @@ def test_qat_never_leaves_ptq(tmp_path):
     config = ExportConfig(checkpoint=make_checkpoint(tmp_path / "best.pt"), out=tmp_path / "out", int8=True,
                           backends=("onnx",), qdq_variants=("s8",), accuracy_control=True, qat="never",
                           min_int8_share=0.95, calib_n=16, drift_n=20, severities=(), parity_n=8,
-                          data_root=tmp_path / "data", threads=1, budgets={"ssim": Budget("ssim", abs=0.0)})
+                          data_root=tmp_path / "data", threads=1, budgets={"label_flip_rate": Budget("label_flip_rate", abs=0.0)})
     manifest = run_export(config, log=lambda _: None)
     r = manifest["accuracy_control"]["artifacts"]["model_int8_s8.onnx"]
+    assert r["rounds"][0]["violations"]  # past its budget after PTQ, so QAT would have been next
     assert r["shipped"] == "ptq" and "qat" not in manifest
     assert all(rnd.get("weights") != "qat" for rnd in r["rounds"])

@@ -109,7 +109,8 @@ def test_the_shipped_whole_model_is_make_demos_start_and_fits_the_cpu_preset():
     assert card is not None and card["format"] == W.MODEL_CARD_FORMAT
     assert card["weights_sha256"] == file_sha256(path) and card["command"].startswith("python -m train pretrain")
     assert (card["arch"], card["backbone"], card["stem"]) == ("dualpath", CPU.backbone, "imagenet")
-    assert card["scenes_seen"] >= 1_000_000 and card["init"]["scenes_seen"] >= 1_000_000
+    # its own run, then the chain behind its --init (the backbone's scenes, or an earlier whole-model run's too)
+    assert card["scenes_seen"] >= 500_000 and card["scenes_seen"] + card["init"]["scenes_seen"] >= 7_000_000
     assert card["seed_range"]["held_out"] == PRETRAIN_SEED_START and os.path.getsize(path) < 16 * 2**20
     noisy = card["held_out"]["noisy"]
     assert noisy["macro_map"] > 0.5 and 0.5 < noisy["ssim"] < 1.0
