@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +40,22 @@ def save_results(out: Path, data: dict) -> int:
         return exitcodes.BAD_INPUT
     print(f"results: {out}")
     return exitcodes.OK
+
+
+def measure_and_save(out: Path, title: str, measure: Callable[[], dict], table: Callable[[dict], list[str]],
+                     errors: tuple[type[BaseException], ...]) -> int:
+    """A study's main once its flags are read: `title` and the machine's headline, measure() (one of `errors`: one
+    `error:` line and exitcodes.BAD_INPUT), its table printed, and the results with the machine saved to `out`."""
+    from dualpath import exitcodes
+    from dualpath.machine import describe, headline
+
+    machine = describe()
+    print(f"{title}; {headline(machine)}")
+    try:
+        result = measure()
+    except errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    for line in table(result):
+        print(line)
+    return save_results(out, {**result, "machine": machine})

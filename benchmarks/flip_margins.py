@@ -26,9 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import save_results
+from benchmarks import measure_and_save
 from dualpath import exitcodes
-from dualpath.machine import describe, headline
 
 NOISE_LEVELS = (1, 2)  # grey levels of the FP32 noise floor
 NEAR_TIES = (0.01, 0.02)  # margins below which a reference's decision counts as a near-tie
@@ -234,16 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     except NotAnExport as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    machine = describe()
-    print(f"{args.export}: label flips against the reference's margins, {args.n} drift scenes; {headline(machine)}")
-    try:
-        result = measure(args.export, args.n, args.data_root, args.workers, args.threads)
-    except (ValueError, OSError, BackendError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    for line in table(result):
-        print(line)
-    return save_results(args.out, {**result, "machine": machine})
+    return measure_and_save(
+        args.out, f"{args.export}: label flips against the reference's margins, {args.n} drift scenes",
+        lambda: measure(args.export, args.n, args.data_root, args.workers, args.threads), table,
+        (ValueError, OSError, BackendError))
 
 
 if __name__ == "__main__":

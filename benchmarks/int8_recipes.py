@@ -48,7 +48,8 @@ ROWS: dict[str, tuple[dict, dict]] = {
     # the s8 model's float parts: as OpenVINO's (head INT8, the last two decoder blocks float; the default since
     # 2026-12-07) and as before (head float, one block); 96/106 conv/gemm INT8 both
     "ptq-s8-two-float-blocks": ({**PERCENTILE, "u8_weights": 8}, {"s8_floats": {"head": False, "decoder_blocks": 2}}),
-    "ptq-s8-float-head-one-block": ({**PERCENTILE, "u8_weights": 8}, {"s8_floats": {"head": True, "decoder_blocks": 1}}),
+    "ptq-s8-float-head-one-block": ({**PERCENTILE, "u8_weights": 8},
+                                    {"s8_floats": {"head": True, "decoder_blocks": 1}}),
 }
 ARTIFACTS = ("model_int8_s8.onnx", "model_int8_u8.onnx", "model_int8.xml")
 
@@ -59,12 +60,13 @@ def recipe(overrides: dict):
 
     from export import quantize_onnx
 
-    saved = {k: getattr(quantize_onnx, k) for k in overrides if k != "s8_floats"}
+    overrides = dict(overrides)
+    if "s8_floats" in overrides:  # the s8 variant's FloatRecipe fields: a VARIANTS with that s8
+        s8 = quantize_onnx.VARIANTS["s8"]
+        floats = quantize_onnx.FloatRecipe(**overrides.pop("s8_floats"))
+        overrides["VARIANTS"] = {**quantize_onnx.VARIANTS, "s8": dataclasses.replace(s8, floats=floats)}
+    saved = {k: getattr(quantize_onnx, k) for k in overrides}
     for k, v in overrides.items():
-        if k == "s8_floats":  # the s8 variant's FloatRecipe fields
-            k, v = "VARIANTS", {**quantize_onnx.VARIANTS, "s8": dataclasses.replace(
-                quantize_onnx.VARIANTS["s8"], floats=quantize_onnx.FloatRecipe(**v))}
-            saved.setdefault(k, quantize_onnx.VARIANTS)
         setattr(quantize_onnx, k, v)
     try:
         yield

@@ -28,9 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import save_results
+from benchmarks import measure_and_save
 from dualpath import exitcodes
-from dualpath.machine import describe, headline
 
 VARIANTS = {  # name -> SceneConfig fields changed (degrade: DegradeConfig fields)
     "default": {},
@@ -203,16 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.n is not None and args.n < 1:
         print("error: --n must be at least 1", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    machine = describe()
-    print(f"{args.run}: held-out scenes re-rendered {len(VARIANTS)} ways; {headline(machine)}")
-    try:
-        result = measure(args.run, args.n, args.threads, args.weak)
-    except (ValueError, OSError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    for line in print_table(result, args.weak):
-        print(line)
-    return save_results(args.out, {**result, "machine": machine})
+    return measure_and_save(args.out, f"{args.run}: held-out scenes re-rendered {len(VARIANTS)} ways",
+                            lambda: measure(args.run, args.n, args.threads, args.weak),
+                            lambda result: print_table(result, args.weak), (ValueError, OSError, KeyError))
 
 
 if __name__ == "__main__":

@@ -22,10 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import save_results
+from benchmarks import measure_and_save
 from benchmarks.lookalikes import probabilities
 from dualpath import exitcodes
-from dualpath.machine import describe, headline
 
 ROWS = ("fused GAP (the model's)", "fused, per cell", "fused, GAP + max", "block3 GAP, both paths")
 WATCH = ("teaspoon", "dessert spoon", "dinner fork", "dinner knife", "whisk")
@@ -131,16 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.c <= 0:
         print("error: --c must be positive", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    machine = describe()
-    print(f"{args.run}: linear probes on the frozen features; {headline(machine)}")
-    try:
-        result = measure(args.run, args.c, args.threads)
-    except (ValueError, OSError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    for line in print_table(result):
-        print(line)
-    return save_results(args.out, {**result, "machine": machine})
+    return measure_and_save(args.out, f"{args.run}: linear probes on the frozen features",
+                            lambda: measure(args.run, args.c, args.threads), print_table,
+                            (ValueError, OSError, KeyError))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ its metadata "shared" are read from the command's own unprefixed flags (one --wo
     drift: DriftConfig = field(default_factory=DriftConfig, metadata={"shared": ("workers",)})  # --drift-n, --workers
 
 (Config modules write that metadata themselves rather than import this module, which would switch telemetry off in
-every program that merely imports a config.) A package the command needs and this Python lacks ends it with one line and exit 2 (dualpath.missing), not a
-traceback. Standard library only (no torch, no numpy): `--help` stays fast.
+every program that merely imports a config.) A package the command needs and this Python lacks ends it with one
+line and exit 2 (dualpath.missing), not a traceback. Standard library only (no torch, no numpy): `--help` stays fast.
 """
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ a third-party package then prints
     (/usr/bin/python3) does not have: run `make setup` and use .venv/bin/python (or `. .venv/bin/activate`)
 
 and the process exits 2 (exitcodes.BAD_INPUT) once its atexit handlers have run. Every top-level package's
-__init__ calls install_for_python_m() first, for the imports `python -m` makes before the command's module runs. A missing module of the project's
-own packages is a bug, not the environment: its traceback is left as it is. Standard library only.
+__init__ calls install_for_python_m() first, for the imports `python -m` makes before the command's module runs.
+A missing module of the project's own packages is a bug, not the environment: its traceback is left as it is.
+Standard library only.
 """
 from __future__ import annotations
 

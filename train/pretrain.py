@@ -105,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init", metavar="PATH",
                         help="warm start from a backbone.pth (weights/<name>/backbone.pth) or a pretrain.pt: every "
                              "tensor that fits by name and shape is copied; the stem's conv may differ (another "
-                             "--stem) and the head starts fresh from a backbone.pth; the card records what was kept")
+                             "--stem) and the head starts fresh from a backbone.pth; the card records what was kept. "
+                             "With --model dualpath: a backbone.pth starts both DenseNets (decoder and head fresh); a "
+                             "model.pth (weights/dualpath_small/model.pth) or the pretrain.pt of a --model dualpath "
+                             "run continues every weight; the stream starts again at chunk 1")
     parser.add_argument("--half", action="store_true", help="save backbone.pth in float16 (half the size)")
     parser.add_argument("--checkpoint-minutes", type=float, default=2.0,
                         help="checkpoint (pretrain.pt) at most this often, and at the end (default 2; 0: every chunk)")

@@ -306,8 +306,7 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
     source = ChunkSource(cfg, out / "chunks", workers)
     source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
     try:
-        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init,
-                      kind)
+        _train_chunks(cfg, model, optimizer, p, source, rt, ckpt, opts.progress, 60 * checkpoint_minutes, init, kind)
         held_out = kind.evaluate(model, source.get(0), rt)
     finally:
         source.close()
@@ -316,7 +315,7 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
 
 
 def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, ckpt: Path, progress: bool,
-                  every_s: float = 0.0, init: dict | None = None, kind=None) -> None:
+                  every_s: float, init: dict | None, kind) -> None:
     """Chunks until --scenes or the budget is reached; a checkpoint every `every_s` seconds and at the end (kind: this
     module for --model classifier, train.pretrain_dualpath for dualpath: its chunk_loss)."""
     from tqdm import tqdm
