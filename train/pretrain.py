@@ -108,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "--stem) and the head starts fresh from a backbone.pth; the card records what was kept. "
                              "With --model dualpath: a backbone.pth starts both DenseNets (decoder and head fresh); a "
                              "model.pth (weights/dualpath_small/model.pth) or the pretrain.pt of a --model dualpath "
-                             "run continues every weight; the stream starts again at chunk 1")
+                             "run continues every weight; the stream starts again at chunk 1 unless --first-chunk says "
+                             "otherwise")
+    parser.add_argument("--first-chunk", type=int, default=d("first_chunk"), metavar="K",
+                        help="train on the stream's chunks K, K+1, ... (seeds PRETRAIN_SEED_START + K ...): a "
+                             "continued run goes on past the chunks its warm start saw (the last one is in its "
+                             "card's seed_range.train) instead of seeing them again; chunk 0 stays the held-out set "
+                             f"(default {d('first_chunk')})")
     parser.add_argument("--half", action="store_true", help="save backbone.pth in float16 (half the size)")
     parser.add_argument("--checkpoint-minutes", type=float, default=2.0,
                         help="checkpoint (pretrain.pt) at most this often, and at the end (default 2; 0: every chunk)")

@@ -193,7 +193,7 @@ def load_state(path: Path, cfg: PretrainConfig, model, optimizer) -> tuple[Progr
     _check_state(path, ckpt)
     # what was trained: --scenes / --budget-minutes may grow a run, and --generate is how scenes are made
     fixed = ("model", "backbone", "stem", "chunk", "held_out", "batch_size", "augment", "seed", "lr", "init",
-             "backbone_lr_scale")
+             "backbone_lr_scale", "first_chunk")
     was = {k: saved.get(k, _FIELD_DEFAULTS[k]) for k in fixed}  # a field added since: what it was then
     changed = [f"{k} {was[k]!r} (saved) vs {getattr(cfg, k)!r}" for k in fixed if was[k] != getattr(cfg, k)]
     if changed:
@@ -301,7 +301,7 @@ def run(cfg: PretrainConfig, out: Path, opts, resume: bool, half: bool, argv: Se
     optimizer = kind.make_optimizer(model, cfg)
     p, init = load_state(ckpt, cfg, model, optimizer) if resuming else (Progress(), init)
     log.info("pretraining %s %s (stem %s) on %s, chunks of %d scenes from seed %d; %s", cfg.model, cfg.backbone,
-             cfg.stem, rt.device, cfg.chunk, chunk_seed(1),
+             cfg.stem, rt.device, cfg.chunk, chunk_seed(cfg.first_chunk),
              f"{cfg.scenes} scenes" if cfg.scenes else f"{cfg.budget_minutes} min")
     source = ChunkSource(cfg, out / "chunks", workers)
     source.prefetch(0)  # the held-out chunk first: at the end it would wait behind a prefetched training chunk
@@ -327,13 +327,14 @@ def _train_chunks(cfg, model, optimizer, p: Progress, source: ChunkSource, rt, c
                disable=not progress or not sys.stderr.isatty())
     try:
         while p.chunks_done < cfg.max_chunks and not _budget_spent(cfg, p):
-            k = p.chunks_done + 1
+            i = p.chunks_done + 1  # the run's i-th chunk: the stream's chunk k
+            k = cfg.train_chunk(i)
             t0 = time.perf_counter()
             wait0 = source.wait_s
-            arrays = source.get(k, prefetch=k + 1 if k < cfg.max_chunks else None)
+            arrays = source.get(k, prefetch=k + 1 if i < cfg.max_chunks else None)
             train_chunk(model, optimizer, arrays, cfg, p, rt, t0, bar, kind.chunk_loss)
             source.done_with(k)
-            p.chunks_done, p.scenes_seen = k, p.scenes_seen + len(arrays["labels"])
+            p.chunks_done, p.scenes_seen = i, p.scenes_seen + len(arrays["labels"])
             p.train_s += time.perf_counter() - t0
             p.wait_s += source.wait_s - wait0
             if time.perf_counter() - saved_at >= every_s:

@@ -41,6 +41,7 @@ class PretrainConfig:
     # and loss (train.pretrain_dualpath; out: model.pth)
     model: str = "classifier"
     backbone_lr_scale: float = 0.25  # --model dualpath: the DenseNets' rate as a fraction of --lr (as in phase 2)
+    first_chunk: int = 1  # the stream's first training chunk: a continued model goes on past the chunks it saw
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -58,6 +59,10 @@ class PretrainConfig:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}; got {self.model!r}")
         if not 0.0 <= self.backbone_lr_scale <= 1.0:
             raise ValueError(f"--backbone-lr-scale must be in [0, 1], got {self.backbone_lr_scale}")
+        if isinstance(self.first_chunk, bool) or not isinstance(self.first_chunk, int) or not (
+                1 <= self.first_chunk < PRETRAIN_SEED_END - PRETRAIN_SEED_START - 1):
+            raise ValueError(f"--first-chunk must be a chunk of the stream, 1 to "
+                             f"{PRETRAIN_SEED_END - PRETRAIN_SEED_START - 2}; got {self.first_chunk!r}")
         if self.generate not in GENERATE:
             raise ValueError(f"--generate must be 'worker' or 'disk'; got {self.generate!r}")
 
@@ -66,7 +71,11 @@ class PretrainConfig:
         """Training chunks at most (by --scenes; a time budget stops earlier)."""
         if self.scenes is not None:
             return math.ceil(self.scenes / self.chunk)
-        return PRETRAIN_SEED_END - PRETRAIN_SEED_START - 1
+        return PRETRAIN_SEED_END - PRETRAIN_SEED_START - self.first_chunk
+
+    def train_chunk(self, i: int) -> int:
+        """The stream's chunk index of the run's i-th training chunk (1-based)."""
+        return self.first_chunk + i - 1
 
 
 def chunk_seed(k: int) -> int:

@@ -101,8 +101,32 @@ def test_resume_continues_after_the_last_chunk_and_disk_chunks(tmp_path):
     assert pretrain.main(other) == 2  # another configuration
 
 
+def test_first_chunk_goes_on_past_the_chunks_a_warm_start_saw(pretrained, tmp_path, monkeypatch):
+    from train import pretrain_run
+
+    asked = []
+    get = pretrain_run.ChunkSource.get
+
+    def recording(self, k, prefetch=None):
+        asked.append(k)
+        return get(self, k, prefetch)
+
+    monkeypatch.setattr(pretrain_run.ChunkSource, "get", recording)
+    out = str(tmp_path / "run")
+    warm = [*TINY, "--init", str(pretrained / "pretrain.pt"), "--first-chunk", "3", "--out", out]
+    assert pretrain.main([*warm, "--scenes", "24"]) == 0
+    assert pretrain.main([*warm, "--scenes", "48", "--resume"]) == 0
+    assert asked == [3, 0, 4, 0]  # the stream's chunks 3 and 4 (the warm start saw 1 and 2); 0: the held-out set
+    card = json.loads((tmp_path / "run/backbone.json").read_text())
+    assert (card["chunks"], card["scenes_seen"]) == (2, 48)
+    assert card["seed_range"]["train"] == [10_000_003, 10_000_004] and card["seed_range"]["held_out"] == 10_000_000
+    assert card["training"]["first_chunk"] == 3
+    assert pretrain.main([*warm[:-4], "--first-chunk", "5", "--out", out, "--scenes", "72", "--resume"]) == 2
+
+
 @pytest.mark.parametrize("argv", [
     ["--backbone", "densenet_tiny"],  # neither --scenes nor --budget-minutes
+    ["--scenes", "10", "--first-chunk", "0"],  # chunk 0 is the held-out set
     ["--backbone", "resnet50", "--scenes", "10"],
     ["--stem", "5x5", "--scenes", "10"],
     ["--scenes", "10", "--chunk", "0"],
