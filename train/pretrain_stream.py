@@ -21,6 +21,7 @@ from dualpath.seeds import PRETRAIN_SEED_END, PRETRAIN_SEED_START
 
 GENERATE = ("worker", "disk")  # how the scenes are made (PretrainConfig.generate)
 MODELS = ("classifier", "dualpath")  # what is pretrained (PretrainConfig.model)
+LAST_CHUNK = PRETRAIN_SEED_END - PRETRAIN_SEED_START - 1  # the stream's last chunk (chunk_seed's range)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ class PretrainConfig:
         if not 0.0 <= self.backbone_lr_scale <= 1.0:
             raise ValueError(f"--backbone-lr-scale must be in [0, 1], got {self.backbone_lr_scale}")
         if isinstance(self.first_chunk, bool) or not isinstance(self.first_chunk, int) or not (
-                1 <= self.first_chunk < PRETRAIN_SEED_END - PRETRAIN_SEED_START - 1):
-            raise ValueError(f"--first-chunk must be a chunk of the stream, 1 to "
-                             f"{PRETRAIN_SEED_END - PRETRAIN_SEED_START - 2}; got {self.first_chunk!r}")
+                1 <= self.first_chunk < LAST_CHUNK):
+            raise ValueError(f"--first-chunk must be a chunk of the stream, 1 to {LAST_CHUNK - 1}; got "
+                             f"{self.first_chunk!r}")
         if self.generate not in GENERATE:
             raise ValueError(f"--generate must be 'worker' or 'disk'; got {self.generate!r}")
 
@@ -71,7 +72,7 @@ class PretrainConfig:
         """Training chunks at most (by --scenes; a time budget stops earlier)."""
         if self.scenes is not None:
             return math.ceil(self.scenes / self.chunk)
-        return PRETRAIN_SEED_END - PRETRAIN_SEED_START - self.first_chunk
+        return LAST_CHUNK - self.first_chunk + 1
 
     def train_chunk(self, i: int) -> int:
         """The stream's chunk index of the run's i-th training chunk (1-based)."""

@@ -113,15 +113,15 @@ def test_first_chunk_goes_on_past_the_chunks_a_warm_start_saw(pretrained, tmp_pa
 
     monkeypatch.setattr(pretrain_run.ChunkSource, "get", recording)
     out = str(tmp_path / "run")
-    warm = [*TINY, "--init", str(pretrained / "pretrain.pt"), "--first-chunk", "3", "--out", out]
-    assert pretrain.main([*warm, "--scenes", "24"]) == 0
-    assert pretrain.main([*warm, "--scenes", "48", "--resume"]) == 0
+    warm = [*TINY, "--init", str(pretrained / "pretrain.pt"), "--out", out]
+    assert pretrain.main([*warm, "--first-chunk", "3", "--scenes", "24"]) == 0
+    assert pretrain.main([*warm, "--first-chunk", "3", "--scenes", "48", "--resume"]) == 0
     assert asked == [3, 0, 4, 0]  # the stream's chunks 3 and 4 (the warm start saw 1 and 2); 0: the held-out set
     card = json.loads((tmp_path / "run/backbone.json").read_text())
     assert (card["chunks"], card["scenes_seen"]) == (2, 48)
     assert card["seed_range"]["train"] == [10_000_003, 10_000_004] and card["seed_range"]["held_out"] == 10_000_000
     assert card["training"]["first_chunk"] == 3
-    assert pretrain.main([*warm[:-4], "--first-chunk", "5", "--out", out, "--scenes", "72", "--resume"]) == 2
+    assert pretrain.main([*warm, "--first-chunk", "5", "--scenes", "72", "--resume"]) == 2  # another K: refused
 
 
 @pytest.mark.parametrize("argv", [
